@@ -1,0 +1,173 @@
+//! The one error type every store returns.
+
+use crate::id::{EventId, StreamId, Version};
+use crate::event::ExpectedVersion;
+
+/// The error source boxed inside transient and backend errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What went wrong, in terms a caller acts on. Messages say what to do next.
+///
+/// Backends classify service errors by code (a unique violation, a conditional-check failure, a
+/// 409/412) into these variants; the message text of a service is never matched.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream was not at the version the caller expected. Reload the stream and decide again
+    /// (the aggregate layer's repository does this); the store never retries it.
+    #[error(
+        "stream {stream}: expected version {expected}, but the stream is at version {actual}; reload it and retry the command"
+    )]
+    WrongExpectedVersion {
+        /// The stream.
+        stream: StreamId,
+        /// What the caller expected.
+        expected: ExpectedVersion,
+        /// The stream's version when the append was refused.
+        actual: Version,
+    },
+    /// One event is larger than the store takes.
+    #[error(
+        "stream {stream}: event {index} is {size} bytes, over this store's limit of {limit}; store large payloads elsewhere and reference them"
+    )]
+    EventTooLarge {
+        /// The stream.
+        stream: StreamId,
+        /// Index of the event inside the append.
+        index: usize,
+        /// Its size in bytes (data, type and metadata).
+        size: usize,
+        /// The store's limit (`Limits::max_event_bytes`).
+        limit: usize,
+    },
+    /// An append has more events or bytes than one atomic append may carry.
+    #[error(
+        "stream {stream}: an append of {count} events and {bytes} bytes is over this store's limit of {max_count} events and {max_bytes} bytes; split it into several appends if they need not be atomic"
+    )]
+    BatchTooLarge {
+        /// The stream.
+        stream: StreamId,
+        /// Events in the append.
+        count: usize,
+        /// Bytes in the append.
+        bytes: usize,
+        /// `Limits::max_append_events`.
+        max_count: usize,
+        /// `Limits::max_append_bytes`.
+        max_bytes: usize,
+    },
+    /// A stream id, tenant or category breaks the naming rule.
+    #[error("invalid stream id: {reason}")]
+    InvalidStreamId {
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// Other bad input (empty batch, empty event type, NUL in metadata, ...). Nothing was written.
+    #[error("invalid input: {reason}")]
+    InvalidInput {
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The stream was hard-deleted (erased); it can never be written again.
+    #[error(
+        "stream {stream} was erased at version {version}; it cannot be written or read again, use a new stream id"
+    )]
+    StreamDeleted {
+        /// The stream.
+        stream: StreamId,
+        /// Its last version before erasure.
+        version: Version,
+    },
+    /// Event ids of this append are already stored with other content, or only some of them are.
+    #[error(
+        "stream {stream}: event id {event_id} is already stored with other content or in another append; give new events fresh ids and re-send a lost append unchanged"
+    )]
+    IdempotencyConflict {
+        /// The stream.
+        stream: StreamId,
+        /// The first conflicting id.
+        event_id: EventId,
+    },
+    /// A checkpoint save was based on a stale etag: another consumer saved under this name.
+    #[error(
+        "checkpoint {name:?} was saved by someone else since you loaded it; load it again and decide which consumer owns the name"
+    )]
+    CheckpointConflict {
+        /// The consumer name.
+        name: String,
+    },
+    /// A feed position is older than the service keeps.
+    #[error(
+        "change feed position expired: {detail}; rebuild the consumer from a snapshot or start from the beginning"
+    )]
+    FeedPositionExpired {
+        /// What expired.
+        detail: String,
+    },
+    /// A checkpoint is malformed or belongs to another store.
+    #[error("checkpoint not usable here: {reason}")]
+    InvalidCheckpoint {
+        /// Why.
+        reason: String,
+    },
+    /// The store lacks a capability.
+    #[error("not supported by this store: {what}")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+    },
+    /// The service throttled the request past the SDK's retries; back off and retry.
+    #[error("throttled by the service after retries; back off and retry: {source}")]
+    Throttled {
+        /// The service's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The service could not be reached or timed out; retry later.
+    #[error("service unavailable; check it is running and reachable, then retry: {source}")]
+    Unavailable {
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// Bytes read back are not what was written (hash mismatch, undecodable record).
+    #[error("corrupt data: {what}")]
+    Corrupt {
+        /// What is corrupt and where.
+        what: String,
+    },
+    /// Any other backend error, with its source.
+    #[error("backend error: {context}: {source}")]
+    Backend {
+        /// What the store was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl StoreError {
+    /// Whether retrying the same request later may succeed (throttling, unavailability).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Throttled { .. } | StoreError::Unavailable { .. })
+    }
+
+    /// Shorthand for [`StoreError::InvalidInput`].
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        StoreError::InvalidInput {
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`StoreError::Backend`].
+    pub fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Backend {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Result with [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

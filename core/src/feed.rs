@@ -1,0 +1,164 @@
+//! Change-feed vocabulary: where to start, what comes back, and checkpoints.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{DeleteMode, RecordedEvent};
+use crate::id::{StreamId, Version};
+
+/// An opaque, serialisable resume token of a change feed.
+///
+/// Its inside is the backend's (a global position, a map of shard positions, continuation tokens)
+/// and names the store it came from, so a checkpoint used on another store fails loudly.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Checkpoint(String);
+
+impl Checkpoint {
+    /// Wraps a backend's encoded position.
+    pub fn new(encoded: impl Into<String>) -> Self {
+        Checkpoint(encoded.into())
+    }
+    /// The encoded position.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Checkpoint({})", self.0)
+    }
+}
+
+/// An opaque version tag of a saved checkpoint; saves are conditional on it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Etag(pub String);
+
+/// Where a change feed starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedStart {
+    /// The oldest position the store keeps (see `Capabilities::feed_history`).
+    Beginning,
+    /// Only events committed after the feed is first polled.
+    Now,
+    /// Right after a checkpoint the feed handed out.
+    After(Checkpoint),
+}
+
+/// How to read a change feed.
+///
+/// ```
+/// use sekiban_core::FeedOptions;
+/// let opts = FeedOptions::follow().tenant("acme").max_batch(50);
+/// assert!(opts.follow);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FeedOptions {
+    /// Only this tenant's streams (filtered by the service where it can, else on the client).
+    pub tenant: Option<String>,
+    /// Only this category's streams.
+    pub category: Option<String>,
+    /// Most events in one batch; `None`: the store's page size.
+    pub max_batch: Option<usize>,
+    /// `true`: wait for new events forever. `false`: deliver what is committed and end; the last
+    /// batch (empty when there was nothing to deliver) carries the checkpoint to resume from.
+    pub follow: bool,
+}
+
+impl FeedOptions {
+    /// Follow the feed forever.
+    pub fn follow() -> Self {
+        FeedOptions {
+            tenant: None,
+            category: None,
+            max_batch: None,
+            follow: true,
+        }
+    }
+    /// Deliver what is committed now, then end.
+    pub fn catch_up() -> Self {
+        FeedOptions {
+            follow: false,
+            ..Self::follow()
+        }
+    }
+    /// Only one tenant.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+    /// Only one category.
+    pub fn category(mut self, category: impl Into<String>) -> Self {
+        self.category = Some(category.into());
+        self
+    }
+    /// At most `n` events a batch.
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.max_batch = Some(n.max(1));
+        self
+    }
+
+    /// Whether a stream passes the tenant and category filters.
+    pub fn matches(&self, stream: &StreamId) -> bool {
+        self.tenant.as_deref().is_none_or(|t| t == stream.tenant())
+            && self.category.as_deref().is_none_or(|c| c == stream.category())
+    }
+}
+
+impl Default for FeedOptions {
+    fn default() -> Self {
+        Self::follow()
+    }
+}
+
+/// One entry of the change feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedItem {
+    /// An appended event.
+    Event(RecordedEvent),
+    /// A stream was deleted; a projection erases what it derived from it.
+    Deleted {
+        /// The stream.
+        stream: StreamId,
+        /// Its last version when deleted.
+        version: Version,
+        /// Soft or hard.
+        mode: DeleteMode,
+    },
+}
+
+impl FeedItem {
+    /// The stream the item is about.
+    pub fn stream(&self) -> &StreamId {
+        match self {
+            FeedItem::Event(e) => &e.stream,
+            FeedItem::Deleted { stream, .. } => stream,
+        }
+    }
+    /// The event, if this is one.
+    pub fn as_event(&self) -> Option<&RecordedEvent> {
+        match self {
+            FeedItem::Event(e) => Some(e),
+            FeedItem::Deleted { .. } => None,
+        }
+    }
+}
+
+/// Items delivered together and the checkpoint to resume after them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeBatch {
+    /// Events and deletion markers, per stream in version order.
+    pub items: Vec<FeedItem>,
+    /// Resume after the last item of this batch.
+    pub checkpoint: Checkpoint,
+}

@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod blob;
+pub mod cost;
+pub mod error;
+pub mod event;
+pub mod feed;
+pub mod id;
+pub mod memory;
+pub mod snapshot;
+pub mod store;
+
+pub use blob::{BlobStore, CountingBlobStore, ObjectBlobStore};
+pub use cost::{CostCounter, CostSnapshot, OpCosts, OpKind};
+pub use error::{BoxError, Result, StoreError};
+pub use event::{
+    AppendResult, DeleteMode, Direction, EventData, ExpectedVersion, Metadata, ReadOptions,
+    RecordedEvent,
+};
+pub use feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedStart};
+pub use id::{EventId, StreamId, Version};
+pub use memory::MemoryStore;
+pub use snapshot::{Snapshot, SnapshotOffload};
+pub use store::{
+    Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, SnapshotStore,
+    Store, StreamCatalog, StreamInfo,
+};

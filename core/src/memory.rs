@@ -1,0 +1,751 @@
+//! An in-memory store that keeps every rule: for tests, examples and the conformance suite.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+use tokio::sync::watch;
+
+use crate::blob::{BlobStore, CountingBlobStore, ObjectBlobStore};
+use crate::cost::{CostCounter, CostSnapshot, OpKind};
+use crate::error::{Result, StoreError};
+use crate::event::{
+    AppendResult, DeleteMode, Direction, EventData, ExpectedVersion, ReadOptions, RecordedEvent,
+};
+use crate::feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedStart};
+use crate::id::{EventId, StreamId, Version};
+use crate::snapshot::{Snapshot, SnapshotOffload, StoredSnapshot};
+use crate::store::{
+    Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, SnapshotStore,
+    Store, StreamCatalog, StreamInfo,
+};
+
+/// Longest checkpoint name, in bytes.
+pub const MAX_CHECKPOINT_NAME_LEN: usize = 200;
+
+/// The limits of [`MemoryStore::new`]: those of a typical networked store, so code tested on memory
+/// meets the same limits in production.
+pub fn default_memory_limits() -> Limits {
+    Limits {
+        max_event_bytes: 256 * 1024,
+        max_append_events: 100,
+        max_append_bytes: 2 * 1024 * 1024,
+        max_inline_snapshot_bytes: 16 * 1024,
+        page_events: 100,
+        page_bytes: 1024 * 1024,
+        feed_poll_interval: Duration::from_millis(1000),
+        idempotency_window: u64::MAX,
+    }
+}
+
+/// Checks a consumer name for [`CheckpointStore`]: 1..=200 bytes, no NUL.
+pub fn check_checkpoint_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_CHECKPOINT_NAME_LEN || name.contains('\0') {
+        return Err(StoreError::invalid(format!(
+            "checkpoint name {name:?} must be 1..={MAX_CHECKPOINT_NAME_LEN} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
+
+/// Every trait of [`Store`] in one process's memory; all data is gone when the last clone drops.
+///
+/// It models one request per operation through a single internal function, so its [`Store::costs`]
+/// count round trips the way a networked store would: an append is one, a read one per page, a
+/// feed poll one, plus one per blob request of an offloaded snapshot.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use futures::StreamExt;
+/// use sekiban_core::{EventData, EventStore, ExpectedVersion, MemoryStore, ReadOptions, StreamId};
+///
+/// let store = MemoryStore::new();
+/// let stream = StreamId::new("acme", "order", "1").unwrap();
+/// store
+///     .append(&stream, ExpectedVersion::NoStream, vec![EventData::new("Placed", "{}")])
+///     .await
+///     .unwrap();
+/// let events: Vec<_> = store.read(&stream, ReadOptions::forward()).collect().await;
+/// assert_eq!(events.len(), 1);
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    store_id: String,
+    state: Mutex<State>,
+    costs: Arc<CostCounter>,
+    limits: Limits,
+    offload: SnapshotOffload,
+    appended: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    streams: BTreeMap<StreamId, StreamState>,
+    log: BTreeMap<u64, LogEntry>,
+    last_position: u64,
+    checkpoints: HashMap<String, (Checkpoint, u64)>,
+    etag_seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct StreamState {
+    events: Vec<StoredEvent>,
+    ids: HashMap<EventId, Version>,
+    head: Version,
+    hidden_upto: Version,
+    erased: bool,
+    snapshot: Option<StoredSnapshot>,
+}
+
+#[derive(Debug)]
+struct StoredEvent {
+    event: RecordedEvent,
+    append_first: Version,
+    append_last: Version,
+}
+
+#[derive(Debug, Clone)]
+enum LogEntry {
+    Event(StreamId, Version),
+    Deleted(StreamId, Version, DeleteMode),
+}
+
+impl StreamState {
+    fn lowest_visible(&self) -> Version {
+        self.hidden_upto.plus(1)
+    }
+
+    fn get(&self, v: Version) -> Option<&StoredEvent> {
+        self.events.get(usize::try_from(v.0).ok()?.checked_sub(1)?)
+    }
+
+    /// Rule 3: an earlier identical append within the window, a conflict, or nothing.
+    fn find_resend(
+        &self,
+        stream: &StreamId,
+        events: &[EventData],
+        window: u64,
+    ) -> Result<Option<AppendResult>> {
+        let oldest = Version(self.head.0.saturating_sub(window));
+        let known = |e: &EventData| self.ids.get(&e.id).copied().filter(|v| *v > oldest);
+        if !events.iter().any(|e| known(e).is_some()) {
+            return Ok(None);
+        }
+        let conflict = |id| StoreError::IdempotencyConflict {
+            stream: stream.clone(),
+            event_id: id,
+        };
+        let Some(start) = known(&events[0]) else {
+            let first_known = events.iter().find(|e| known(e).is_some());
+            return Err(conflict(first_known.map_or(events[0].id, |e| e.id)));
+        };
+        let last = start.plus(events.len() as u64 - 1);
+        for (i, e) in events.iter().enumerate() {
+            let v = start.plus(i as u64);
+            let stored = self.get(v).filter(|s| e.same_content(&s.event));
+            match stored {
+                Some(s) if s.append_first == start && s.append_last == last => {}
+                _ => return Err(conflict(e.id)),
+            }
+        }
+        Ok(Some(AppendResult {
+            first: start,
+            last,
+            deduplicated: true,
+        }))
+    }
+}
+
+impl State {
+    fn live(&self, stream: &StreamId) -> Result<Option<&StreamState>> {
+        match self.streams.get(stream) {
+            Some(s) if s.erased => Err(StoreError::StreamDeleted {
+                stream: stream.clone(),
+                version: s.head,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    fn push_log(&mut self, entry: LogEntry) -> u64 {
+        self.last_position += 1;
+        self.log.insert(self.last_position, entry);
+        self.last_position
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store with [`default_memory_limits`] and in-memory blobs.
+    pub fn new() -> Self {
+        Self::with_config(default_memory_limits(), Arc::new(ObjectBlobStore::memory()))
+    }
+
+    /// A store with in-memory blobs and these limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        Self::with_config(limits, Arc::new(ObjectBlobStore::memory()))
+    }
+
+    /// A store with these limits, offloading large snapshots to `blobs`.
+    pub fn with_config(limits: Limits, blobs: Arc<dyn BlobStore>) -> Self {
+        let costs = Arc::new(CostCounter::new());
+        let counted = Arc::new(CountingBlobStore::new(blobs, costs.clone()));
+        let offload = SnapshotOffload::new(counted, limits.max_inline_snapshot_bytes);
+        MemoryStore {
+            shared: Arc::new(Shared {
+                store_id: uuid::Uuid::new_v4().simple().to_string(),
+                state: Mutex::new(State::default()),
+                costs,
+                limits,
+                offload,
+                appended: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// The single request function: one round trip of `kind`, `sent` bytes out, the reply's
+    /// bytes counted by `reply_size`.
+    fn request<R>(
+        &self,
+        kind: OpKind,
+        sent: usize,
+        f: impl FnOnce(&mut State) -> R,
+        reply_size: impl FnOnce(&R) -> usize,
+    ) -> R {
+        let r = f(&mut self.lock());
+        self.shared
+            .costs
+            .record(kind, sent as u64, reply_size(&r) as u64);
+        r
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-written append: every mutation is
+        // computed before it is applied, so the data behind a poisoned lock is still consistent.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn checkpoint(&self, position: u64) -> Checkpoint {
+        Checkpoint::new(format!("mem:{}:{position}", self.shared.store_id))
+    }
+
+    fn parse_checkpoint(&self, c: &Checkpoint) -> Result<u64> {
+        let bad = |reason: String| StoreError::InvalidCheckpoint { reason };
+        let mut parts = c.as_str().splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("mem"), Some(id), Some(pos)) => {
+                if id != self.shared.store_id {
+                    return Err(bad(format!(
+                        "{c} was handed out by another memory store (this one is {}); start from the beginning",
+                        self.shared.store_id
+                    )));
+                }
+                pos.parse()
+                    .map_err(|_| bad(format!("{c} has no numeric position")))
+            }
+            _ => Err(bad(format!("{c} is not a memory-store checkpoint"))),
+        }
+    }
+
+    /// One feed poll: items after `after`, the position reached, and whether it reached the end.
+    fn poll_feed(
+        &self,
+        after: u64,
+        opts: &FeedOptions,
+        max: usize,
+    ) -> (Vec<FeedItem>, u64, bool) {
+        self.request(
+            OpKind::Feed,
+            0,
+            |st| {
+                let mut items = Vec::new();
+                let mut reached = after;
+                for (pos, entry) in st.log.range(after + 1..) {
+                    if items.len() == max {
+                        return (items, reached, false);
+                    }
+                    reached = *pos;
+                    match entry {
+                        LogEntry::Event(stream, v) if opts.matches(stream) => {
+                            if let Some(s) = st.streams.get(stream).filter(|s| *v > s.hidden_upto)
+                                && let Some(e) = s.get(*v)
+                            {
+                                items.push(FeedItem::Event(e.event.clone()));
+                            }
+                        }
+                        LogEntry::Deleted(stream, version, mode) if opts.matches(stream) => {
+                            items.push(FeedItem::Deleted {
+                                stream: stream.clone(),
+                                version: *version,
+                                mode: *mode,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                (items, st.last_position.max(after), true)
+            },
+            |(items, _, _)| items.iter().map(item_size).sum(),
+        )
+    }
+}
+
+fn item_size(item: &FeedItem) -> usize {
+    match item {
+        FeedItem::Event(e) => event_size(e),
+        FeedItem::Deleted { .. } => 0,
+    }
+}
+
+fn event_size(e: &RecordedEvent) -> usize {
+    e.data.len() + e.event_type.len() + e.metadata.size()
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        let limits = &self.shared.limits;
+        limits.check_append(stream, &events)?;
+        let sent = events.iter().map(EventData::size).sum();
+        let now = SystemTime::now();
+        let result = self.request(
+            OpKind::Append,
+            sent,
+            |st| {
+                let current = st.live(stream)?;
+                let head = current.map_or(Version::NONE, |s| s.head);
+                if let Some(s) = current
+                    && let Some(r) = s.find_resend(stream, &events, limits.idempotency_window)?
+                {
+                    return Ok(r);
+                }
+                if !expected.accepts(head) {
+                    return Err(StoreError::WrongExpectedVersion {
+                        stream: stream.clone(),
+                        expected,
+                        actual: head,
+                    });
+                }
+                let first = head.plus(1);
+                let last = head.plus(events.len() as u64);
+                let mut positions = Vec::with_capacity(events.len());
+                for i in 0..events.len() {
+                    positions.push(st.push_log(LogEntry::Event(stream.clone(), first.plus(i as u64))));
+                }
+                let s = st.streams.entry(stream.clone()).or_default();
+                for (i, e) in events.into_iter().enumerate() {
+                    let version = first.plus(i as u64);
+                    s.ids.insert(e.id, version);
+                    s.events.push(StoredEvent {
+                        event: RecordedEvent {
+                            stream: stream.clone(),
+                            version,
+                            id: e.id,
+                            event_type: e.event_type,
+                            schema_version: e.schema_version,
+                            data: e.data,
+                            metadata: e.metadata,
+                            recorded_at: now,
+                        },
+                        append_first: first,
+                        append_last: last,
+                    });
+                }
+                s.head = last;
+                Ok(AppendResult {
+                    first,
+                    last,
+                    deduplicated: false,
+                })
+            },
+            |_| 16,
+        )?;
+        if !result.deduplicated {
+            let last = self.lock().last_position;
+            self.shared.appended.send_replace(last);
+        }
+        Ok(result)
+    }
+
+    fn read(&self, stream: &StreamId, opts: ReadOptions) -> BoxStream<'_, Result<RecordedEvent>> {
+        struct Cursor {
+            next: Option<Version>,
+            end: Version,
+            started: bool,
+        }
+        let stream = stream.clone();
+        let limits = &self.shared.limits;
+        let pages = stream::unfold(
+            Cursor {
+                next: None,
+                end: Version::NONE,
+                started: false,
+            },
+            move |mut cur| {
+                let stream = stream.clone();
+                async move {
+                    if cur.started && cur.next.is_none() {
+                        return None;
+                    }
+                    let page = self.request(
+                        OpKind::Read,
+                        0,
+                        |st| -> Result<Vec<RecordedEvent>> {
+                            let Some(s) = st.live(&stream)? else {
+                                return Ok(Vec::new());
+                            };
+                            if !cur.started {
+                                cur.started = true;
+                                match opts.range(s.lowest_visible(), s.head) {
+                                    Some((from, end)) => {
+                                        cur.next = Some(from);
+                                        cur.end = end;
+                                    }
+                                    None => return Ok(Vec::new()),
+                                }
+                            }
+                            let mut out = Vec::new();
+                            let mut bytes = 0;
+                            while let Some(v) = cur.next {
+                                let Some(e) = s.get(v).filter(|_| v > s.hidden_upto) else {
+                                    cur.next = None;
+                                    break;
+                                };
+                                let size = event_size(&e.event);
+                                if out.len() == limits.page_events
+                                    || (!out.is_empty() && bytes + size > limits.page_bytes)
+                                {
+                                    break;
+                                }
+                                bytes += size;
+                                out.push(e.event.clone());
+                                cur.next = match opts.direction {
+                                    Direction::Forward if v < cur.end => Some(v.plus(1)),
+                                    Direction::Backward if v > cur.end => Some(Version(v.0 - 1)),
+                                    _ => None,
+                                };
+                            }
+                            Ok(out)
+                        },
+                        |r| r.as_ref().map_or(0, |p| p.iter().map(event_size).sum()),
+                    );
+                    match page {
+                        Ok(p) if p.is_empty() => None,
+                        Ok(p) => Some((stream::iter(p.into_iter().map(Ok)).left_stream(), cur)),
+                        Err(e) => {
+                            cur.next = None;
+                            cur.started = true;
+                            Some((stream::iter([Err(e)]).right_stream(), cur))
+                        }
+                    }
+                }
+            },
+        );
+        pages.flatten().boxed()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version> {
+        self.request(
+            OpKind::Read,
+            0,
+            |st| Ok(st.live(stream)?.map_or(Version::NONE, |s| s.head)),
+            |_| 8,
+        )
+    }
+
+    async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
+        let removed = self.request(
+            OpKind::Delete,
+            0,
+            |st| {
+                let Some(s) = st.streams.get_mut(stream).filter(|s| !s.erased) else {
+                    return None;
+                };
+                let version = s.head;
+                let snapshot = s.snapshot.take();
+                match mode {
+                    DeleteMode::Soft => s.hidden_upto = s.head,
+                    DeleteMode::Hard => {
+                        s.erased = true;
+                        s.events.clear();
+                        s.ids.clear();
+                        st.log
+                            .retain(|_, e| !matches!(e, LogEntry::Event(s2, _) if s2 == stream));
+                    }
+                }
+                st.push_log(LogEntry::Deleted(stream.clone(), version, mode));
+                Some(snapshot)
+            },
+            |_| 0,
+        );
+        let Some(snapshot) = removed else {
+            return Ok(());
+        };
+        self.shared.appended.send_replace(self.lock().last_position);
+        match mode {
+            DeleteMode::Soft => match snapshot {
+                Some(s) => self.shared.offload.discard(&s).await,
+                None => Ok(()),
+            },
+            DeleteMode::Hard => self.shared.offload.erase_stream(stream).await,
+        }
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for MemoryStore {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let offload = &self.shared.offload;
+        let stored = offload.prepare(&snapshot).await?;
+        let stream = &snapshot.stream;
+        let outcome = self.request(
+            OpKind::Snapshot,
+            snapshot.state.len().min(self.shared.limits.max_inline_snapshot_bytes),
+            |st| -> Result<Option<Option<StoredSnapshot>>> {
+                let live = st.live(stream);
+                let s = match live {
+                    Ok(Some(s)) => s,
+                    Ok(None) => {
+                        return Err(StoreError::invalid(format!(
+                            "snapshot of {stream} at version {}: the stream has no events",
+                            snapshot.version
+                        )));
+                    }
+                    Err(e) => return Err(e),
+                };
+                if snapshot.version > s.head || snapshot.version <= s.hidden_upto {
+                    return Err(StoreError::invalid(format!(
+                        "snapshot of {stream} at version {}: only versions {}..={} can be snapshotted",
+                        snapshot.version,
+                        s.lowest_visible(),
+                        s.head
+                    )));
+                }
+                if s.snapshot.as_ref().is_some_and(|cur| cur.version > snapshot.version) {
+                    return Ok(None);
+                }
+                let s = st.streams.get_mut(stream).ok_or_else(|| StoreError::invalid("stream vanished"))?;
+                Ok(Some(s.snapshot.replace(stored.clone())))
+            },
+            |_| 0,
+        );
+        match outcome {
+            Ok(Some(Some(old))) if old.body != stored.body => offload.discard(&old).await,
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => offload.discard(&stored).await,
+            Err(e) => {
+                offload.discard(&stored).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
+        for _ in 0..2 {
+            let pointer = self.request(
+                OpKind::Snapshot,
+                0,
+                |st| Ok(st.live(stream)?.and_then(|s| s.snapshot.clone())),
+                |r: &Result<Option<StoredSnapshot>>| {
+                    r.as_ref().ok().and_then(|s| s.as_ref()).map_or(0, |s| match &s.body {
+                        crate::snapshot::SnapshotBody::Inline(b) => b.len(),
+                        crate::snapshot::SnapshotBody::Offloaded(_) => 128,
+                    })
+                },
+            )?;
+            let Some(pointer) = pointer else {
+                return Ok(None);
+            };
+            if let Some(snapshot) = self.shared.offload.resolve(stream, &pointer).await? {
+                return Ok(Some(snapshot));
+            }
+        }
+        Err(StoreError::Corrupt {
+            what: format!(
+                "the snapshot pointer of {stream} references a blob that is missing; save a new snapshot"
+            ),
+        })
+    }
+}
+
+impl ChangeFeed for MemoryStore {
+    fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
+        struct Reader {
+            from: Option<FeedStart>,
+            position: u64,
+            delivered: bool,
+            done: bool,
+            rx: watch::Receiver<u64>,
+        }
+        let max = opts.max_batch.unwrap_or(self.shared.limits.page_events).max(1);
+        let poll = self.shared.limits.feed_poll_interval;
+        let opts = Arc::new(opts);
+        let reader = Reader {
+            from: Some(from),
+            position: 0,
+            delivered: false,
+            done: false,
+            rx: self.shared.appended.subscribe(),
+        };
+        stream::unfold(reader, move |mut r| {
+            let opts = opts.clone();
+            async move {
+                if r.done {
+                    return None;
+                }
+                if let Some(from) = r.from.take() {
+                    r.position = match from {
+                        FeedStart::Beginning => 0,
+                        FeedStart::Now => self.request(OpKind::Feed, 0, |st| st.last_position, |_| 8),
+                        FeedStart::After(c) => match self.parse_checkpoint(&c) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                r.done = true;
+                                return Some((Err(e), r));
+                            }
+                        },
+                    };
+                }
+                loop {
+                    r.rx.borrow_and_update();
+                    let (items, reached, at_end) = self.poll_feed(r.position, &opts, max);
+                    r.position = reached;
+                    if !items.is_empty() || (!opts.follow && at_end && !r.delivered) {
+                        r.delivered = true;
+                        r.done = !opts.follow && at_end;
+                        let batch = ChangeBatch {
+                            items,
+                            checkpoint: self.checkpoint(reached),
+                        };
+                        return Some((Ok(batch), r));
+                    }
+                    if !opts.follow && at_end {
+                        return None;
+                    }
+                    let _ = tokio::time::timeout(poll, r.rx.changed()).await;
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for MemoryStore {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<(Checkpoint, Etag)>> {
+        check_checkpoint_name(name)?;
+        Ok(self.request(
+            OpKind::Checkpoint,
+            name.len(),
+            |st| {
+                st.checkpoints
+                    .get(name)
+                    .map(|(c, tag)| (c.clone(), Etag(tag.to_string())))
+            },
+            |_| 64,
+        ))
+    }
+
+    async fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+        expected: Option<&Etag>,
+    ) -> Result<Etag> {
+        check_checkpoint_name(name)?;
+        self.request(
+            OpKind::Checkpoint,
+            name.len() + checkpoint.as_str().len(),
+            |st| {
+                let current = st.checkpoints.get(name).map(|(_, t)| Etag(t.to_string()));
+                if current.as_ref() != expected {
+                    return Err(StoreError::CheckpointConflict {
+                        name: name.to_string(),
+                    });
+                }
+                st.etag_seq += 1;
+                let tag = st.etag_seq;
+                st.checkpoints
+                    .insert(name.to_string(), (checkpoint.clone(), tag));
+                Ok(Etag(tag.to_string()))
+            },
+            |_| 16,
+        )
+    }
+}
+
+#[async_trait]
+impl StreamCatalog for MemoryStore {
+    async fn list_streams(
+        &self,
+        tenant: &str,
+        category: Option<&str>,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>> {
+        StreamId::check_tenant(tenant)?;
+        Ok(self.request(
+            OpKind::Other,
+            0,
+            |st| {
+                st.streams
+                    .iter()
+                    .filter(|(id, _)| {
+                        id.tenant() == tenant
+                            && category.is_none_or(|c| c == id.category())
+                            && after.is_none_or(|a| *id > a)
+                    })
+                    .take(limit)
+                    .map(|(id, s)| StreamInfo {
+                        stream: id.clone(),
+                        version: s.head,
+                        deleted: s.erased || (s.hidden_upto == s.head && s.head > Version::NONE),
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |v| v.len() * 64,
+        ))
+    }
+}
+
+impl Store for MemoryStore {
+    fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            feed_notification: true,
+            feed_partitions: 1,
+            feed_history: FeedHistory::Unbounded,
+            stream_catalog: true,
+        }
+    }
+    fn costs(&self) -> CostSnapshot {
+        self.shared.costs.snapshot()
+    }
+    fn catalog(&self) -> Option<&dyn StreamCatalog> {
+        Some(self)
+    }
+}

@@ -1,0 +1,212 @@
+//! Snapshots, and the one offload scheme every backend uses for large ones.
+//!
+//! Order of a save with offload: PUT the blob, then write the pointer conditionally (stream live,
+//! version not older than the current pointer's), then delete the replaced blob. A load that finds
+//! the pointer's blob gone re-reads the pointer once. A crash between PUT and pointer leaves an
+//! unreferenced blob under the stream's prefix; hard delete removes every blob under that prefix.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::blob::BlobStore;
+use crate::error::{Result, StoreError};
+use crate::id::{StreamId, Version};
+
+/// A stream's state folded up to `version`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The stream.
+    pub stream: StreamId,
+    /// The last event folded into `state`.
+    pub version: Version,
+    /// Type name of the state.
+    pub state_type: String,
+    /// Schema version of the state.
+    pub schema_version: u32,
+    /// The state, opaque bytes.
+    pub state: Bytes,
+}
+
+impl Snapshot {
+    /// Checks what does not depend on a store: a version above 0 and a non-empty state type.
+    pub fn validate(&self) -> Result<()> {
+        if self.version == Version::NONE {
+            return Err(StoreError::invalid(format!(
+                "snapshot of {} has version 0; a snapshot folds at least one event",
+                self.stream
+            )));
+        }
+        if self.state_type.is_empty() || self.state_type.contains('\0') {
+            return Err(StoreError::invalid(format!(
+                "snapshot of {} needs a state type without NUL",
+                self.stream
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Where a stored snapshot's bytes live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotBody {
+    /// Inside the store's own record.
+    Inline(Bytes),
+    /// In the blob store.
+    Offloaded(BlobRef),
+}
+
+/// A pointer to an offloaded snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// Blob key ([`blob_key`]).
+    pub key: String,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+/// A snapshot as a backend keeps it: everything but the state, and where the state is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    /// The last event folded in.
+    pub version: Version,
+    /// Type name of the state.
+    pub state_type: String,
+    /// Schema version of the state.
+    pub schema_version: u32,
+    /// The state or a pointer to it.
+    pub body: SnapshotBody,
+}
+
+/// SHA-256 of `bytes` as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The prefix under which all of a stream's snapshot blobs live (ends with `/`).
+pub fn stream_blob_prefix(stream: &StreamId) -> String {
+    format!(
+        "snapshots/{}/{}/{}/",
+        stream.tenant(),
+        stream.category(),
+        stream.id()
+    )
+}
+
+/// The key of a snapshot blob: `snapshots/{tenant}/{category}/{id}/{version:020}-{sha256}`.
+///
+/// ```
+/// use sekiban_core::{snapshot::blob_key, StreamId, Version};
+/// let s = StreamId::new("acme", "order", "42").unwrap();
+/// assert!(blob_key(&s, Version(7), "ab12").starts_with("snapshots/acme/order/42/00000000000000000007-"));
+/// ```
+pub fn blob_key(stream: &StreamId, version: Version, sha256: &str) -> String {
+    format!("{}{:020}-{sha256}", stream_blob_prefix(stream), version.0)
+}
+
+/// The offload half of a snapshot store: decides inline or blob, writes and verifies blobs.
+#[derive(Debug, Clone)]
+pub struct SnapshotOffload {
+    blobs: Arc<dyn BlobStore>,
+    max_inline: usize,
+}
+
+impl SnapshotOffload {
+    /// Offloads states larger than `max_inline` bytes to `blobs`.
+    pub fn new(blobs: Arc<dyn BlobStore>, max_inline: usize) -> Self {
+        SnapshotOffload { blobs, max_inline }
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// Step 1 of a save: validates, and PUTs the blob when the state is large. Returns what the
+    /// backend stores (conditionally, step 2).
+    pub async fn prepare(&self, snapshot: &Snapshot) -> Result<StoredSnapshot> {
+        snapshot.validate()?;
+        let body = if snapshot.state.len() <= self.max_inline {
+            SnapshotBody::Inline(snapshot.state.clone())
+        } else {
+            let sha256 = sha256_hex(&snapshot.state);
+            let key = blob_key(&snapshot.stream, snapshot.version, &sha256);
+            self.blobs.put(&key, snapshot.state.clone()).await?;
+            SnapshotBody::Offloaded(BlobRef {
+                key,
+                sha256,
+                size: snapshot.state.len() as u64,
+            })
+        };
+        Ok(StoredSnapshot {
+            version: snapshot.version,
+            state_type: snapshot.state_type.clone(),
+            schema_version: snapshot.schema_version,
+            body,
+        })
+    }
+
+    /// Step 3 of a save, or clean-up of a refused one: deletes the blob of a snapshot no pointer
+    /// references any more (nothing for an inline one).
+    pub async fn discard(&self, stored: &StoredSnapshot) -> Result<()> {
+        match &stored.body {
+            SnapshotBody::Inline(_) => Ok(()),
+            SnapshotBody::Offloaded(r) => self.blobs.delete(&r.key).await,
+        }
+    }
+
+    /// The snapshot's state, with an offloaded one fetched and its hash checked. `Ok(None)` when
+    /// the blob is gone (replaced meanwhile): re-read the pointer once and try again.
+    pub async fn resolve(
+        &self,
+        stream: &StreamId,
+        stored: &StoredSnapshot,
+    ) -> Result<Option<Snapshot>> {
+        let state = match &stored.body {
+            SnapshotBody::Inline(b) => b.clone(),
+            SnapshotBody::Offloaded(r) => {
+                let Some(bytes) = self.blobs.get(&r.key).await? else {
+                    return Ok(None);
+                };
+                let actual = sha256_hex(&bytes);
+                if actual != r.sha256 || bytes.len() as u64 != r.size {
+                    return Err(StoreError::Corrupt {
+                        what: format!(
+                            "snapshot blob {} of {stream}: expected {} bytes with SHA-256 {}, read {} bytes with SHA-256 {actual}; delete the blob and save a new snapshot",
+                            r.key,
+                            r.size,
+                            r.sha256,
+                            bytes.len()
+                        ),
+                    });
+                }
+                bytes
+            }
+        };
+        Ok(Some(Snapshot {
+            stream: stream.clone(),
+            version: stored.version,
+            state_type: stored.state_type.clone(),
+            schema_version: stored.schema_version,
+            state,
+        }))
+    }
+
+    /// Deletes every snapshot blob of a stream (hard delete), orphans included.
+    pub async fn erase_stream(&self, stream: &StreamId) -> Result<()> {
+        for key in self.blobs.list(&stream_blob_prefix(stream)).await? {
+            self.blobs.delete(&key).await?;
+        }
+        Ok(())
+    }
+}

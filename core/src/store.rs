@@ -1,0 +1,222 @@
+//! The traits every backend implements, and what a store declares about itself.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::cost::CostSnapshot;
+use crate::error::{Result, StoreError};
+use crate::event::{AppendResult, DeleteMode, EventData, ExpectedVersion, ReadOptions, RecordedEvent};
+use crate::feed::{ChangeBatch, Checkpoint, Etag, FeedOptions, FeedStart};
+use crate::id::{StreamId, Version};
+use crate::snapshot::Snapshot;
+
+/// What a store takes, stated up front. Inputs over a limit get a typed error before anything is
+/// written; the conformance suite reads these numbers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest event (data + type + metadata), in bytes.
+    pub max_event_bytes: usize,
+    /// Most events in one atomic append.
+    pub max_append_events: usize,
+    /// Most bytes in one atomic append.
+    pub max_append_bytes: usize,
+    /// Largest snapshot kept inline; larger ones go to the blob store.
+    pub max_inline_snapshot_bytes: usize,
+    /// Most events one read request returns.
+    pub page_events: usize,
+    /// Most bytes one read request returns (a single larger event still comes alone).
+    pub page_bytes: usize,
+    /// How often an idle change-feed reader polls.
+    pub feed_poll_interval: Duration,
+    /// How many of a stream's latest events an idempotent re-send is recognised within
+    /// (`u64::MAX`: unbounded).
+    pub idempotency_window: u64,
+}
+
+impl Limits {
+    /// Checks an append against these limits and the rules that do not depend on a store: a
+    /// non-empty batch, valid event types and metadata, no id twice. Every backend calls this first.
+    pub fn check_append(&self, stream: &StreamId, events: &[EventData]) -> Result<()> {
+        if events.is_empty() {
+            return Err(StoreError::invalid(format!(
+                "append to {stream} has no events; pass at least one"
+            )));
+        }
+        let mut bytes = 0usize;
+        for (index, e) in events.iter().enumerate() {
+            e.validate()?;
+            let size = e.size();
+            if size > self.max_event_bytes {
+                return Err(StoreError::EventTooLarge {
+                    stream: stream.clone(),
+                    index,
+                    size,
+                    limit: self.max_event_bytes,
+                });
+            }
+            bytes += size;
+            if events[..index].iter().any(|p| p.id == e.id) {
+                return Err(StoreError::invalid(format!(
+                    "append to {stream} carries event id {} twice; give each event its own id",
+                    e.id
+                )));
+            }
+        }
+        if events.len() > self.max_append_events || bytes > self.max_append_bytes {
+            return Err(StoreError::BatchTooLarge {
+                stream: stream.clone(),
+                count: events.len(),
+                bytes,
+                max_count: self.max_append_events,
+                max_bytes: self.max_append_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How far back [`FeedStart::Beginning`] reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeedHistory {
+    /// Every event still stored.
+    Unbounded,
+    /// Only events younger than this (e.g. DynamoDB Streams: 24 hours).
+    Retained(Duration),
+}
+
+/// What a store can do, as data: the conformance suite and tools branch on this, never on the
+/// backend's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// A same-process feed reader is woken by appends well inside one poll interval.
+    pub feed_notification: bool,
+    /// Partitions the feed is read from (shards, feed ranges; 1 for SQL and memory).
+    pub feed_partitions: u32,
+    /// How far back the feed reaches.
+    pub feed_history: FeedHistory,
+    /// Streams can be listed ([`StreamCatalog`]).
+    pub stream_catalog: bool,
+}
+
+impl Capabilities {
+    /// Capabilities of a store with one feed partition, full history, no notification, no catalog.
+    pub fn basic() -> Self {
+        Capabilities {
+            feed_notification: false,
+            feed_partitions: 1,
+            feed_history: FeedHistory::Unbounded,
+            stream_catalog: false,
+        }
+    }
+}
+
+/// Appending and reading streams.
+///
+/// The contract (each rule is a conformance case):
+/// 1. an append is atomic: all its events or none, versions contiguous;
+/// 2. of two appenders at one expected version exactly one wins, the other gets
+///    [`StoreError::WrongExpectedVersion`] with the actual version; `Exact(v)` succeeds only at the head;
+/// 3. re-sending an earlier append unchanged (same event ids and content) succeeds with the original
+///    versions and writes nothing, whatever its expected version, within `Limits::idempotency_window`;
+///    the same ids with other content or a partial overlap give [`StoreError::IdempotencyConflict`];
+/// 4. reads return exactly what was written, in order, lazily in pages;
+/// 6. inputs over [`Limits`] are refused before anything is written.
+#[async_trait]
+pub trait EventStore: Send + Sync + Debug + 'static {
+    /// Appends `events` atomically if the stream is at `expected`.
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult>;
+
+    /// Reads a stream lazily, one page per request. A missing stream reads as empty; an erased one
+    /// yields [`StoreError::StreamDeleted`].
+    fn read(&self, stream: &StreamId, opts: ReadOptions) -> BoxStream<'_, Result<RecordedEvent>>;
+
+    /// The stream's head version (0 when it does not exist; the last version when soft-deleted).
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version>;
+
+    /// Deletes a stream ([`DeleteMode`]). Deleting a missing stream does nothing.
+    async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()>;
+}
+
+/// Saving and loading the latest snapshot of a stream.
+///
+/// A snapshot at or below [`Limits::max_inline_snapshot_bytes`] is stored inline; a larger one goes
+/// to the blob store first (key from [`crate::snapshot::blob_key`]) and the store keeps a pointer
+/// with its hash, checked on load ([`StoreError::Corrupt`] on a mismatch). An older version never
+/// replaces a newer one; a replaced snapshot's blob is deleted.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync + Debug + 'static {
+    /// Saves a snapshot (ignored when a newer one is stored).
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()>;
+    /// The latest snapshot, if any.
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>>;
+}
+
+/// The stream of committed changes across all streams.
+///
+/// Every committed event is delivered, per stream in version order, never before its append is
+/// committed, and resumable from any checkpoint the feed handed out (at-least-once after a restart).
+pub trait ChangeFeed: Send + Sync + Debug + 'static {
+    /// Changes from `from`; with `opts.follow` the stream waits for new events and never ends.
+    fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>>;
+}
+
+/// Named consumers' checkpoints, saved conditionally on the etag of the previous load or save.
+#[async_trait]
+pub trait CheckpointStore: Send + Sync + Debug + 'static {
+    /// The saved checkpoint and its etag.
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<(Checkpoint, Etag)>>;
+    /// Saves a checkpoint if the stored etag is `expected` (`None`: nothing saved yet); else
+    /// [`StoreError::CheckpointConflict`], even when `checkpoint` is further ahead.
+    async fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+        expected: Option<&Etag>,
+    ) -> Result<Etag>;
+}
+
+/// A stream as listed by a [`StreamCatalog`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    /// The stream.
+    pub stream: StreamId,
+    /// Its head version.
+    pub version: Version,
+    /// Whether it is deleted (soft or hard).
+    pub deleted: bool,
+}
+
+/// Listing streams, where a store has an index for it.
+#[async_trait]
+pub trait StreamCatalog: Send + Sync + Debug {
+    /// Streams of a tenant (optionally one category) in id order, after `after`, at most `limit`.
+    async fn list_streams(
+        &self,
+        tenant: &str,
+        category: Option<&str>,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>>;
+}
+
+/// Everything a tool or the conformance suite needs, as one object: `Arc<dyn Store>`.
+pub trait Store: EventStore + SnapshotStore + ChangeFeed + CheckpointStore {
+    /// The store's limits.
+    fn limits(&self) -> &Limits;
+    /// The store's capabilities.
+    fn capabilities(&self) -> Capabilities;
+    /// Costs counted so far.
+    fn costs(&self) -> CostSnapshot;
+    /// Stream listing, if the store has it.
+    fn catalog(&self) -> Option<&dyn StreamCatalog>;
+}
