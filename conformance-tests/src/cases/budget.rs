@@ -1,0 +1,117 @@
+//! Rule 7: round-trip budgets, the same for every networked store and for memory.
+//!
+//! Budgets: an append within limits under `Exact`/`NoStream` = 1 round trip (`Any` and
+//! `StreamExists` may add one head read); a load of an inline snapshot and a one-page tail ≤ 2, plus
+//! 1 blob GET when the snapshot is offloaded; a read of n events of b bytes ≤
+//! max(ceil(n / page events), ceil(b / page bytes)) + 1. The idle feed budget is
+//! `feed_idle_round_trip_budget`.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sekiban_core::{CostSnapshot, ExpectedVersion, OpKind, ReadOptions, Snapshot, Store, Version};
+
+use crate::{CaseResult, Harness, check, check_eq, events, read_with};
+
+fn spent(store: &dyn Store, before: CostSnapshot) -> CostSnapshot {
+    store.costs() - before
+}
+
+/// Appends cost one round trip under `Exact`/`NoStream`, at most two under `Any`/`StreamExists`.
+pub async fn budget_append_round_trips(h: &Harness) -> CaseResult {
+    let st = &*h.store;
+    let s = h.new_stream("budget");
+    let max = st.limits().max_append_events;
+    let cases = [
+        ("NoStream, 1 event", ExpectedVersion::NoStream, 1usize, 1u64),
+        ("Exact, 5 events", ExpectedVersion::Exact(Version(1)), 5, 1),
+        ("Exact, max events", ExpectedVersion::Exact(Version(6)), max, 1),
+        ("Any, 1 event", ExpectedVersion::Any, 1, 2),
+        ("StreamExists, 3 events", ExpectedVersion::StreamExists, 3, 2),
+    ];
+    for (what, expected, n, budget) in cases {
+        let before = st.costs();
+        st.append(&s, expected, events(what, n)).await?;
+        let c = spent(st, before);
+        check!(c.total().round_trips <= budget, "append {what}: {} round trips, budget {budget} ({c})", c.total().round_trips);
+        check!(c.round_trips(OpKind::Append) >= 1, "append {what} was not counted as an append ({c})");
+    }
+    let head = st.stream_version(&s).await?;
+    let before = st.costs();
+    let r = st.append(&s, ExpectedVersion::Exact(Version(1)), events("stale", 1)).await;
+    check!(r.is_err(), "stale append succeeded");
+    let c = spent(st, before);
+    check!(c.total().round_trips <= 2, "a refused append: {} round trips, budget 2 ({c})", c.total().round_trips);
+    check_eq!(st.stream_version(&s).await?, head, "version");
+    Ok(())
+}
+
+async fn load(h: &Harness, s: &sekiban_core::StreamId) -> Result<(usize, CostSnapshot), crate::CaseFailure> {
+    let before = h.store.costs();
+    let snap = h.store.load_snapshot(s).await?;
+    let from = snap.as_ref().map_or(Version(1), |x| x.version.plus(1));
+    let tail = read_with(&*h.store, s, ReadOptions::forward().from(from)).await?;
+    Ok((tail.len(), spent(&*h.store, before)))
+}
+
+/// Loading an aggregate (snapshot + a one-page tail) costs ≤ 2 round trips, plus exactly 1 blob
+/// GET when the snapshot is offloaded.
+pub async fn budget_load_with_snapshot(h: &Harness) -> CaseResult {
+    let l = h.store.limits().clone();
+    let tail_len = (l.page_events / 2).clamp(1, 20);
+    for (what, size) in [("inline", l.max_inline_snapshot_bytes / 2), ("offloaded", l.max_inline_snapshot_bytes + 100)] {
+        let s = h.new_stream("budget");
+        h.store.append(&s, ExpectedVersion::NoStream, events("a", 10)).await?;
+        h.store
+            .save_snapshot(Snapshot {
+                stream: s.clone(),
+                version: Version(10),
+                state_type: "State".into(),
+                schema_version: 1,
+                state: Bytes::from(vec![b's'; size.max(1)]),
+            })
+            .await?;
+        h.store.append(&s, ExpectedVersion::Exact(Version(10)), events("tail", tail_len)).await?;
+        let (n, c) = load(h, &s).await?;
+        check_eq!(n, tail_len, "tail events after the {what} snapshot");
+        let blob_gets = c.round_trips(OpKind::Blob);
+        let others = c.total().round_trips - blob_gets;
+        check!(others <= 2, "load with an {what} snapshot: {others} store round trips, budget 2 ({c})");
+        let want_blobs = u64::from(what == "offloaded");
+        check_eq!(blob_gets, want_blobs, "blob requests for a load with an {what} snapshot ({c})");
+    }
+    Ok(())
+}
+
+/// Reads cost at most max(ceil(n / page events), ceil(b / page bytes)) + 1 round trips.
+pub async fn budget_read_pages(h: &Harness) -> CaseResult {
+    let l = h.store.limits().clone();
+    let s = h.new_stream("budget");
+    let n = l.page_events * 2 + l.page_events / 2;
+    let mut written = 0;
+    while written < n {
+        let k = (n - written).min(l.max_append_events);
+        h.store.append(&s, ExpectedVersion::Any, events("r", k)).await?;
+        written += k;
+    }
+    for (what, opts, count) in [
+        ("forward", ReadOptions::forward(), n),
+        ("backward", ReadOptions::backward(), n),
+        ("10 from 5", ReadOptions::forward().from(Version(5)).max_count(10), 10),
+        ("last 3", ReadOptions::backward().max_count(3), 3),
+    ] {
+        let before = h.store.costs();
+        let mut bytes = 0u64;
+        let mut got = 0;
+        let mut r = h.store.read(&s, opts);
+        while let Some(e) = r.next().await {
+            let e = e?;
+            bytes += (e.data.len() + e.event_type.len() + e.metadata.size()) as u64;
+            got += 1;
+        }
+        check_eq!(got, count, "events read {what}");
+        let c = spent(&*h.store, before);
+        let budget = (count.div_ceil(l.page_events) as u64).max(bytes.div_ceil(l.page_bytes as u64)) + 1;
+        check!(c.total().round_trips <= budget, "read {what} of {count} events, {bytes} bytes: {} round trips, budget {budget} ({c})", c.total().round_trips);
+    }
+    Ok(())
+}

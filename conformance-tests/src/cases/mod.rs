@@ -1,0 +1,26 @@
+//! The conformance cases: plain async functions over a [`crate::Harness`].
+//!
+//! Each case works only inside its harness's tenant. Differences between stores come from the
+//! [`sekiban_core::Limits`] and [`sekiban_core::Capabilities`] a store reports, never from its name.
+
+mod append;
+mod budget;
+mod delete;
+mod feed;
+mod idempotency;
+mod input;
+mod payload;
+mod read;
+mod snapshot;
+mod tenant;
+
+pub use append::*;
+pub use budget::*;
+pub use delete::*;
+pub use feed::*;
+pub use idempotency::*;
+pub use input::*;
+pub use payload::*;
+pub use read::*;
+pub use snapshot::*;
+pub use tenant::*;
