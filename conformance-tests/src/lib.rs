@@ -284,17 +284,18 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for c in &self.cases {
             let status = if c.failure.is_some() { "FAIL" } else { "pass" };
-            writeln!(f, "{status}  {:>8.3}s  {}", c.duration.as_secs_f64(), c.name)?;
+            writeln!(
+                f,
+                "{status}  {:>8.3}s  {}",
+                c.duration.as_secs_f64(),
+                c.name
+            )?;
             if let Some(m) = &c.failure {
                 writeln!(f, "      {m}")?;
             }
         }
         let failed = self.failed().len();
-        write!(
-            f,
-            "{} passed, {failed} failed",
-            self.cases.len() - failed
-        )
+        write!(f, "{} passed, {failed} failed", self.cases.len() - failed)
     }
 }
 

@@ -20,9 +20,8 @@ impl Harness {
 
     /// A stream of this case's tenant.
     pub fn stream(&self, category: &str, id: &str) -> StreamId {
-        StreamId::new(&self.tenant, category, id).unwrap_or_else(|e| {
-            panic!("the suite built an invalid stream id {category}/{id}: {e}")
-        })
+        StreamId::new(&self.tenant, category, id)
+            .unwrap_or_else(|e| panic!("the suite built an invalid stream id {category}/{id}: {e}"))
     }
 
     /// Feed options filtered to this case's tenant.
@@ -63,7 +62,10 @@ pub async fn read_with(
 }
 
 /// Reads a whole stream forward.
-pub async fn read_all(store: &dyn Store, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+pub async fn read_all(
+    store: &dyn Store,
+    stream: &StreamId,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     read_with(store, stream, ReadOptions::forward()).await
 }
 
@@ -81,7 +83,11 @@ pub fn check_events(
 ) -> Result<(), CaseFailure> {
     crate::check_eq!(stored.len(), sent.len(), "{what}: number of events");
     for (i, (r, e)) in stored.iter().zip(sent).enumerate() {
-        crate::check_eq!(r.version, first.plus(i as u64), "{what}: version of event {i}");
+        crate::check_eq!(
+            r.version,
+            first.plus(i as u64),
+            "{what}: version of event {i}"
+        );
         crate::check!(
             e.same_content(r),
             "{what}: event {i} came back as {r:?}, appended as {e:?}"

@@ -96,7 +96,9 @@ impl BlobStore for ObjectBlobStore {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         match self.inner.get(&Self::path(key)?).await {
-            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| blob_error("get", key, e))?)),
+            Ok(r) => Ok(Some(
+                r.bytes().await.map_err(|e| blob_error("get", key, e))?,
+            )),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(blob_error("get", key, e)),
         }
@@ -146,7 +148,11 @@ impl BlobStore for CountingBlobStore {
     }
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let r = self.inner.get(key).await;
-        let n = r.as_ref().ok().and_then(|b| b.as_ref()).map_or(0, |b| b.len());
+        let n = r
+            .as_ref()
+            .ok()
+            .and_then(|b| b.as_ref())
+            .map_or(0, |b| b.len());
         self.costs.record(OpKind::Blob, 0, n as u64);
         r
     }

@@ -165,7 +165,8 @@ impl CostCounter {
         let c = &self.kinds[kind.index()];
         c.round_trips.fetch_add(1, Ordering::Relaxed);
         c.bytes_sent.fetch_add(bytes_sent, Ordering::Relaxed);
-        c.bytes_received.fetch_add(bytes_received, Ordering::Relaxed);
+        c.bytes_received
+            .fetch_add(bytes_received, Ordering::Relaxed);
     }
 
     /// Adds capacity units (or RU) the service reported for a request of `kind`.

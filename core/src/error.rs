@@ -1,7 +1,7 @@
 //! The one error type every store returns.
 
-use crate::id::{EventId, StreamId, Version};
 use crate::event::ExpectedVersion;
+use crate::id::{EventId, StreamId, Version};
 
 /// The error source boxed inside transient and backend errors.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -150,7 +150,10 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying the same request later may succeed (throttling, unavailability).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Throttled { .. } | StoreError::Unavailable { .. })
+        matches!(
+            self,
+            StoreError::Throttled { .. } | StoreError::Unavailable { .. }
+        )
     }
 
     /// Shorthand for [`StoreError::InvalidInput`].

@@ -80,7 +80,11 @@ impl Metadata {
             .into_iter()
             .flatten()
             .map(String::as_str)
-            .chain(self.extra.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]))
+            .chain(
+                self.extra
+                    .iter()
+                    .flat_map(|(k, v)| [k.as_str(), v.as_str()]),
+            )
     }
 
     /// Bytes the metadata counts toward an event's size.

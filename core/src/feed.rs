@@ -111,7 +111,10 @@ impl FeedOptions {
     /// Whether a stream passes the tenant and category filters.
     pub fn matches(&self, stream: &StreamId) -> bool {
         self.tenant.as_deref().is_none_or(|t| t == stream.tenant())
-            && self.category.as_deref().is_none_or(|c| c == stream.category())
+            && self
+                .category
+                .as_deref()
+                .is_none_or(|c| c == stream.category())
     }
 }
 

@@ -75,7 +75,10 @@ fn check_part(what: &str, value: &str, max: usize, extra: &[u8]) -> Result<(), S
         return invalid("is empty; give it at least one character".into());
     }
     if value.len() > max {
-        return invalid(format!("is {} bytes long; the maximum is {max}", value.len()));
+        return invalid(format!(
+            "is {} bytes long; the maximum is {max}",
+            value.len()
+        ));
     }
     if let Some(c) = value
         .chars()
@@ -187,9 +190,7 @@ impl fmt::Display for Version {
 }
 
 /// The id a caller gives an event; appends are idempotent by it.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct EventId(pub uuid::Uuid);
 

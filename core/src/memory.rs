@@ -265,12 +265,7 @@ impl MemoryStore {
     }
 
     /// One feed poll: items after `after`, the position reached, and whether it reached the end.
-    fn poll_feed(
-        &self,
-        after: u64,
-        opts: &FeedOptions,
-        max: usize,
-    ) -> (Vec<FeedItem>, u64, bool) {
+    fn poll_feed(&self, after: u64, opts: &FeedOptions, max: usize) -> (Vec<FeedItem>, u64, bool) {
         self.request(
             OpKind::Feed,
             0,
@@ -352,7 +347,8 @@ impl EventStore for MemoryStore {
                 let last = head.plus(events.len() as u64);
                 let mut positions = Vec::with_capacity(events.len());
                 for i in 0..events.len() {
-                    positions.push(st.push_log(LogEntry::Event(stream.clone(), first.plus(i as u64))));
+                    positions
+                        .push(st.push_log(LogEntry::Event(stream.clone(), first.plus(i as u64))));
                 }
                 let s = st.streams.entry(stream.clone()).or_default();
                 for (i, e) in events.into_iter().enumerate() {
@@ -480,9 +476,7 @@ impl EventStore for MemoryStore {
             OpKind::Delete,
             0,
             |st| {
-                let Some(s) = st.streams.get_mut(stream).filter(|s| !s.erased) else {
-                    return None;
-                };
+                let s = st.streams.get_mut(stream).filter(|s| !s.erased)?;
                 let version = s.head;
                 let snapshot = s.snapshot.take();
                 match mode {
@@ -569,10 +563,13 @@ impl SnapshotStore for MemoryStore {
                 0,
                 |st| Ok(st.live(stream)?.and_then(|s| s.snapshot.clone())),
                 |r: &Result<Option<StoredSnapshot>>| {
-                    r.as_ref().ok().and_then(|s| s.as_ref()).map_or(0, |s| match &s.body {
-                        crate::snapshot::SnapshotBody::Inline(b) => b.len(),
-                        crate::snapshot::SnapshotBody::Offloaded(_) => 128,
-                    })
+                    r.as_ref()
+                        .ok()
+                        .and_then(|s| s.as_ref())
+                        .map_or(0, |s| match &s.body {
+                            crate::snapshot::SnapshotBody::Inline(b) => b.len(),
+                            crate::snapshot::SnapshotBody::Offloaded(_) => 128,
+                        })
                 },
             )?;
             let Some(pointer) = pointer else {
@@ -599,7 +596,10 @@ impl ChangeFeed for MemoryStore {
             done: bool,
             rx: watch::Receiver<u64>,
         }
-        let max = opts.max_batch.unwrap_or(self.shared.limits.page_events).max(1);
+        let max = opts
+            .max_batch
+            .unwrap_or(self.shared.limits.page_events)
+            .max(1);
         let poll = self.shared.limits.feed_poll_interval;
         let opts = Arc::new(opts);
         let reader = Reader {
@@ -618,7 +618,9 @@ impl ChangeFeed for MemoryStore {
                 if let Some(from) = r.from.take() {
                     r.position = match from {
                         FeedStart::Beginning => 0,
-                        FeedStart::Now => self.request(OpKind::Feed, 0, |st| st.last_position, |_| 8),
+                        FeedStart::Now => {
+                            self.request(OpKind::Feed, 0, |st| st.last_position, |_| 8)
+                        }
                         FeedStart::After(c) => match self.parse_checkpoint(&c) {
                             Ok(p) => p,
                             Err(e) => {

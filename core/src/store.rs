@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cost::CostSnapshot;
 use crate::error::{Result, StoreError};
-use crate::event::{AppendResult, DeleteMode, EventData, ExpectedVersion, ReadOptions, RecordedEvent};
+use crate::event::{
+    AppendResult, DeleteMode, EventData, ExpectedVersion, ReadOptions, RecordedEvent,
+};
 use crate::feed::{ChangeBatch, Checkpoint, Etag, FeedOptions, FeedStart};
 use crate::id::{StreamId, Version};
 use crate::snapshot::Snapshot;

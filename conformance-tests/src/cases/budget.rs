@@ -24,28 +24,54 @@ pub async fn budget_append_round_trips(h: &Harness) -> CaseResult {
     let cases = [
         ("NoStream, 1 event", ExpectedVersion::NoStream, 1usize, 1u64),
         ("Exact, 5 events", ExpectedVersion::Exact(Version(1)), 5, 1),
-        ("Exact, max events", ExpectedVersion::Exact(Version(6)), max, 1),
+        (
+            "Exact, max events",
+            ExpectedVersion::Exact(Version(6)),
+            max,
+            1,
+        ),
         ("Any, 1 event", ExpectedVersion::Any, 1, 2),
-        ("StreamExists, 3 events", ExpectedVersion::StreamExists, 3, 2),
+        (
+            "StreamExists, 3 events",
+            ExpectedVersion::StreamExists,
+            3,
+            2,
+        ),
     ];
     for (what, expected, n, budget) in cases {
         let before = st.costs();
         st.append(&s, expected, events(what, n)).await?;
         let c = spent(st, before);
-        check!(c.total().round_trips <= budget, "append {what}: {} round trips, budget {budget} ({c})", c.total().round_trips);
-        check!(c.round_trips(OpKind::Append) >= 1, "append {what} was not counted as an append ({c})");
+        check!(
+            c.total().round_trips <= budget,
+            "append {what}: {} round trips, budget {budget} ({c})",
+            c.total().round_trips
+        );
+        check!(
+            c.round_trips(OpKind::Append) >= 1,
+            "append {what} was not counted as an append ({c})"
+        );
     }
     let head = st.stream_version(&s).await?;
     let before = st.costs();
-    let r = st.append(&s, ExpectedVersion::Exact(Version(1)), events("stale", 1)).await;
+    let r = st
+        .append(&s, ExpectedVersion::Exact(Version(1)), events("stale", 1))
+        .await;
     check!(r.is_err(), "stale append succeeded");
     let c = spent(st, before);
-    check!(c.total().round_trips <= 2, "a refused append: {} round trips, budget 2 ({c})", c.total().round_trips);
+    check!(
+        c.total().round_trips <= 2,
+        "a refused append: {} round trips, budget 2 ({c})",
+        c.total().round_trips
+    );
     check_eq!(st.stream_version(&s).await?, head, "version");
     Ok(())
 }
 
-async fn load(h: &Harness, s: &sekiban_core::StreamId) -> Result<(usize, CostSnapshot), crate::CaseFailure> {
+async fn load(
+    h: &Harness,
+    s: &sekiban_core::StreamId,
+) -> Result<(usize, CostSnapshot), crate::CaseFailure> {
     let before = h.store.costs();
     let snap = h.store.load_snapshot(s).await?;
     let from = snap.as_ref().map_or(Version(1), |x| x.version.plus(1));
@@ -58,9 +84,14 @@ async fn load(h: &Harness, s: &sekiban_core::StreamId) -> Result<(usize, CostSna
 pub async fn budget_load_with_snapshot(h: &Harness) -> CaseResult {
     let l = h.store.limits().clone();
     let tail_len = (l.page_events / 2).clamp(1, 20);
-    for (what, size) in [("inline", l.max_inline_snapshot_bytes / 2), ("offloaded", l.max_inline_snapshot_bytes + 100)] {
+    for (what, size) in [
+        ("inline", l.max_inline_snapshot_bytes / 2),
+        ("offloaded", l.max_inline_snapshot_bytes + 100),
+    ] {
         let s = h.new_stream("budget");
-        h.store.append(&s, ExpectedVersion::NoStream, events("a", 10)).await?;
+        h.store
+            .append(&s, ExpectedVersion::NoStream, events("a", 10))
+            .await?;
         h.store
             .save_snapshot(Snapshot {
                 stream: s.clone(),
@@ -70,14 +101,27 @@ pub async fn budget_load_with_snapshot(h: &Harness) -> CaseResult {
                 state: Bytes::from(vec![b's'; size.max(1)]),
             })
             .await?;
-        h.store.append(&s, ExpectedVersion::Exact(Version(10)), events("tail", tail_len)).await?;
+        h.store
+            .append(
+                &s,
+                ExpectedVersion::Exact(Version(10)),
+                events("tail", tail_len),
+            )
+            .await?;
         let (n, c) = load(h, &s).await?;
         check_eq!(n, tail_len, "tail events after the {what} snapshot");
         let blob_gets = c.round_trips(OpKind::Blob);
         let others = c.total().round_trips - blob_gets;
-        check!(others <= 2, "load with an {what} snapshot: {others} store round trips, budget 2 ({c})");
+        check!(
+            others <= 2,
+            "load with an {what} snapshot: {others} store round trips, budget 2 ({c})"
+        );
         let want_blobs = u64::from(what == "offloaded");
-        check_eq!(blob_gets, want_blobs, "blob requests for a load with an {what} snapshot ({c})");
+        check_eq!(
+            blob_gets,
+            want_blobs,
+            "blob requests for a load with an {what} snapshot ({c})"
+        );
     }
     Ok(())
 }
@@ -90,13 +134,19 @@ pub async fn budget_read_pages(h: &Harness) -> CaseResult {
     let mut written = 0;
     while written < n {
         let k = (n - written).min(l.max_append_events);
-        h.store.append(&s, ExpectedVersion::Any, events("r", k)).await?;
+        h.store
+            .append(&s, ExpectedVersion::Any, events("r", k))
+            .await?;
         written += k;
     }
     for (what, opts, count) in [
         ("forward", ReadOptions::forward(), n),
         ("backward", ReadOptions::backward(), n),
-        ("10 from 5", ReadOptions::forward().from(Version(5)).max_count(10), 10),
+        (
+            "10 from 5",
+            ReadOptions::forward().from(Version(5)).max_count(10),
+            10,
+        ),
         ("last 3", ReadOptions::backward().max_count(3), 3),
     ] {
         let before = h.store.costs();
@@ -110,8 +160,13 @@ pub async fn budget_read_pages(h: &Harness) -> CaseResult {
         }
         check_eq!(got, count, "events read {what}");
         let c = spent(&*h.store, before);
-        let budget = (count.div_ceil(l.page_events) as u64).max(bytes.div_ceil(l.page_bytes as u64)) + 1;
-        check!(c.total().round_trips <= budget, "read {what} of {count} events, {bytes} bytes: {} round trips, budget {budget} ({c})", c.total().round_trips);
+        let budget =
+            (count.div_ceil(l.page_events) as u64).max(bytes.div_ceil(l.page_bytes as u64)) + 1;
+        check!(
+            c.total().round_trips <= budget,
+            "read {what} of {count} events, {bytes} bytes: {} round trips, budget {budget} ({c})",
+            c.total().round_trips
+        );
     }
     Ok(())
 }

@@ -10,8 +10,8 @@ use sekiban_core::{
 };
 
 use crate::{
-    CaseFailure, CaseResult, Harness, catch_up, check, check_eq, events, expect_err,
-    feed_events, follow_until, last_checkpoint,
+    CaseFailure, CaseResult, Harness, catch_up, check, check_eq, events, expect_err, feed_events,
+    follow_until, last_checkpoint,
 };
 
 /// Checks each stream's events arrive in version order, each once, starting at `from`.
@@ -28,13 +28,21 @@ fn check_per_stream_order(
     Ok(next)
 }
 
-async fn write_interleaved(h: &Harness, streams: usize, appends: usize) -> Result<usize, CaseFailure> {
-    let ids: Vec<StreamId> = (0..streams).map(|i| h.stream("feed", &format!("s{i}"))).collect();
+async fn write_interleaved(
+    h: &Harness,
+    streams: usize,
+    appends: usize,
+) -> Result<usize, CaseFailure> {
+    let ids: Vec<StreamId> = (0..streams)
+        .map(|i| h.stream("feed", &format!("s{i}")))
+        .collect();
     let mut total = 0;
     for round in 0..appends {
         for (i, s) in ids.iter().enumerate() {
             let n = 1 + (round + i) % 3;
-            h.store.append(s, ExpectedVersion::Any, events(&format!("r{round}"), n)).await?;
+            h.store
+                .append(s, ExpectedVersion::Any, events(&format!("r{round}"), n))
+                .await?;
             total += n;
         }
     }
@@ -44,8 +52,16 @@ async fn write_interleaved(h: &Harness, streams: usize, appends: usize) -> Resul
 /// From `Beginning`, in small batches: every event of the tenant once, per stream in order.
 pub async fn feed_from_beginning_delivers_all(h: &Harness) -> CaseResult {
     let total = write_interleaved(h, 3, 4).await?;
-    let batches = catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false).max_batch(3)).await?;
-    check!(batches.iter().all(|b| b.items.len() <= 3), "a batch exceeded max_batch 3");
+    let batches = catch_up(
+        &*h.store,
+        FeedStart::Beginning,
+        h.feed_opts(false).max_batch(3),
+    )
+    .await?;
+    check!(
+        batches.iter().all(|b| b.items.len() <= 3),
+        "a batch exceeded max_batch 3"
+    );
     let got = feed_events(&batches);
     check_eq!(got.len(), total, "events delivered");
     let ends = check_per_stream_order(&got, &BTreeMap::new())?;
@@ -56,44 +72,91 @@ pub async fn feed_from_beginning_delivers_all(h: &Harness) -> CaseResult {
 /// `Now` delivers only events committed after the feed starts, catch-up and following.
 pub async fn feed_from_now_sees_only_new(h: &Harness) -> CaseResult {
     let s = h.new_stream("feed");
-    h.store.append(&s, ExpectedVersion::NoStream, events("old", 2)).await?;
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("old", 2))
+        .await?;
     let start = catch_up(&*h.store, FeedStart::Now, h.feed_opts(false)).await?;
-    check_eq!(feed_events(&start).len(), 0, "events from Now before new appends");
+    check_eq!(
+        feed_events(&start).len(),
+        0,
+        "events from Now before new appends"
+    );
     let cp = last_checkpoint(&start)?;
     let mut follow = h.store.changes(FeedStart::Now, h.feed_opts(true));
-    let wait = h.store.limits().feed_poll_interval.min(Duration::from_millis(300));
+    let wait = h
+        .store
+        .limits()
+        .feed_poll_interval
+        .min(Duration::from_millis(300));
     let early = tokio::time::timeout(wait, follow.next()).await;
-    check!(early.is_err(), "a feed from Now delivered {early:?} before anything new was appended");
+    check!(
+        early.is_err(),
+        "a feed from Now delivered {early:?} before anything new was appended"
+    );
     let new = events("new", 3);
-    h.store.append(&s, ExpectedVersion::Exact(Version(2)), new.clone()).await?;
+    h.store
+        .append(&s, ExpectedVersion::Exact(Version(2)), new.clone())
+        .await?;
     let after = feed_events(&catch_up(&*h.store, FeedStart::After(cp), h.feed_opts(false)).await?);
-    check_eq!(crate::versions(&after), vec![3, 4, 5], "events after the Now checkpoint");
+    check_eq!(
+        crate::versions(&after),
+        vec![3, 4, 5],
+        "events after the Now checkpoint"
+    );
     let deadline = h.store.limits().feed_poll_interval * 3 + Duration::from_secs(10);
     let mut got = Vec::new();
     while got.len() < 3 {
         match tokio::time::timeout(deadline, follow.next()).await {
             Ok(Some(b)) => got.extend(b?.items.iter().filter_map(FeedItem::as_event).cloned()),
-            other => check!(false, "following from Now: {other:?} after {} events", got.len()),
+            other => check!(
+                false,
+                "following from Now: {other:?} after {} events",
+                got.len()
+            ),
         }
     }
-    check_eq!(crate::versions(&got), vec![3, 4, 5], "events following from Now");
+    check_eq!(
+        crate::versions(&got),
+        vec![3, 4, 5],
+        "events following from Now"
+    );
     Ok(())
 }
 
 /// Resuming from each checkpoint the feed handed out delivers exactly what came after it.
 pub async fn feed_resumes_from_every_checkpoint(h: &Harness) -> CaseResult {
     write_interleaved(h, 3, 3).await?;
-    let batches = catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false).max_batch(2)).await?;
+    let batches = catch_up(
+        &*h.store,
+        FeedStart::Beginning,
+        h.feed_opts(false).max_batch(2),
+    )
+    .await?;
     let all = feed_events(&batches);
-    check!(batches.len() >= 3, "only {} batches of at most 2 events", batches.len());
+    check!(
+        batches.len() >= 3,
+        "only {} batches of at most 2 events",
+        batches.len()
+    );
     let mut seen = 0;
     for (i, b) in batches.iter().enumerate() {
         seen += b.items.iter().filter(|i| i.as_event().is_some()).count();
         let resumed = feed_events(
-            &catch_up(&*h.store, FeedStart::After(b.checkpoint.clone()), h.feed_opts(false)).await?,
+            &catch_up(
+                &*h.store,
+                FeedStart::After(b.checkpoint.clone()),
+                h.feed_opts(false),
+            )
+            .await?,
         );
-        let want: Vec<_> = all[seen..].iter().map(|e| (e.stream.clone(), e.version)).collect();
-        let got: Vec<_> = resumed.iter().map(|e| (e.stream.clone(), e.version)).collect();
+        let want: Vec<_> = all[seen..]
+            .iter()
+            .map(|e| (e.stream.clone(), e.version))
+            .collect();
+        let got: Vec<_> = resumed
+            .iter()
+            .map(|e| (e.stream.clone(), e.version))
+            .collect();
         check_eq!(got, want, "events after checkpoint {i} ({})", b.checkpoint);
     }
     Ok(())
@@ -106,25 +169,62 @@ pub async fn feed_complete_under_concurrent_writers(h: &Harness) -> CaseResult {
     let start = last_checkpoint(&catch_up(&*h.store, FeedStart::Now, h.feed_opts(false)).await?)?;
     let mut tasks = Vec::new();
     for w in 0..WRITERS {
-        let (store, own, shared) = (h.store.clone(), h.stream("feed", &format!("w{w}")), h.stream("feed", "shared"));
+        let (store, own, shared) = (
+            h.store.clone(),
+            h.stream("feed", &format!("w{w}")),
+            h.stream("feed", "shared"),
+        );
         tasks.push(tokio::spawn(async move {
             for a in 0..APPENDS {
-                store.append(&own, ExpectedVersion::Any, events(&format!("a{a}"), 2)).await?;
-                store.append(&shared, ExpectedVersion::Any, events(&format!("w{w}a{a}"), 1)).await?;
+                store
+                    .append(&own, ExpectedVersion::Any, events(&format!("a{a}"), 2))
+                    .await?;
+                store
+                    .append(
+                        &shared,
+                        ExpectedVersion::Any,
+                        events(&format!("w{w}a{a}"), 1),
+                    )
+                    .await?;
             }
             Ok::<_, StoreError>(())
         }));
     }
     let total = WRITERS * APPENDS * 3;
     let deadline = h.store.limits().feed_poll_interval * 10 + Duration::from_secs(60);
-    let reader = follow_until(&*h.store, FeedStart::After(start), h.feed_opts(true), total, deadline);
-    let got = reader.await?;
+    let (store, opts) = (h.store.clone(), h.feed_opts(true));
+    let follower_start = FeedStart::After(start.clone());
+    let follower =
+        tokio::spawn(
+            async move { follow_until(&*store, follower_start, opts, total, deadline).await },
+        );
+    let mut writers_failed = None;
     for t in tasks {
         match t.await {
-            Ok(r) => r?,
-            Err(e) => check!(false, "writer failed: {e}"),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => writers_failed = Some(e.to_string()),
+            Err(e) => writers_failed = Some(e.to_string()),
         }
     }
+    // Fail fast when the writes themselves went missing, instead of waiting out the deadline.
+    let committed =
+        feed_events(&catch_up(&*h.store, FeedStart::After(start), h.feed_opts(false)).await?);
+    if writers_failed.is_some() || committed.len() != total {
+        follower.abort();
+        check!(
+            false,
+            "writers failed: {writers_failed:?}; {} of {total} events on the feed after all writers finished",
+            committed.len()
+        );
+    }
+    let got = match follower.await {
+        Ok(r) => r?,
+        Err(e) => {
+            return Err(CaseFailure {
+                message: format!("follower failed: {e}"),
+            });
+        }
+    };
     let ids: HashSet<_> = got.iter().map(|e| e.id).collect();
     check_eq!(ids.len(), total, "distinct events delivered");
     check_eq!(got.len(), total, "events delivered");
@@ -137,11 +237,22 @@ pub async fn feed_per_stream_order(h: &Harness) -> CaseResult {
     let a = h.stream("feed", "a");
     let b = h.stream("feed", "b");
     for i in 0..4 {
-        h.store.append(&a, ExpectedVersion::Any, events(&format!("a{i}"), 3)).await?;
-        h.store.append(&b, ExpectedVersion::Any, events(&format!("b{i}"), 2)).await?;
+        h.store
+            .append(&a, ExpectedVersion::Any, events(&format!("a{i}"), 3))
+            .await?;
+        h.store
+            .append(&b, ExpectedVersion::Any, events(&format!("b{i}"), 2))
+            .await?;
     }
     for max in [1usize, 4, 100] {
-        let got = feed_events(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false).max_batch(max)).await?);
+        let got = feed_events(
+            &catch_up(
+                &*h.store,
+                FeedStart::Beginning,
+                h.feed_opts(false).max_batch(max),
+            )
+            .await?,
+        );
         check_eq!(got.len(), 20, "events with max_batch {max}");
         let ends = check_per_stream_order(&got, &BTreeMap::new())?;
         check_eq!(ends.get(&a), Some(&13), "next version of a");
@@ -157,17 +268,29 @@ pub async fn feed_waiting_reader_wakes(h: &Harness) -> CaseResult {
     let notifies = h.store.capabilities().feed_notification;
     let mut follow = h.store.changes(FeedStart::Now, h.feed_opts(true));
     let settle = tokio::time::timeout(Duration::from_millis(200), follow.next()).await;
-    check!(settle.is_err(), "the feed delivered {settle:?} before anything was appended");
+    check!(
+        settle.is_err(),
+        "the feed delivered {settle:?} before anything was appended"
+    );
     let s = h.new_stream("wake");
     let sent = Instant::now();
-    h.store.append(&s, ExpectedVersion::NoStream, events("wake", 1)).await?;
-    let deadline = if notifies { poll / 2 } else { poll * 2 + Duration::from_secs(5) };
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("wake", 1))
+        .await?;
+    let deadline = if notifies {
+        poll / 2
+    } else {
+        poll * 2 + Duration::from_secs(5)
+    };
     let generous = deadline.max(poll * 2 + Duration::from_secs(5));
     match tokio::time::timeout(generous, follow.next()).await {
         Ok(Some(Ok(b))) => {
             check_eq!(b.items.len(), 1, "items delivered");
             let took = sent.elapsed();
-            check!(took <= deadline, "the reader woke after {took:?}; the store declares notification = {notifies} with a {poll:?} poll interval, so it must wake within {deadline:?}");
+            check!(
+                took <= deadline,
+                "the reader woke after {took:?}; the store declares notification = {notifies} with a {poll:?} poll interval, so it must wake within {deadline:?}"
+            );
         }
         other => check!(false, "no event within {generous:?}: {other:?}"),
     }
@@ -185,8 +308,14 @@ pub async fn feed_idle_round_trip_budget(h: &Harness) -> CaseResult {
     check!(r.is_err(), "an idle feed delivered {r:?}");
     let spent = (h.store.costs() - before).round_trips(OpKind::Feed);
     let budget = (idle.as_secs_f64() / poll.as_secs_f64() + 2.0).floor() as u64 * partitions;
-    check!(spent <= budget, "an idle reader made {spent} feed requests in {idle:?}; the budget with a {poll:?} poll interval and {partitions} partitions is {budget}");
-    check!(spent >= 1, "an idle reader made no feed request at all in {idle:?}");
+    check!(
+        spent <= budget,
+        "an idle reader made {spent} feed requests in {idle:?}; the budget with a {poll:?} poll interval and {partitions} partitions is {budget}"
+    );
+    check!(
+        spent >= 1,
+        "an idle reader made no feed request at all in {idle:?}"
+    );
     Ok(())
 }
 
@@ -194,32 +323,54 @@ pub async fn feed_idle_round_trip_budget(h: &Harness) -> CaseResult {
 pub async fn feed_carries_deletion_markers(h: &Harness) -> CaseResult {
     let soft = h.stream("feed", "soft");
     let hard = h.stream("feed", "hard");
-    h.store.append(&soft, ExpectedVersion::NoStream, events("s", 2)).await?;
-    h.store.append(&hard, ExpectedVersion::NoStream, events("h", 3)).await?;
-    let cp = last_checkpoint(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?)?;
+    h.store
+        .append(&soft, ExpectedVersion::NoStream, events("s", 2))
+        .await?;
+    h.store
+        .append(&hard, ExpectedVersion::NoStream, events("h", 3))
+        .await?;
+    let cp =
+        last_checkpoint(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?)?;
     h.store.delete_stream(&soft, DeleteMode::Soft).await?;
     h.store.delete_stream(&hard, DeleteMode::Hard).await?;
     let after = catch_up(&*h.store, FeedStart::After(cp), h.feed_opts(false)).await?;
     let items: Vec<FeedItem> = after.into_iter().flat_map(|b| b.items).collect();
     let want = vec![
-        FeedItem::Deleted { stream: soft.clone(), version: Version(2), mode: DeleteMode::Soft },
-        FeedItem::Deleted { stream: hard.clone(), version: Version(3), mode: DeleteMode::Hard },
+        FeedItem::Deleted {
+            stream: soft.clone(),
+            version: Version(2),
+            mode: DeleteMode::Soft,
+        },
+        FeedItem::Deleted {
+            stream: hard.clone(),
+            version: Version(3),
+            mode: DeleteMode::Hard,
+        },
     ];
     check_eq!(items, want, "items after the deletions");
     let from_start = catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?;
     let events_left = feed_events(&from_start);
-    check!(events_left.iter().all(|e| e.stream != hard), "events of a hard-deleted stream are still on the feed");
+    check!(
+        events_left.iter().all(|e| e.stream != hard),
+        "events of a hard-deleted stream are still on the feed"
+    );
     Ok(())
 }
 
 /// A checkpoint that the store did not hand out is refused, not silently read from zero.
 pub async fn feed_rejects_foreign_checkpoint(h: &Harness) -> CaseResult {
     for bad in ["", "garbage", "mem:0000:5", "{\"pos\": 1}"] {
-        let mut s = h.store.changes(FeedStart::After(Checkpoint::new(bad)), h.feed_opts(false));
+        let mut s = h
+            .store
+            .changes(FeedStart::After(Checkpoint::new(bad)), h.feed_opts(false));
         let Some(r) = s.next().await else {
-            return Err(CaseFailure { message: format!("the feed after checkpoint {bad:?} ended without an error") });
+            return Err(CaseFailure {
+                message: format!("the feed after checkpoint {bad:?} ended without an error"),
+            });
         };
-        expect_err(r, &format!("feed after checkpoint {bad:?}"), |e| matches!(e, StoreError::InvalidCheckpoint { .. }))?;
+        expect_err(r, &format!("feed after checkpoint {bad:?}"), |e| {
+            matches!(e, StoreError::InvalidCheckpoint { .. })
+        })?;
     }
     Ok(())
 }
@@ -229,21 +380,43 @@ pub async fn feed_rejects_foreign_checkpoint(h: &Harness) -> CaseResult {
 pub async fn checkpoint_save_is_conditional(h: &Harness) -> CaseResult {
     let name = format!("{}-projector", h.tenant);
     let s = h.new_stream("cp");
-    check_eq!(h.store.load_checkpoint(&name).await?, None, "checkpoint never saved");
-    h.store.append(&s, ExpectedVersion::NoStream, events("a", 1)).await?;
-    let cp1 = last_checkpoint(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?)?;
-    h.store.append(&s, ExpectedVersion::Any, events("b", 1)).await?;
-    let cp2 = last_checkpoint(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?)?;
+    check_eq!(
+        h.store.load_checkpoint(&name).await?,
+        None,
+        "checkpoint never saved"
+    );
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("a", 1))
+        .await?;
+    let cp1 =
+        last_checkpoint(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?)?;
+    h.store
+        .append(&s, ExpectedVersion::Any, events("b", 1))
+        .await?;
+    let cp2 =
+        last_checkpoint(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?)?;
     let e1 = h.store.save_checkpoint(&name, &cp1, None).await?;
     let r = h.store.save_checkpoint(&name, &cp2, None).await;
-    expect_err(r, "a second first save", |e| matches!(e, StoreError::CheckpointConflict { .. }))?;
+    expect_err(r, "a second first save", |e| {
+        matches!(e, StoreError::CheckpointConflict { .. })
+    })?;
     let e2 = h.store.save_checkpoint(&name, &cp1, Some(&e1)).await?;
     check!(e2 != e1, "saving again returned the same etag {e1:?}");
     let r = h.store.save_checkpoint(&name, &cp2, Some(&e1)).await;
-    expect_err(r, "a save from a stale etag, further ahead", |e| matches!(e, StoreError::CheckpointConflict { .. }))?;
-    check_eq!(h.store.load_checkpoint(&name).await?, Some((cp1.clone(), e2.clone())), "loaded checkpoint");
+    expect_err(r, "a save from a stale etag, further ahead", |e| {
+        matches!(e, StoreError::CheckpointConflict { .. })
+    })?;
+    check_eq!(
+        h.store.load_checkpoint(&name).await?,
+        Some((cp1.clone(), e2.clone())),
+        "loaded checkpoint"
+    );
     let e3 = h.store.save_checkpoint(&name, &cp2, Some(&e2)).await?;
-    check_eq!(h.store.load_checkpoint(&name).await?, Some((cp2, e3)), "after a save from the current etag");
+    check_eq!(
+        h.store.load_checkpoint(&name).await?,
+        Some((cp2, e3)),
+        "after a save from the current etag"
+    );
     let other = format!("{}-other", h.tenant);
     check_eq!(h.store.load_checkpoint(&other).await?, None, "another name");
     Ok(())

@@ -14,8 +14,16 @@ fn original(first: u64, last: u64) -> AppendResult {
 }
 
 async fn check_untouched(h: &Harness, s: &sekiban_core::StreamId, count: usize) -> CaseResult {
-    check_eq!(read_all(&*h.store, s).await?.len(), count, "events stored after a re-send");
-    check_eq!(h.store.stream_version(s).await?, Version(count as u64), "stream version after a re-send");
+    check_eq!(
+        read_all(&*h.store, s).await?.len(),
+        count,
+        "events stored after a re-send"
+    );
+    check_eq!(
+        h.store.stream_version(s).await?,
+        Version(count as u64),
+        "stream version after a re-send"
+    );
     Ok(())
 }
 
@@ -27,9 +35,14 @@ fn is_idempotency_conflict(e: &StoreError) -> bool {
 pub async fn resend_under_exact(h: &Harness) -> CaseResult {
     let s = h.new_stream("order");
     let a = events("a", 3);
-    h.store.append(&s, ExpectedVersion::Exact(Version(0)), a.clone()).await?;
+    h.store
+        .append(&s, ExpectedVersion::Exact(Version(0)), a.clone())
+        .await?;
     for expected in [Version(0), Version(3), Version(7)] {
-        let r = h.store.append(&s, ExpectedVersion::Exact(expected), a.clone()).await?;
+        let r = h
+            .store
+            .append(&s, ExpectedVersion::Exact(expected), a.clone())
+            .await?;
         check_eq!(r, original(1, 3), "re-send under Exact({expected})");
     }
     check_untouched(h, &s, 3).await
@@ -39,7 +52,9 @@ pub async fn resend_under_exact(h: &Harness) -> CaseResult {
 pub async fn resend_under_no_stream(h: &Harness) -> CaseResult {
     let s = h.new_stream("order");
     let a = events("a", 2);
-    h.store.append(&s, ExpectedVersion::NoStream, a.clone()).await?;
+    h.store
+        .append(&s, ExpectedVersion::NoStream, a.clone())
+        .await?;
     let r = h.store.append(&s, ExpectedVersion::NoStream, a).await?;
     check_eq!(r, original(1, 2), "re-send under NoStream");
     check_untouched(h, &s, 2).await
@@ -48,9 +63,13 @@ pub async fn resend_under_no_stream(h: &Harness) -> CaseResult {
 /// Re-sending under `StreamExists` and `Any` writes nothing.
 pub async fn resend_under_stream_exists_and_any(h: &Harness) -> CaseResult {
     let s = h.new_stream("order");
-    h.store.append(&s, ExpectedVersion::NoStream, events("a", 1)).await?;
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("a", 1))
+        .await?;
     let b = events("b", 2);
-    h.store.append(&s, ExpectedVersion::StreamExists, b.clone()).await?;
+    h.store
+        .append(&s, ExpectedVersion::StreamExists, b.clone())
+        .await?;
     let r = h.store.append(&s, ExpectedVersion::StreamExists, b).await?;
     check_eq!(r, original(2, 3), "re-send under StreamExists");
     let c = events("c", 3);
@@ -66,12 +85,27 @@ pub async fn resend_under_stream_exists_and_any(h: &Harness) -> CaseResult {
 pub async fn resend_after_other_appends(h: &Harness) -> CaseResult {
     let s = h.new_stream("order");
     let a = events("a", 2);
-    h.store.append(&s, ExpectedVersion::NoStream, a.clone()).await?;
-    h.store.append(&s, ExpectedVersion::Any, events("b", 3)).await?;
-    h.store.append(&s, ExpectedVersion::Any, events("c", 1)).await?;
-    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Any, ExpectedVersion::StreamExists, ExpectedVersion::Exact(Version(6))] {
+    h.store
+        .append(&s, ExpectedVersion::NoStream, a.clone())
+        .await?;
+    h.store
+        .append(&s, ExpectedVersion::Any, events("b", 3))
+        .await?;
+    h.store
+        .append(&s, ExpectedVersion::Any, events("c", 1))
+        .await?;
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Any,
+        ExpectedVersion::StreamExists,
+        ExpectedVersion::Exact(Version(6)),
+    ] {
         let r = h.store.append(&s, expected, a.clone()).await?;
-        check_eq!(r, original(1, 2), "re-send under {expected} after other appends");
+        check_eq!(
+            r,
+            original(1, 2),
+            "re-send under {expected} after other appends"
+        );
     }
     check_untouched(h, &s, 6).await
 }
@@ -83,16 +117,32 @@ pub async fn resend_at_window_edge(h: &Harness) -> CaseResult {
     let window = limits.idempotency_window.min(1000) as usize;
     let s = h.new_stream("order");
     let a = events("a", 2.min(window));
-    h.store.append(&s, ExpectedVersion::NoStream, a.clone()).await?;
+    h.store
+        .append(&s, ExpectedVersion::NoStream, a.clone())
+        .await?;
     let mut written = a.len();
     while written < window {
         let n = (window - written).min(limits.max_append_events);
-        h.store.append(&s, ExpectedVersion::Any, events(&format!("fill{written}"), n)).await?;
+        h.store
+            .append(
+                &s,
+                ExpectedVersion::Any,
+                events(&format!("fill{written}"), n),
+            )
+            .await?;
         written += n;
     }
     let r = h.store.append(&s, ExpectedVersion::Any, a.clone()).await?;
-    check_eq!(r, original(1, a.len() as u64), "re-send at the far edge of a {window}-event window");
-    check_eq!(h.store.stream_version(&s).await?, Version(window as u64), "stream version");
+    check_eq!(
+        r,
+        original(1, a.len() as u64),
+        "re-send at the far edge of a {window}-event window"
+    );
+    check_eq!(
+        h.store.stream_version(&s).await?,
+        Version(window as u64),
+        "stream version"
+    );
     Ok(())
 }
 
@@ -100,12 +150,22 @@ pub async fn resend_at_window_edge(h: &Harness) -> CaseResult {
 pub async fn resend_with_other_data_conflicts(h: &Harness) -> CaseResult {
     let s = h.new_stream("order");
     let a = events("a", 2);
-    h.store.append(&s, ExpectedVersion::NoStream, a.clone()).await?;
+    h.store
+        .append(&s, ExpectedVersion::NoStream, a.clone())
+        .await?;
     let mut changed = a.clone();
     changed[1].data = Bytes::from_static(br#"{"tag":"other"}"#);
-    for expected in [ExpectedVersion::Any, ExpectedVersion::NoStream, ExpectedVersion::Exact(Version(2))] {
+    for expected in [
+        ExpectedVersion::Any,
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(Version(2)),
+    ] {
         let r = h.store.append(&s, expected, changed.clone()).await;
-        expect_err(r, &format!("same ids, other data, under {expected}"), is_idempotency_conflict)?;
+        expect_err(
+            r,
+            &format!("same ids, other data, under {expected}"),
+            is_idempotency_conflict,
+        )?;
     }
     let mut retyped = a.clone();
     retyped[0].event_type = "Other".into();
@@ -122,12 +182,18 @@ pub async fn resend_with_other_data_conflicts(h: &Harness) -> CaseResult {
 pub async fn resend_with_other_metadata_conflicts(h: &Harness) -> CaseResult {
     let s = h.new_stream("order");
     let a = events("a", 2);
-    h.store.append(&s, ExpectedVersion::NoStream, a.clone()).await?;
+    h.store
+        .append(&s, ExpectedVersion::NoStream, a.clone())
+        .await?;
     let mut changed = a;
     changed[0].metadata.actor = Some("mallory".into());
     for expected in [ExpectedVersion::Any, ExpectedVersion::NoStream] {
         let r = h.store.append(&s, expected, changed.clone()).await;
-        expect_err(r, &format!("same ids, other metadata, under {expected}"), is_idempotency_conflict)?;
+        expect_err(
+            r,
+            &format!("same ids, other metadata, under {expected}"),
+            is_idempotency_conflict,
+        )?;
     }
     check_untouched(h, &s, 2).await
 }
@@ -136,19 +202,34 @@ pub async fn resend_with_other_metadata_conflicts(h: &Harness) -> CaseResult {
 pub async fn resend_partial_overlap_conflicts(h: &Harness) -> CaseResult {
     let s = h.new_stream("order");
     let a = events("a", 3);
-    h.store.append(&s, ExpectedVersion::NoStream, a.clone()).await?;
+    h.store
+        .append(&s, ExpectedVersion::NoStream, a.clone())
+        .await?;
     let fresh = || EventData::new("Tick", Bytes::from_static(b"{}"));
     let cases: Vec<(&str, Vec<EventData>)> = vec![
-        ("first two and a new one", vec![a[0].clone(), a[1].clone(), fresh()]),
+        (
+            "first two and a new one",
+            vec![a[0].clone(), a[1].clone(), fresh()],
+        ),
         ("a new one and the last", vec![fresh(), a[2].clone()]),
         ("the last two only", vec![a[1].clone(), a[2].clone()]),
-        ("all three and a new one", vec![a[0].clone(), a[1].clone(), a[2].clone(), fresh()]),
-        ("all three reordered", vec![a[1].clone(), a[0].clone(), a[2].clone()]),
+        (
+            "all three and a new one",
+            vec![a[0].clone(), a[1].clone(), a[2].clone(), fresh()],
+        ),
+        (
+            "all three reordered",
+            vec![a[1].clone(), a[0].clone(), a[2].clone()],
+        ),
     ];
     for (what, batch) in cases {
         for expected in [ExpectedVersion::Any, ExpectedVersion::Exact(Version(3))] {
             let r = h.store.append(&s, expected, batch.clone()).await;
-            expect_err(r, &format!("{what} under {expected}"), is_idempotency_conflict)?;
+            expect_err(
+                r,
+                &format!("{what} under {expected}"),
+                is_idempotency_conflict,
+            )?;
         }
     }
     check_untouched(h, &s, 3).await

@@ -1,7 +1,9 @@
 //! Rule 6: bad input gets a typed error before anything is written (no request is even sent).
 
 use bytes::Bytes;
-use sekiban_core::{EventData, EventId, ExpectedVersion, Metadata, OpKind, StoreError, StreamId, Version};
+use sekiban_core::{
+    EventData, EventId, ExpectedVersion, Metadata, OpKind, StoreError, StreamId, Version,
+};
 
 use crate::{CaseResult, Harness, check, check_eq, events, expect_err};
 
@@ -25,21 +27,34 @@ pub async fn invalid_stream_ids_rejected(h: &Harness) -> CaseResult {
     ];
     for (t, c, i) in bad {
         let r = StreamId::new(t, c, i);
-        expect_err(r, &format!("stream id {t:?}/{c:?}/{i:?}"), |e| matches!(e, StoreError::InvalidStreamId { reason } if !reason.is_empty()))?;
+        expect_err(
+            r,
+            &format!("stream id {t:?}/{c:?}/{i:?}"),
+            |e| matches!(e, StoreError::InvalidStreamId { reason } if !reason.is_empty()),
+        )?;
     }
     let ok = StreamId::new(&h.tenant, "order-line_2", "A.b-c_d@e=f+g")?;
     check_eq!(ok.to_string().parse::<StreamId>()?, ok, "display and parse");
     Ok(())
 }
 
-async fn refused(h: &Harness, what: &str, batch: Vec<EventData>, matches: impl FnOnce(&StoreError) -> bool) -> CaseResult {
+async fn refused(
+    h: &Harness,
+    what: &str,
+    batch: Vec<EventData>,
+    matches: impl FnOnce(&StoreError) -> bool,
+) -> CaseResult {
     let s = h.new_stream("input");
     let before = h.store.costs();
     let r = h.store.append(&s, ExpectedVersion::Any, batch).await;
     expect_err(r, what, matches)?;
     let spent = (h.store.costs() - before).total().round_trips;
     check_eq!(spent, 0, "requests sent for refused input ({what})");
-    check_eq!(h.store.stream_version(&s).await?, Version(0), "version after refused input ({what})");
+    check_eq!(
+        h.store.stream_version(&s).await?,
+        Version(0),
+        "version after refused input ({what})"
+    );
     Ok(())
 }
 
@@ -50,15 +65,45 @@ fn invalid(e: &StoreError) -> bool {
 /// Empty batch, empty or oversized type, NUL in metadata, an id twice: refused, nothing written.
 pub async fn bad_events_rejected_nothing_written(h: &Harness) -> CaseResult {
     refused(h, "empty batch", vec![], invalid).await?;
-    refused(h, "empty event type", vec![EventData::new("", "{}")], invalid).await?;
-    refused(h, "event type of 300 bytes", vec![EventData::new("T".repeat(300), "{}")], invalid).await?;
-    let nul = Metadata { actor: Some("a\0b".into()), ..Metadata::default() };
-    refused(h, "NUL in metadata", vec![EventData::new("T", "{}").with_metadata(nul)], invalid).await?;
+    refused(
+        h,
+        "empty event type",
+        vec![EventData::new("", "{}")],
+        invalid,
+    )
+    .await?;
+    refused(
+        h,
+        "event type of 300 bytes",
+        vec![EventData::new("T".repeat(300), "{}")],
+        invalid,
+    )
+    .await?;
+    let nul = Metadata {
+        actor: Some("a\0b".into()),
+        ..Metadata::default()
+    };
+    refused(
+        h,
+        "NUL in metadata",
+        vec![EventData::new("T", "{}").with_metadata(nul)],
+        invalid,
+    )
+    .await?;
     let mut extra = Metadata::default();
     extra.extra.insert("k\0".into(), "v".into());
-    refused(h, "NUL in a metadata key", vec![EventData::new("T", "{}").with_metadata(extra)], invalid).await?;
+    refused(
+        h,
+        "NUL in a metadata key",
+        vec![EventData::new("T", "{}").with_metadata(extra)],
+        invalid,
+    )
+    .await?;
     let id = EventId::new();
-    let twice = vec![EventData::new("T", "1").with_id(id), EventData::new("T", "2").with_id(id)];
+    let twice = vec![
+        EventData::new("T", "1").with_id(id),
+        EventData::new("T", "2").with_id(id),
+    ];
     refused(h, "one id twice in a batch", twice, invalid).await?;
     let mut good_then_bad = events("g", 3);
     good_then_bad[2].event_type.clear();
@@ -83,16 +128,40 @@ pub async fn limits_enforced_before_write(h: &Harness) -> CaseResult {
     // When max events of max size fit in max bytes, the byte limit cannot be exceeded alone.
     if n <= l.max_append_events {
         let batch: Vec<_> = (0..n).map(|_| sized(per)).collect();
-        refused(h, "an append over the byte limit", batch, |e| matches!(e, StoreError::BatchTooLarge { .. })).await?;
+        refused(h, "an append over the byte limit", batch, |e| {
+            matches!(e, StoreError::BatchTooLarge { .. })
+        })
+        .await?;
     }
     let s = h.new_stream("input");
-    let r = h.store.append(&s, ExpectedVersion::NoStream, vec![sized(l.max_event_bytes)]).await?;
+    let r = h
+        .store
+        .append(
+            &s,
+            ExpectedVersion::NoStream,
+            vec![sized(l.max_event_bytes)],
+        )
+        .await?;
     check_eq!(r.last, Version(1), "an event exactly at the size limit");
-    let r = h.store.append(&s, ExpectedVersion::Any, events("full", l.max_append_events)).await?;
-    check_eq!(r.last, Version(1 + l.max_append_events as u64), "an append of exactly max events");
+    let r = h
+        .store
+        .append(
+            &s,
+            ExpectedVersion::Any,
+            events("full", l.max_append_events),
+        )
+        .await?;
+    check_eq!(
+        r.last,
+        Version(1 + l.max_append_events as u64),
+        "an append of exactly max events"
+    );
     let read = crate::read_all(&*h.store, &s).await?;
     check_eq!(read.len(), 1 + l.max_append_events, "events stored");
     let kind_costs = h.store.costs().get(OpKind::Append);
-    check!(kind_costs.round_trips >= 2, "appends were not counted: {kind_costs:?}");
+    check!(
+        kind_costs.round_trips >= 2,
+        "appends were not counted: {kind_costs:?}"
+    );
     Ok(())
 }

@@ -12,15 +12,28 @@ pub async fn payload_bytes_round_trip(h: &Harness) -> CaseResult {
     let s = h.new_stream("payload");
     let binary: Vec<u8> = (0..=255u8).chain([0, 0, 255, 0xC3, 0x28]).collect();
     let sent = vec![
-        EventData::new("Json", "{ \"z\" :1,\n\t\"a\":  [ 2 ,3 ] , \"m\" : {\"y\":null,\"b\":true} }  "),
+        EventData::new(
+            "Json",
+            "{ \"z\" :1,\n\t\"a\":  [ 2 ,3 ] , \"m\" : {\"y\":null,\"b\":true} }  ",
+        ),
         EventData::new("Binary", Bytes::from(binary)),
         EventData::new("Empty", Bytes::new()),
-        EventData::new("Unicode", "{\"name\":\"Grüße, 世界 🦀\",\"esc\":\"\\u00e9\"}"),
+        EventData::new(
+            "Unicode",
+            "{\"name\":\"Grüße, 世界 🦀\",\"esc\":\"\\u00e9\"}",
+        ),
         EventData::new("Ünïcödé-Typ 型", "\"just a string\"").with_schema_version(7),
         EventData::new("Big", Bytes::from(vec![b'x'; 64 * 1024])),
     ];
-    h.store.append(&s, ExpectedVersion::NoStream, sent.clone()).await?;
-    check_events(&read_all(&*h.store, &s).await?, &sent, Version(1), "payloads")
+    h.store
+        .append(&s, ExpectedVersion::NoStream, sent.clone())
+        .await?;
+    check_events(
+        &read_all(&*h.store, &s).await?,
+        &sent,
+        Version(1),
+        "payloads",
+    )
 }
 
 /// Empty, full and unicode metadata come back exactly.
@@ -44,7 +57,9 @@ pub async fn metadata_round_trip(h: &Harness) -> CaseResult {
     let mut sent = events("m", 3);
     sent[1] = sent[1].clone().with_metadata(full);
     sent[2] = sent[2].clone().with_metadata(only_actor);
-    h.store.append(&s, ExpectedVersion::NoStream, sent.clone()).await?;
+    h.store
+        .append(&s, ExpectedVersion::NoStream, sent.clone())
+        .await?;
     let stored = read_all(&*h.store, &s).await?;
     check_events(&stored, &sent, Version(1), "metadata")?;
     check_eq!(stored[0].metadata, Metadata::default(), "empty metadata");
@@ -54,12 +69,22 @@ pub async fn metadata_round_trip(h: &Harness) -> CaseResult {
 /// `stream_version` is 0 for a missing stream and the head after each append.
 pub async fn stream_version_tracks_head(h: &Harness) -> CaseResult {
     let s = h.new_stream("order");
-    check_eq!(h.store.stream_version(&s).await?, Version(0), "missing stream");
+    check_eq!(
+        h.store.stream_version(&s).await?,
+        Version(0),
+        "missing stream"
+    );
     let mut head = 0;
     for n in [1usize, 4, 2] {
-        h.store.append(&s, ExpectedVersion::Any, events("v", n)).await?;
+        h.store
+            .append(&s, ExpectedVersion::Any, events("v", n))
+            .await?;
         head += n as u64;
-        check_eq!(h.store.stream_version(&s).await?, Version(head), "after appending {n}");
+        check_eq!(
+            h.store.stream_version(&s).await?,
+            Version(head),
+            "after appending {n}"
+        );
     }
     Ok(())
 }

@@ -11,7 +11,9 @@ async fn stream_of(h: &Harness, n: usize) -> Result<sekiban_core::StreamId, crat
     let mut written = 0;
     while written < n {
         let k = (n - written).min(max);
-        h.store.append(&s, ExpectedVersion::Any, events(&format!("e{written}"), k)).await?;
+        h.store
+            .append(&s, ExpectedVersion::Any, events(&format!("e{written}"), k))
+            .await?;
         written += k;
     }
     Ok(s)
@@ -33,7 +35,11 @@ pub async fn read_forward_from_and_max_count(h: &Harness) -> CaseResult {
     check_eq!(versions(&r), Vec::<u64>::new(), "from past the head");
     let r = read_with(st, &s, ReadOptions::forward().max_count(0)).await?;
     check_eq!(versions(&r), Vec::<u64>::new(), "max_count 0");
-    check_eq!(all[9].data.clone(), events("e0", 10)[9].data.clone(), "data of version 10");
+    check_eq!(
+        all[9].data.clone(),
+        events("e0", 10)[9].data.clone(),
+        "data of version 10"
+    );
     Ok(())
 }
 
@@ -42,12 +48,21 @@ pub async fn read_backward(h: &Harness) -> CaseResult {
     let s = stream_of(h, 12).await?;
     let st = &*h.store;
     let r = read_with(st, &s, ReadOptions::backward()).await?;
-    check_eq!(versions(&r), (1..=12).rev().collect::<Vec<_>>(), "all backward");
+    check_eq!(
+        versions(&r),
+        (1..=12).rev().collect::<Vec<_>>(),
+        "all backward"
+    );
     let r = read_with(st, &s, ReadOptions::backward().max_count(3)).await?;
     check_eq!(versions(&r), vec![12, 11, 10], "last 3");
     let r = read_with(st, &s, ReadOptions::backward().from(Version(4))).await?;
     check_eq!(versions(&r), vec![4, 3, 2, 1], "backward from 4");
-    let r = read_with(st, &s, ReadOptions::backward().from(Version(50)).max_count(2)).await?;
+    let r = read_with(
+        st,
+        &s,
+        ReadOptions::backward().from(Version(50)).max_count(2),
+    )
+    .await?;
     check_eq!(versions(&r), vec![12, 11], "backward from past the head");
     Ok(())
 }
@@ -55,8 +70,20 @@ pub async fn read_backward(h: &Harness) -> CaseResult {
 /// A stream never written reads as empty, forward and backward.
 pub async fn read_missing_stream_is_empty(h: &Harness) -> CaseResult {
     let s = h.new_stream("ghost");
-    check_eq!(read_with(&*h.store, &s, ReadOptions::forward()).await?.len(), 0, "forward");
-    check_eq!(read_with(&*h.store, &s, ReadOptions::backward()).await?.len(), 0, "backward");
+    check_eq!(
+        read_with(&*h.store, &s, ReadOptions::forward())
+            .await?
+            .len(),
+        0,
+        "forward"
+    );
+    check_eq!(
+        read_with(&*h.store, &s, ReadOptions::backward())
+            .await?
+            .len(),
+        0,
+        "backward"
+    );
     check_eq!(h.store.stream_version(&s).await?, Version(0), "version");
     Ok(())
 }
@@ -71,23 +98,41 @@ pub async fn read_pages_lazily_through_10000_events(h: &Harness) -> CaseResult {
     let mut reader = h.store.read(&s, ReadOptions::forward());
     let first = reader.next().await;
     let after_first = h.store.costs() - before;
-    check!(matches!(&first, Some(Ok(e)) if e.version == Version(1)), "first event: {first:?}");
-    check_eq!(after_first.total().round_trips, 1, "requests made before the first event is available");
+    check!(
+        matches!(&first, Some(Ok(e)) if e.version == Version(1)),
+        "first event: {first:?}"
+    );
+    check_eq!(
+        after_first.total().round_trips,
+        1,
+        "requests made before the first event is available"
+    );
     let mut expected = 2u64;
     let mut bytes = 0u64;
     while let Some(e) = reader.next().await {
         let e = e?;
-        check_eq!(e.version, Version(expected), "version after {}", expected - 1);
+        check_eq!(
+            e.version,
+            Version(expected),
+            "version after {}",
+            expected - 1
+        );
         bytes += (e.data.len() + e.event_type.len() + e.metadata.size()) as u64;
         expected += 1;
     }
     check_eq!(expected - 1, N as u64, "events read");
     let pages = (h.store.costs() - before).round_trips(OpKind::Read);
-    let budget = (N.div_ceil(limits.page_events) as u64)
-        .max(bytes.div_ceil(limits.page_bytes as u64))
-        + 1;
-    check!(pages <= budget, "{pages} read requests for {N} events; budget {budget}");
-    check!(pages >= (N / limits.page_events) as u64, "{pages} read requests for {N} events with {}-event pages: reads are not paged as declared", limits.page_events);
+    let budget =
+        (N.div_ceil(limits.page_events) as u64).max(bytes.div_ceil(limits.page_bytes as u64)) + 1;
+    check!(
+        pages <= budget,
+        "{pages} read requests for {N} events; budget {budget}"
+    );
+    check!(
+        pages >= (N / limits.page_events) as u64,
+        "{pages} read requests for {N} events with {}-event pages: reads are not paged as declared",
+        limits.page_events
+    );
     Ok(())
 }
 
@@ -95,21 +140,40 @@ pub async fn read_pages_lazily_through_10000_events(h: &Harness) -> CaseResult {
 pub async fn catalog_lists_streams(h: &Harness) -> CaseResult {
     let caps = h.store.capabilities();
     let Some(catalog) = h.store.catalog() else {
-        check!(!caps.stream_catalog, "capabilities claim a stream catalog, but catalog() is None");
+        check!(
+            !caps.stream_catalog,
+            "capabilities claim a stream catalog, but catalog() is None"
+        );
         return Ok(());
     };
-    check!(caps.stream_catalog, "catalog() is Some, but capabilities deny a stream catalog");
+    check!(
+        caps.stream_catalog,
+        "catalog() is Some, but capabilities deny a stream catalog"
+    );
     let mut made = Vec::new();
-    for (cat, id) in [("order", "a"), ("order", "b"), ("order", "c"), ("invoice", "x")] {
+    for (cat, id) in [
+        ("order", "a"),
+        ("order", "b"),
+        ("order", "c"),
+        ("invoice", "x"),
+    ] {
         let s = h.stream(cat, id);
-        h.store.append(&s, ExpectedVersion::NoStream, events(id, 2)).await?;
+        h.store
+            .append(&s, ExpectedVersion::NoStream, events(id, 2))
+            .await?;
         made.push(s);
     }
     let all = catalog.list_streams(&h.tenant, None, None, 100).await?;
     check_eq!(all.len(), 4, "streams listed for the tenant");
-    let orders = catalog.list_streams(&h.tenant, Some("order"), None, 2).await?;
+    let orders = catalog
+        .list_streams(&h.tenant, Some("order"), None, 2)
+        .await?;
     let ids: Vec<_> = orders.iter().map(|i| i.stream.id().to_string()).collect();
-    check_eq!(ids, vec!["a".to_string(), "b".to_string()], "first page of orders");
+    check_eq!(
+        ids,
+        vec!["a".to_string(), "b".to_string()],
+        "first page of orders"
+    );
     check_eq!(orders[0].version, Version(2), "listed version");
     let rest = catalog
         .list_streams(&h.tenant, Some("order"), Some(&orders[1].stream), 2)

@@ -1,0 +1,332 @@
+//! The suite must be able to fail: deliberately broken stores, each caught by the cases meant to
+//! catch it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use sekiban_conformance::{Harness, Report, run_all};
+use sekiban_core::snapshot::stream_blob_prefix;
+use sekiban_core::{
+    AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
+    CostSnapshot, DeleteMode, EventData, EventStore, ExpectedVersion, FeedOptions, FeedStart,
+    Limits, MemoryStore, ObjectBlobStore, ReadOptions, RecordedEvent, Result, Snapshot,
+    SnapshotStore, Store, StoreError, StreamCatalog, StreamId, Version,
+    memory::default_memory_limits,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    IgnoresExpectedVersion,
+    AcceptsExactAboveHead,
+    DropsLastEventOfBatch,
+    DuplicatesResend,
+    ReordersFeed,
+    LosesPageBoundaryEvent,
+    SkipsHashCheck,
+    LeaksAcrossTenants,
+    ExtraRoundTripPerAppend,
+}
+
+/// A memory store with one fault.
+#[derive(Debug)]
+struct Broken {
+    inner: MemoryStore,
+    blobs: Arc<dyn BlobStore>,
+    fault: Fault,
+}
+
+#[async_trait]
+impl EventStore for Broken {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        mut events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        let mut expected = expected;
+        match self.fault {
+            Fault::IgnoresExpectedVersion => expected = ExpectedVersion::Any,
+            Fault::AcceptsExactAboveHead => {
+                if let ExpectedVersion::Exact(v) = expected
+                    && v > self.inner.stream_version(stream).await?
+                {
+                    expected = ExpectedVersion::Any;
+                }
+            }
+            Fault::DropsLastEventOfBatch if events.len() > 1 => {
+                events.pop();
+            }
+            Fault::ExtraRoundTripPerAppend => {
+                self.inner.stream_version(stream).await?;
+            }
+            _ => {}
+        }
+        let resend = events.clone();
+        let r = self.inner.append(stream, expected, events).await?;
+        if self.fault == Fault::DuplicatesResend && r.deduplicated {
+            let copies = resend
+                .into_iter()
+                .map(|e| EventData {
+                    id: sekiban_core::EventId::new(),
+                    ..e
+                })
+                .collect();
+            self.inner
+                .append(stream, ExpectedVersion::Any, copies)
+                .await?;
+        }
+        Ok(r)
+    }
+
+    fn read(&self, stream: &StreamId, opts: ReadOptions) -> BoxStream<'_, Result<RecordedEvent>> {
+        let inner = self.inner.read(stream, opts);
+        if self.fault != Fault::LosesPageBoundaryEvent {
+            return inner;
+        }
+        let boundary = self.inner.limits().page_events;
+        inner
+            .enumerate()
+            .filter_map(move |(i, e)| async move { (i != boundary).then_some(e) })
+            .boxed()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version> {
+        self.inner.stream_version(stream).await
+    }
+
+    async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
+        self.inner.delete_stream(stream, mode).await
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for Broken {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        self.inner.save_snapshot(snapshot).await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
+        match self.inner.load_snapshot(stream).await {
+            Err(StoreError::Corrupt { .. }) if self.fault == Fault::SkipsHashCheck => {
+                let keys = self.blobs.list(&stream_blob_prefix(stream)).await?;
+                let Some(key) = keys.last() else {
+                    return Ok(None);
+                };
+                let version = key
+                    .rsplit('/')
+                    .next()
+                    .and_then(|name| name.split('-').next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                Ok(Some(Snapshot {
+                    stream: stream.clone(),
+                    version: Version(version),
+                    state_type: "unchecked".into(),
+                    schema_version: 1,
+                    state: self.blobs.get(key).await?.unwrap_or_default(),
+                }))
+            }
+            other => other,
+        }
+    }
+}
+
+impl ChangeFeed for Broken {
+    fn changes(
+        &self,
+        from: FeedStart,
+        mut opts: FeedOptions,
+    ) -> BoxStream<'_, Result<ChangeBatch>> {
+        match self.fault {
+            Fault::LeaksAcrossTenants => {
+                opts.tenant = None;
+                self.inner.changes(from, opts)
+            }
+            Fault::ReordersFeed => self
+                .inner
+                .changes(from, opts)
+                .map(|b| {
+                    b.map(|mut b| {
+                        b.items.reverse();
+                        b
+                    })
+                })
+                .boxed(),
+            _ => self.inner.changes(from, opts),
+        }
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for Broken {
+    async fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> Result<Option<(Checkpoint, sekiban_core::Etag)>> {
+        self.inner.load_checkpoint(name).await
+    }
+    async fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+        expected: Option<&sekiban_core::Etag>,
+    ) -> Result<sekiban_core::Etag> {
+        self.inner.save_checkpoint(name, checkpoint, expected).await
+    }
+}
+
+impl Store for Broken {
+    fn limits(&self) -> &Limits {
+        self.inner.limits()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn costs(&self) -> CostSnapshot {
+        self.inner.costs()
+    }
+    fn catalog(&self) -> Option<&dyn StreamCatalog> {
+        self.inner.catalog()
+    }
+}
+
+async fn run_broken(fault: Fault) -> Report {
+    run_all(|| async move {
+        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+        let inner = MemoryStore::with_config(default_memory_limits(), blobs.clone());
+        let store = Broken {
+            inner,
+            blobs: blobs.clone(),
+            fault,
+        };
+        Harness::new(Arc::new(store), blobs)
+    })
+    .await
+}
+
+/// Runs the whole suite against a store with `fault` and asserts that each case in `must_fail`
+/// failed (others may fail too: a fault often breaks more than one rule).
+async fn caught(fault: Fault, must_fail: &[&str]) {
+    let report = run_broken(fault).await;
+    let failed = report.failed();
+    println!("{fault:?}: caught by {failed:?}");
+    let missed: Vec<_> = must_fail.iter().filter(|c| !failed.contains(c)).collect();
+    assert!(
+        missed.is_empty(),
+        "a store that {fault:?} passed {missed:?}, which must catch it\n{report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignores_expected_version() {
+    caught(
+        Fault::IgnoresExpectedVersion,
+        &[
+            "failed_append_writes_nothing",
+            "expected_no_stream",
+            "expected_stream_exists",
+            "expected_exact_below_head_fails",
+            "expected_exact_inside_multi_event_append_fails",
+            "expected_exact_above_head_fails",
+            "concurrent_writers_one_winner_per_version",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepts_exact_above_head() {
+    caught(
+        Fault::AcceptsExactAboveHead,
+        &["expected_exact_above_head_fails"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_last_event_of_batch() {
+    caught(
+        Fault::DropsLastEventOfBatch,
+        &[
+            "append_to_new_stream_starts_at_one",
+            "append_is_atomic_and_contiguous",
+            "payload_bytes_round_trip",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_resend() {
+    caught(
+        Fault::DuplicatesResend,
+        &[
+            "resend_under_exact",
+            "resend_under_no_stream",
+            "resend_under_stream_exists_and_any",
+            "resend_after_other_appends",
+            "resend_at_window_edge",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reorders_feed() {
+    caught(
+        Fault::ReordersFeed,
+        &["feed_from_beginning_delivers_all", "feed_per_stream_order"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loses_page_boundary_event() {
+    caught(
+        Fault::LosesPageBoundaryEvent,
+        &[
+            "read_pages_lazily_through_10000_events",
+            "budget_read_pages",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skips_hash_check() {
+    caught(
+        Fault::SkipsHashCheck,
+        &["snapshot_corrupt_blob_is_an_error"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaks_across_tenants() {
+    caught(Fault::LeaksAcrossTenants, &["tenant_isolation_in_feed"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_round_trip_per_append() {
+    caught(
+        Fault::ExtraRoundTripPerAppend,
+        &["budget_append_round_trips"],
+    )
+    .await;
+}
+
+/// The healthy store passes the same run, so the failures above come from the faults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_store_passes_through_the_runner() {
+    let report = run_all(|| async {
+        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+        let store = MemoryStore::with_config(default_memory_limits(), blobs.clone());
+        Harness::new(Arc::new(store), blobs)
+    })
+    .await;
+    println!("{report}");
+    assert!(report.all_passed(), "{report}");
+    assert_eq!(report.cases.len(), sekiban_conformance::CASES.len());
+}
