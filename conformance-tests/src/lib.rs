@@ -198,8 +198,19 @@ macro_rules! __case_tests {
 /// Expands into one `#[tokio::test]` per conformance case, each building its harness with
 /// `$make` (an expression that may `.await` and evaluates to a [`Harness`]):
 ///
-/// ```ignore
+/// ```no_run
+/// use std::sync::Arc;
+/// use sekiban_conformance::Harness;
+/// use sekiban_core::{BlobStore, MemoryStore, ObjectBlobStore, memory::default_memory_limits};
+///
+/// async fn my_harness() -> Harness {
+///     let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+///     let store = MemoryStore::with_config(default_memory_limits(), blobs.clone());
+///     Harness::new(Arc::new(store), blobs)
+/// }
+///
 /// sekiban_conformance::conformance_tests!(my_harness().await);
+/// # fn main() {}
 /// ```
 ///
 /// The calling crate needs `tokio` (with `macros` and `rt-multi-thread`) and `futures` as

@@ -191,3 +191,24 @@ impl CostCounter {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_of_snapshots() {
+        let c = CostCounter::new();
+        c.record(OpKind::Append, 100, 10);
+        let before = c.snapshot();
+        c.record(OpKind::Append, 50, 5);
+        c.record(OpKind::Read, 0, 300);
+        c.record_units(OpKind::Append, 2.5);
+        let d = c.snapshot() - before;
+        assert_eq!(d.round_trips(OpKind::Append), 1);
+        assert_eq!(d.get(OpKind::Append).bytes_sent, 50);
+        assert_eq!(d.get(OpKind::Append).capacity_units, 2.5);
+        assert_eq!(d.total().round_trips, 2);
+        assert_eq!(d.total().bytes_received, 305);
+    }
+}

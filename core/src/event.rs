@@ -327,3 +327,64 @@ pub enum DeleteMode {
     /// can never be written again.
     Hard,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(o: ReadOptions, lowest: u64, head: u64) -> Option<(u64, u64)> {
+        o.range(Version(lowest), Version(head))
+            .map(|(a, b)| (a.0, b.0))
+    }
+
+    #[test]
+    fn read_ranges() {
+        assert_eq!(range(ReadOptions::forward(), 1, 10), Some((1, 10)));
+        assert_eq!(
+            range(ReadOptions::forward().from(Version(4)).max_count(3), 1, 10),
+            Some((4, 6))
+        );
+        assert_eq!(
+            range(ReadOptions::forward().from(Version(9)).max_count(5), 1, 10),
+            Some((9, 10))
+        );
+        assert_eq!(range(ReadOptions::forward().from(Version(11)), 1, 10), None);
+        assert_eq!(range(ReadOptions::forward(), 1, 0), None, "empty stream");
+        assert_eq!(
+            range(ReadOptions::forward().from(Version(2)), 5, 10),
+            Some((5, 10)),
+            "hidden events skipped"
+        );
+        assert_eq!(range(ReadOptions::backward(), 1, 10), Some((10, 1)));
+        assert_eq!(
+            range(ReadOptions::backward().max_count(3), 1, 10),
+            Some((10, 8))
+        );
+        assert_eq!(
+            range(
+                ReadOptions::backward().from(Version(50)).max_count(2),
+                1,
+                10
+            ),
+            Some((10, 9))
+        );
+        assert_eq!(range(ReadOptions::backward().from(Version(3)), 5, 10), None);
+        assert_eq!(range(ReadOptions::forward().max_count(0), 1, 10), None);
+    }
+
+    #[test]
+    fn expected_versions() {
+        let (none, three) = (Version(0), Version(3));
+        assert!(ExpectedVersion::Any.accepts(none) && ExpectedVersion::Any.accepts(three));
+        assert!(
+            ExpectedVersion::NoStream.accepts(none) && !ExpectedVersion::NoStream.accepts(three)
+        );
+        assert!(
+            !ExpectedVersion::StreamExists.accepts(none)
+                && ExpectedVersion::StreamExists.accepts(three)
+        );
+        assert!(ExpectedVersion::Exact(three).accepts(three));
+        assert!(!ExpectedVersion::Exact(Version(2)).accepts(three));
+        assert!(!ExpectedVersion::Exact(Version(4)).accepts(three));
+    }
+}

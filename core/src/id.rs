@@ -212,3 +212,54 @@ impl fmt::Display for EventId {
         write!(f, "{}", self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_naming_rule() {
+        assert!(StreamId::new("a", "b", "c").is_ok());
+        assert!(StreamId::new("A-9_z", "Order_Line-2", "x.y@z=1+2").is_ok());
+        assert!(StreamId::new("t".repeat(64), "c".repeat(64), "i".repeat(200)).is_ok());
+        for (t, c, i) in [
+            ("", "c", "i"),
+            ("t", "", "i"),
+            ("t", "c", ""),
+            ("t".repeat(65).leak() as &str, "c", "i"),
+            ("t", "c", "i".repeat(201).leak() as &str),
+            ("t", "c.d", "i"),
+            ("t|u", "c", "i"),
+            ("t", "c", "a/b"),
+            ("t", "c", "."),
+            ("t", "c", ".."),
+            ("t", "c", "é"),
+        ] {
+            assert!(
+                matches!(
+                    StreamId::new(t, c, i),
+                    Err(StoreError::InvalidStreamId { .. })
+                ),
+                "{t:?}/{c:?}/{i:?} must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_display_and_serde_use_the_same_rule() {
+        let s: StreamId = "acme/order/42".parse().unwrap();
+        assert_eq!((s.tenant(), s.category(), s.id()), ("acme", "order", "42"));
+        assert!("acme/order".parse::<StreamId>().is_err());
+        assert!(
+            "acme/order/4/2".parse::<StreamId>().is_err(),
+            "'/' is not allowed in an id"
+        );
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<StreamId>(&json).unwrap(), s);
+        let bad = r#"{"tenant":"a","category":"b","id":"x/y"}"#;
+        assert!(
+            serde_json::from_str::<StreamId>(bad).is_err(),
+            "deserializing validates"
+        );
+    }
+}

@@ -218,7 +218,7 @@ impl MemoryStore {
     }
 
     /// The single request function: one round trip of `kind`, `sent` bytes out, the reply's
-    /// bytes counted by `reply_size`.
+    /// bytes counted by `reply_size`. Wakes feed readers when the request added to the log.
     fn request<R>(
         &self,
         kind: OpKind,
@@ -226,7 +226,18 @@ impl MemoryStore {
         f: impl FnOnce(&mut State) -> R,
         reply_size: impl FnOnce(&R) -> usize,
     ) -> R {
-        let r = f(&mut self.lock());
+        let (r, position) = {
+            let mut state = self.lock();
+            let before = state.last_position;
+            let r = f(&mut state);
+            (
+                r,
+                (state.last_position != before).then_some(state.last_position),
+            )
+        };
+        if let Some(position) = position {
+            self.shared.appended.send_replace(position);
+        }
         self.shared
             .costs
             .record(kind, sent as u64, reply_size(&r) as u64);
@@ -325,7 +336,7 @@ impl EventStore for MemoryStore {
         limits.check_append(stream, &events)?;
         let sent = events.iter().map(EventData::size).sum();
         let now = SystemTime::now();
-        let result = self.request(
+        self.request(
             OpKind::Append,
             sent,
             |st| {
@@ -377,12 +388,7 @@ impl EventStore for MemoryStore {
                 })
             },
             |_| 16,
-        )?;
-        if !result.deduplicated {
-            let last = self.lock().last_position;
-            self.shared.appended.send_replace(last);
-        }
-        Ok(result)
+        )
     }
 
     fn read(&self, stream: &StreamId, opts: ReadOptions) -> BoxStream<'_, Result<RecordedEvent>> {
@@ -497,7 +503,6 @@ impl EventStore for MemoryStore {
         let Some(snapshot) = removed else {
             return Ok(());
         };
-        self.shared.appended.send_replace(self.lock().last_position);
         match mode {
             DeleteMode::Soft => match snapshot {
                 Some(s) => self.shared.offload.discard(&s).await,

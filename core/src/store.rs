@@ -222,3 +222,50 @@ pub trait Store: EventStore + SnapshotStore + ChangeFeed + CheckpointStore {
     /// Stream listing, if the store has it.
     fn catalog(&self) -> Option<&dyn StreamCatalog>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::default_memory_limits;
+
+    #[test]
+    fn append_checks() {
+        let l = Limits {
+            max_event_bytes: 10,
+            max_append_events: 3,
+            max_append_bytes: 20,
+            ..default_memory_limits()
+        };
+        let s = StreamId::new("t", "c", "i").unwrap();
+        let e = |n: usize| EventData::new("T", vec![b'x'; n]);
+        assert!(
+            l.check_append(&s, &[e(9)]).is_ok(),
+            "type + data = 10 bytes"
+        );
+        assert!(matches!(
+            l.check_append(&s, &[e(10)]),
+            Err(StoreError::EventTooLarge {
+                index: 0,
+                size: 11,
+                ..
+            })
+        ));
+        assert!(matches!(
+            l.check_append(&s, &[e(1), e(1), e(1), e(1)]),
+            Err(StoreError::BatchTooLarge { count: 4, .. })
+        ));
+        assert!(matches!(
+            l.check_append(&s, &[e(9), e(9), e(9)]),
+            Err(StoreError::BatchTooLarge { bytes: 30, .. })
+        ));
+        assert!(matches!(
+            l.check_append(&s, &[]),
+            Err(StoreError::InvalidInput { .. })
+        ));
+        let dup = e(1);
+        assert!(matches!(
+            l.check_append(&s, &[dup.clone(), dup]),
+            Err(StoreError::InvalidInput { .. })
+        ));
+    }
+}
