@@ -8,6 +8,7 @@ pub mod error;
 pub mod event;
 pub mod feed;
 pub mod id;
+pub mod idempotency;
 pub mod memory;
 pub mod snapshot;
 pub mod store;

@@ -17,6 +17,7 @@ use crate::event::{
 };
 use crate::feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedStart};
 use crate::id::{EventId, StreamId, Version};
+use crate::idempotency::{PriorEvent, match_resend};
 use crate::snapshot::{Snapshot, SnapshotOffload, StoredSnapshot};
 use crate::store::{
     Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, SnapshotStore,
@@ -136,32 +137,14 @@ impl StreamState {
         window: u64,
     ) -> Result<Option<AppendResult>> {
         let oldest = Version(self.head.0.saturating_sub(window));
-        let known = |e: &EventData| self.ids.get(&e.id).copied().filter(|v| *v > oldest);
-        if !events.iter().any(|e| known(e).is_some()) {
-            return Ok(None);
-        }
-        let conflict = |id| StoreError::IdempotencyConflict {
-            stream: stream.clone(),
-            event_id: id,
-        };
-        let Some(start) = known(&events[0]) else {
-            let first_known = events.iter().find(|e| known(e).is_some());
-            return Err(conflict(first_known.map_or(events[0].id, |e| e.id)));
-        };
-        let last = start.plus(events.len() as u64 - 1);
-        for (i, e) in events.iter().enumerate() {
-            let v = start.plus(i as u64);
-            let stored = self.get(v).filter(|s| e.same_content(&s.event));
-            match stored {
-                Some(s) if s.append_first == start && s.append_last == last => {}
-                _ => return Err(conflict(e.id)),
-            }
-        }
-        Ok(Some(AppendResult {
-            first: start,
-            last,
-            deduplicated: true,
-        }))
+        match_resend(stream, events, |id| {
+            let v = self.ids.get(&id).copied().filter(|v| *v > oldest)?;
+            self.get(v).map(|s| PriorEvent {
+                event: &s.event,
+                append_first: s.append_first,
+                append_last: s.append_last,
+            })
+        })
     }
 }
 
@@ -747,6 +730,7 @@ impl Store for MemoryStore {
             feed_partitions: 1,
             feed_history: FeedHistory::Unbounded,
             stream_catalog: true,
+            cost_budgets: true,
         }
     }
     fn costs(&self) -> CostSnapshot {

@@ -103,16 +103,21 @@ pub struct Capabilities {
     pub feed_history: FeedHistory,
     /// Streams can be listed ([`StreamCatalog`]).
     pub stream_catalog: bool,
+    /// The store's round trips are held to the suite's fixed budgets (networked stores and the
+    /// memory store). An embedded store counts its statements but is not budgeted.
+    pub cost_budgets: bool,
 }
 
 impl Capabilities {
-    /// Capabilities of a store with one feed partition, full history, no notification, no catalog.
+    /// Capabilities of a networked store with one feed partition, full history, no notification,
+    /// no catalog, held to the cost budgets.
     pub fn basic() -> Self {
         Capabilities {
             feed_notification: false,
             feed_partitions: 1,
             feed_history: FeedHistory::Unbounded,
             stream_catalog: false,
+            cost_budgets: true,
         }
     }
 }
