@@ -169,6 +169,14 @@ impl CostCounter {
             .fetch_add(bytes_received, Ordering::Relaxed);
     }
 
+    /// Adds bytes moved by requests already counted (e.g. rows streamed after a statement).
+    pub fn record_bytes(&self, kind: OpKind, bytes_sent: u64, bytes_received: u64) {
+        let c = &self.kinds[kind.index()];
+        c.bytes_sent.fetch_add(bytes_sent, Ordering::Relaxed);
+        c.bytes_received
+            .fetch_add(bytes_received, Ordering::Relaxed);
+    }
+
     /// Adds capacity units (or RU) the service reported for a request of `kind`.
     pub fn record_units(&self, kind: OpKind, units: f64) {
         let micro = (units.max(0.0) * 1_000_000.0).round() as u64;

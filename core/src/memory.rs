@@ -18,7 +18,9 @@ use crate::event::{
 use crate::feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedStart};
 use crate::id::{EventId, StreamId, Version};
 use crate::idempotency::{PriorEvent, match_resend};
-use crate::snapshot::{Snapshot, SnapshotOffload, StoredSnapshot};
+use crate::snapshot::{
+    PointerWrite, Snapshot, SnapshotBody, SnapshotOffload, StoredSnapshot, check_snapshot_version,
+};
 use crate::store::{
     Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, SnapshotStore,
     Store, StreamCatalog, StreamInfo,
@@ -499,79 +501,51 @@ impl EventStore for MemoryStore {
 #[async_trait]
 impl SnapshotStore for MemoryStore {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        let offload = &self.shared.offload;
-        let stored = offload.prepare(&snapshot).await?;
-        let stream = &snapshot.stream;
-        let outcome = self.request(
-            OpKind::Snapshot,
-            snapshot.state.len().min(self.shared.limits.max_inline_snapshot_bytes),
-            |st| -> Result<Option<Option<StoredSnapshot>>> {
-                let live = st.live(stream);
-                let s = match live {
-                    Ok(Some(s)) => s,
-                    Ok(None) => {
-                        return Err(StoreError::invalid(format!(
-                            "snapshot of {stream} at version {}: the stream has no events",
-                            snapshot.version
-                        )));
+        let sent = snapshot
+            .state
+            .len()
+            .min(self.shared.limits.max_inline_snapshot_bytes);
+        let write = |stored: StoredSnapshot| async {
+            self.request(
+                OpKind::Snapshot,
+                sent,
+                |st| {
+                    let s = st.live(&snapshot.stream)?;
+                    let hidden = s.map_or(Version::NONE, |s| s.hidden_upto);
+                    check_snapshot_version(&snapshot, s.map(|s| s.head), hidden)?;
+                    let Some(s) = st.streams.get_mut(&snapshot.stream) else {
+                        return Ok(PointerWrite::Refused);
+                    };
+                    if s.snapshot
+                        .as_ref()
+                        .is_some_and(|c| c.version > snapshot.version)
+                    {
+                        return Ok(PointerWrite::Refused);
                     }
-                    Err(e) => return Err(e),
-                };
-                if snapshot.version > s.head || snapshot.version <= s.hidden_upto {
-                    return Err(StoreError::invalid(format!(
-                        "snapshot of {stream} at version {}: only versions {}..={} can be snapshotted",
-                        snapshot.version,
-                        s.lowest_visible(),
-                        s.head
-                    )));
-                }
-                if s.snapshot.as_ref().is_some_and(|cur| cur.version > snapshot.version) {
-                    return Ok(None);
-                }
-                let s = st.streams.get_mut(stream).ok_or_else(|| StoreError::invalid("stream vanished"))?;
-                Ok(Some(s.snapshot.replace(stored.clone())))
-            },
-            |_| 0,
-        );
-        match outcome {
-            Ok(Some(Some(old))) if old.body != stored.body => offload.discard(&old).await,
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => offload.discard(&stored).await,
-            Err(e) => {
-                offload.discard(&stored).await?;
-                Err(e)
-            }
-        }
+                    Ok(PointerWrite::Replaced(s.snapshot.replace(stored)))
+                },
+                |_| 0,
+            )
+        };
+        self.shared.offload.save(&snapshot, write).await
     }
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
-        for _ in 0..2 {
-            let pointer = self.request(
+        let read = || async {
+            self.request(
                 OpKind::Snapshot,
                 0,
                 |st| Ok(st.live(stream)?.and_then(|s| s.snapshot.clone())),
-                |r: &Result<Option<StoredSnapshot>>| {
-                    r.as_ref()
-                        .ok()
-                        .and_then(|s| s.as_ref())
-                        .map_or(0, |s| match &s.body {
-                            crate::snapshot::SnapshotBody::Inline(b) => b.len(),
-                            crate::snapshot::SnapshotBody::Offloaded(_) => 128,
-                        })
+                |r: &Result<Option<StoredSnapshot>>| match r {
+                    Ok(Some(s)) => match &s.body {
+                        SnapshotBody::Inline(b) => b.len(),
+                        SnapshotBody::Offloaded(_) => 128,
+                    },
+                    _ => 0,
                 },
-            )?;
-            let Some(pointer) = pointer else {
-                return Ok(None);
-            };
-            if let Some(snapshot) = self.shared.offload.resolve(stream, &pointer).await? {
-                return Ok(Some(snapshot));
-            }
-        }
-        Err(StoreError::Corrupt {
-            what: format!(
-                "the snapshot pointer of {stream} references a blob that is missing; save a new snapshot"
-            ),
-        })
+            )
+        };
+        self.shared.offload.load(stream, read).await
     }
 }
 

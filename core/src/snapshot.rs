@@ -6,6 +6,7 @@
 //! unreferenced blob under the stream's prefix; hard delete removes every blob under that prefix.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -83,6 +84,30 @@ pub struct StoredSnapshot {
     pub body: SnapshotBody,
 }
 
+/// Where a snapshot may be saved (one rule for every backend): the stream must exist and be live,
+/// and the version must be one of its visible events (`hidden_upto < version <= head`).
+pub fn check_snapshot_version(
+    snapshot: &Snapshot,
+    head: Option<Version>,
+    hidden_upto: Version,
+) -> Result<()> {
+    let Some(head) = head.filter(|h| *h > Version::NONE) else {
+        return Err(StoreError::invalid(format!(
+            "snapshot of {} at version {}: the stream has no events",
+            snapshot.stream, snapshot.version
+        )));
+    };
+    if snapshot.version > head || snapshot.version <= hidden_upto {
+        return Err(StoreError::invalid(format!(
+            "snapshot of {} at version {}: only versions {}..={head} can be snapshotted",
+            snapshot.stream,
+            snapshot.version,
+            hidden_upto.plus(1)
+        )));
+    }
+    Ok(())
+}
+
 /// SHA-256 of `bytes` as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
@@ -112,6 +137,15 @@ pub fn stream_blob_prefix(stream: &StreamId) -> String {
 /// ```
 pub fn blob_key(stream: &StreamId, version: Version, sha256: &str) -> String {
     format!("{}{:020}-{sha256}", stream_blob_prefix(stream), version.0)
+}
+
+/// What the conditional pointer write (step 2 of a save) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PointerWrite {
+    /// The pointer now references the new snapshot; the one it replaced, if any.
+    Replaced(Option<StoredSnapshot>),
+    /// A newer snapshot is stored; the new one was not referenced.
+    Refused,
 }
 
 /// The offload half of a snapshot store: decides inline or blob, writes and verifies blobs.
@@ -200,6 +234,50 @@ impl SnapshotOffload {
             schema_version: stored.schema_version,
             state,
         }))
+    }
+
+    /// A whole save: [`prepare`](Self::prepare) (blob PUT when large), then `write_pointer` (the
+    /// backend's conditional write), then deletes whichever blob is no longer referenced: the
+    /// replaced one, or the new one when the write was refused or failed.
+    pub async fn save<F, Fut>(&self, snapshot: &Snapshot, write_pointer: F) -> Result<()>
+    where
+        F: FnOnce(StoredSnapshot) -> Fut,
+        Fut: Future<Output = Result<PointerWrite>>,
+    {
+        let stored = self.prepare(snapshot).await?;
+        match write_pointer(stored.clone()).await {
+            Ok(PointerWrite::Replaced(Some(old))) if old.body != stored.body => {
+                self.discard(&old).await
+            }
+            Ok(PointerWrite::Replaced(_)) => Ok(()),
+            Ok(PointerWrite::Refused) => self.discard(&stored).await,
+            Err(e) => {
+                self.discard(&stored).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// A whole load: `read_pointer`, then the state (blob GET and hash check when offloaded);
+    /// when the blob is gone (replaced meanwhile) the pointer is read once more.
+    pub async fn load<F, Fut>(&self, stream: &StreamId, read_pointer: F) -> Result<Option<Snapshot>>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Option<StoredSnapshot>>>,
+    {
+        for _ in 0..2 {
+            let Some(pointer) = read_pointer().await? else {
+                return Ok(None);
+            };
+            if let Some(snapshot) = self.resolve(stream, &pointer).await? {
+                return Ok(Some(snapshot));
+            }
+        }
+        Err(StoreError::Corrupt {
+            what: format!(
+                "the snapshot pointer of {stream} references a blob that is missing; save a new snapshot"
+            ),
+        })
     }
 
     /// Deletes every snapshot blob of a stream (hard delete), orphans included.
