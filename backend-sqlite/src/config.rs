@@ -1,0 +1,162 @@
+//! Typed configuration: from code, from a URL, or from the environment.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sekiban_core::{Limits, StoreError};
+use serde::{Deserialize, Serialize};
+
+/// Environment variable [`SqliteConfig::from_env`] reads: a `sqlite:` URL or a plain file path.
+pub const ENV_URL: &str = "SEKIBAN_SQLITE_URL";
+
+/// Where the database lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SqlitePath {
+    /// A private in-memory database, gone when the store is dropped.
+    Memory,
+    /// A file, created with its schema when missing; its directory must exist.
+    File(PathBuf),
+}
+
+/// SQLite's `synchronous` setting for the database file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Synchronous {
+    /// Every commit is on disk before the append returns (the default).
+    Full,
+    /// WAL commits survive a process crash but may be lost on power failure.
+    Normal,
+}
+
+/// Configuration of a [`crate::SqliteEventStore`].
+///
+/// ```
+/// use sekiban_sqlite::{SqliteConfig, SqlitePath, Synchronous};
+/// let c = SqliteConfig::from_url("sqlite:///var/lib/app/events.db?synchronous=normal&busy_timeout_ms=2000").unwrap();
+/// assert_eq!(c.path, SqlitePath::File("/var/lib/app/events.db".into()));
+/// assert_eq!(c.synchronous, Synchronous::Normal);
+/// assert_eq!(SqliteConfig::from_url("sqlite::memory:").unwrap().path, SqlitePath::Memory);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SqliteConfig {
+    /// The database.
+    pub path: SqlitePath,
+    /// Durability of commits.
+    pub synchronous: Synchronous,
+    /// How long a write waits for another process's write lock before failing with
+    /// `StoreError::Unavailable`.
+    pub busy_timeout: Duration,
+    /// Reader connections (file databases; an in-memory database has one connection).
+    pub readers: usize,
+    /// Directory for offloaded snapshots; default: `<database file>.blobs/`, or memory for
+    /// an in-memory database.
+    pub blob_dir: Option<PathBuf>,
+    /// The store's limits.
+    pub limits: Limits,
+}
+
+/// The limits of a SQLite store.
+pub fn default_limits() -> Limits {
+    Limits {
+        max_event_bytes: 1024 * 1024,
+        max_append_events: 1000,
+        max_append_bytes: 16 * 1024 * 1024,
+        max_inline_snapshot_bytes: 256 * 1024,
+        page_events: 500,
+        page_bytes: 4 * 1024 * 1024,
+        feed_poll_interval: Duration::from_millis(1000),
+        idempotency_window: u64::MAX,
+    }
+}
+
+fn bad(url: &str, why: impl std::fmt::Display) -> StoreError {
+    StoreError::invalid(format!(
+        "SQLite URL {url:?}: {why}; use sqlite::memory:, sqlite:///absolute/path.db or sqlite://relative/path.db"
+    ))
+}
+
+impl SqliteConfig {
+    /// A file database with default settings.
+    pub fn file(path: impl AsRef<Path>) -> Self {
+        Self::with_path(SqlitePath::File(path.as_ref().to_path_buf()))
+    }
+
+    /// A private in-memory database with default settings.
+    pub fn memory() -> Self {
+        Self::with_path(SqlitePath::Memory)
+    }
+
+    fn with_path(path: SqlitePath) -> Self {
+        SqliteConfig {
+            path,
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(30),
+            readers: 2,
+            blob_dir: None,
+            limits: default_limits(),
+        }
+    }
+
+    /// Parses `sqlite::memory:`, `sqlite://:memory:`, `sqlite:///abs/path.db`,
+    /// `sqlite://rel/path.db` or a plain path, with optional query parameters `synchronous`
+    /// (`full`|`normal`), `busy_timeout_ms`, `readers` and `blobs` (a directory).
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let path = match base {
+            "sqlite::memory:" | "sqlite://:memory:" | ":memory:" => SqlitePath::Memory,
+            _ => {
+                let p = base
+                    .strip_prefix("sqlite://")
+                    .or_else(|| base.strip_prefix("sqlite:"))
+                    .unwrap_or(base);
+                if p.is_empty() {
+                    return Err(bad(url, "no file path"));
+                }
+                SqlitePath::File(PathBuf::from(p))
+            }
+        };
+        let mut config = Self::with_path(path);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "synchronous" => {
+                    config.synchronous = match value.to_ascii_lowercase().as_str() {
+                        "full" => Synchronous::Full,
+                        "normal" => Synchronous::Normal,
+                        other => {
+                            return Err(bad(
+                                url,
+                                format!("synchronous={other} is not full or normal"),
+                            ));
+                        }
+                    }
+                }
+                "busy_timeout_ms" => {
+                    let ms: u64 = value.parse().map_err(|_| {
+                        bad(url, format!("busy_timeout_ms={value} is not a number"))
+                    })?;
+                    config.busy_timeout = Duration::from_millis(ms);
+                }
+                "readers" => {
+                    config.readers =
+                        value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                            bad(url, format!("readers={value} is not a number ≥ 1"))
+                        })?;
+                }
+                "blobs" => config.blob_dir = Some(PathBuf::from(value)),
+                other => return Err(bad(url, format!("unknown parameter {other:?}"))),
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads [`ENV_URL`] (`SEKIBAN_SQLITE_URL`).
+    pub fn from_env() -> Result<Self, StoreError> {
+        match std::env::var(ENV_URL) {
+            Ok(url) if !url.is_empty() => Self::from_url(&url),
+            _ => Err(StoreError::invalid(format!(
+                "{ENV_URL} is not set; set it to a sqlite: URL such as sqlite:///tmp/events.db"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! SQLite errors → the store's error, classified by code.
+
+use rusqlite::ErrorCode;
+use sekiban_core::StoreError;
+
+/// Classifies a SQLite error: busy/locked → `Unavailable` (transient), a file that is not a
+/// database → `InvalidInput`, anything else → `Backend` with `context`.
+pub(crate) fn classify(context: &str, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable {
+            source: format!(
+                "{context}: the database stayed locked by another writer past the busy timeout: {e}"
+            )
+            .into(),
+        },
+        Some(ErrorCode::NotADatabase) => StoreError::invalid(format!(
+            "{context}: the file is not a SQLite database; point the store at another file"
+        )),
+        Some(ErrorCode::CannotOpen) => StoreError::invalid(format!(
+            "{context}: cannot open the database file ({e}); check the directory exists and is writable"
+        )),
+        Some(ErrorCode::ReadOnly) => StoreError::invalid(format!(
+            "{context}: the database is read-only ({e}); check file permissions"
+        )),
+        Some(ErrorCode::DiskFull) => StoreError::Unavailable {
+            source: format!("{context}: the disk is full: {e}").into(),
+        },
+        _ => StoreError::backend(context, e),
+    }
+}
+
+/// `?`-friendly conversion with a context.
+pub(crate) trait Context<T> {
+    fn ctx(self, context: &str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, context: &str) -> Result<T, StoreError> {
+        self.map_err(|e| classify(context, e))
+    }
+}

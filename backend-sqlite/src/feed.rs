@@ -1,0 +1,101 @@
+//! The change feed's in-process notifier: one hub task polls the log once per commit (and once
+//! per poll interval, for writers in other processes) and hands the rows to every waiting
+//! reader, so N waiting readers cost one query, not N.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use sekiban_core::FeedItem;
+use tokio::sync::watch;
+
+use crate::Shared;
+use crate::sql;
+
+/// Rows of the log after `from` up to `to` (inclusive), unfiltered.
+#[derive(Debug, Default)]
+pub(crate) struct TailPage {
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+    pub(crate) items: Vec<(u64, FeedItem)>,
+}
+
+/// The hub's channel to waiting readers, and whether its task runs.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    tail: watch::Sender<Arc<TailPage>>,
+    running: Mutex<bool>,
+}
+
+impl Hub {
+    pub(crate) fn new() -> Self {
+        Hub {
+            tail: watch::channel(Arc::new(TailPage::default())).0,
+            running: Mutex::new(false),
+        }
+    }
+
+    /// A receiver of tail pages; starts the hub task when it is not running.
+    pub(crate) fn subscribe(shared: &Arc<Shared>) -> watch::Receiver<Arc<TailPage>> {
+        let rx = shared.hub.tail.subscribe();
+        let mut running = shared.hub.running.lock().unwrap_or_else(|p| p.into_inner());
+        if !*running {
+            *running = true;
+            tokio::spawn(run(Arc::downgrade(shared)));
+        }
+        rx
+    }
+}
+
+/// The hub task: polls after each commit notification or poll interval while readers wait;
+/// ends when no reader is subscribed or the store is dropped.
+async fn run(shared: Weak<Shared>) {
+    let Some(s) = shared.upgrade() else { return };
+    let mut committed = s.committed.subscribe();
+    let poll = s.limits.feed_poll_interval;
+    let page = s.limits.page_events;
+    let mut position = match s.workers.read(|c| sql::last_position(c)).await {
+        Ok(p) => p,
+        Err(_) => {
+            stop(&s);
+            return;
+        }
+    };
+    drop(s);
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        {
+            let mut running = s.hub.running.lock().unwrap_or_else(|p| p.into_inner());
+            if s.hub.tail.receiver_count() == 0 {
+                *running = false;
+                return;
+            }
+        }
+        committed.borrow_and_update();
+        let after = position;
+        let polled = s
+            .workers
+            .read(move |c| sql::poll_feed(c, after, None, None, page))
+            .await;
+        let full = match polled {
+            Ok((items, reached)) => {
+                let full = items.len() == page;
+                position = reached;
+                s.hub.tail.send_replace(Arc::new(TailPage {
+                    from: after,
+                    to: reached,
+                    items,
+                }));
+                full
+            }
+            // Readers fall back to their own polls when the hub has nothing for them.
+            Err(_) => false,
+        };
+        drop(s);
+        if !full {
+            let _ = tokio::time::timeout(poll, committed.changed()).await;
+        }
+    }
+}
+
+fn stop(s: &Shared) {
+    *s.hub.running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+}

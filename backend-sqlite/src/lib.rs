@@ -1,0 +1,499 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+mod config;
+mod error;
+mod feed;
+mod sql;
+mod worker;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::{self, BoxStream};
+use sekiban_core::memory::check_checkpoint_name;
+use sekiban_core::{
+    AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
+    CostCounter, CostSnapshot, CountingBlobStore, DeleteMode, Direction, Etag, EventData,
+    EventStore, ExpectedVersion, FeedHistory, FeedItem, FeedOptions, FeedStart, Limits,
+    ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload,
+    SnapshotStore, Store, StoreError, StreamCatalog, StreamId, StreamInfo, Version,
+};
+use tokio::sync::watch;
+
+pub use config::{ENV_URL, SqliteConfig, SqlitePath, Synchronous, default_limits};
+
+use crate::feed::{Hub, TailPage};
+use crate::sql::{Conn, ReadCursor, Role};
+use crate::worker::Workers;
+
+/// An event store in one SQLite file (or in memory): every trait of [`Store`].
+///
+/// Cheap to clone; all clones share the connections. Dropping the last clone closes them.
+#[derive(Clone, Debug)]
+pub struct SqliteEventStore {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) workers: Workers,
+    pub(crate) limits: Limits,
+    pub(crate) committed: watch::Sender<u64>,
+    pub(crate) hub: Hub,
+    costs: Arc<CostCounter>,
+    offload: SnapshotOffload,
+    store_id: String,
+    config: SqliteConfig,
+}
+
+impl SqliteEventStore {
+    /// Opens (creating and migrating when needed) the database of `config`, with snapshots
+    /// offloaded to `config.blob_dir`, or `<file>.blobs/` next to a file database, or memory.
+    pub async fn open(config: SqliteConfig) -> Result<Self> {
+        let blobs: Arc<dyn BlobStore> = match (&config.blob_dir, &config.path) {
+            (Some(dir), _) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::invalid(format!(
+                        "cannot create blob directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                Arc::new(ObjectBlobStore::local_dir(dir)?)
+            }
+            (None, SqlitePath::File(p)) => {
+                let mut dir = p.clone().into_os_string();
+                dir.push(".blobs");
+                let dir = std::path::PathBuf::from(dir);
+                if p.parent()
+                    .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
+                {
+                    return Err(StoreError::invalid(format!(
+                        "cannot create {}: its directory does not exist; create it first",
+                        p.display()
+                    )));
+                }
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    StoreError::invalid(format!(
+                        "cannot create blob directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+                Arc::new(ObjectBlobStore::local_dir(&dir)?)
+            }
+            (None, SqlitePath::Memory) => Arc::new(ObjectBlobStore::memory()),
+        };
+        Self::open_with_blobs(config, blobs).await
+    }
+
+    /// Opens the database of `config`, offloading large snapshots to `blobs`.
+    pub async fn open_with_blobs(config: SqliteConfig, blobs: Arc<dyn BlobStore>) -> Result<Self> {
+        let costs = Arc::new(CostCounter::new());
+        let offload = SnapshotOffload::new(
+            Arc::new(CountingBlobStore::new(blobs, costs.clone())),
+            config.limits.max_inline_snapshot_bytes,
+        );
+        let cfg = config.clone();
+        let open_costs = costs.clone();
+        let (writer, readers, store_id) = tokio::task::spawn_blocking(move || {
+            let what = match &cfg.path {
+                SqlitePath::Memory => "the in-memory database".to_string(),
+                SqlitePath::File(p) => p.display().to_string(),
+            };
+            let writer = Conn::open(&cfg, Role::Writer, open_costs.clone())?;
+            let store_id = sql::migrate(&writer, &what)?;
+            let readers = match cfg.path {
+                SqlitePath::Memory => Vec::new(),
+                SqlitePath::File(_) => (0..cfg.readers.max(1))
+                    .map(|_| Conn::open(&cfg, Role::Reader, open_costs.clone()))
+                    .collect::<Result<Vec<_>>>()?,
+            };
+            Ok::<_, StoreError>((writer, readers, store_id))
+        })
+        .await
+        .map_err(|e| StoreError::backend("open the SQLite database", e))??;
+        let committed = watch::channel(0).0;
+        let workers = Workers::start(writer, readers, committed.clone())?;
+        Ok(SqliteEventStore {
+            shared: Arc::new(Shared {
+                workers,
+                limits: config.limits.clone(),
+                committed,
+                hub: Hub::new(),
+                costs,
+                offload,
+                store_id,
+                config,
+            }),
+        })
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.shared.config
+    }
+
+    fn checkpoint(&self, position: u64) -> Checkpoint {
+        Checkpoint::new(format!("sqlite:{}:{position}", self.shared.store_id))
+    }
+
+    fn parse_checkpoint(&self, c: &Checkpoint) -> Result<u64> {
+        let bad = |reason: String| StoreError::InvalidCheckpoint { reason };
+        let mut parts = c.as_str().splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("sqlite"), Some(id), Some(pos)) if id == self.shared.store_id => pos
+                .parse()
+                .map_err(|_| bad(format!("{c} has no numeric position"))),
+            (Some("sqlite"), Some(_), Some(_)) => Err(bad(format!(
+                "{c} was handed out by another SQLite database (this one is {}); start from the beginning",
+                self.shared.store_id
+            ))),
+            _ => Err(bad(format!("{c} is not a SQLite-store checkpoint"))),
+        }
+    }
+
+    async fn poll(
+        &self,
+        after: u64,
+        opts: &FeedOptions,
+        max: usize,
+    ) -> Result<(Vec<(u64, FeedItem)>, u64)> {
+        let (tenant, category) = (opts.tenant.clone(), opts.category.clone());
+        self.shared
+            .workers
+            .read(move |c| sql::poll_feed(c, after, tenant.as_deref(), category.as_deref(), max))
+            .await
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        self.shared.limits.check_append(stream, &events)?;
+        let stream = stream.clone();
+        self.shared
+            .workers
+            .write(OpKind::Append, move |c| {
+                sql::append(c, &stream, expected, &events)
+            })
+            .await
+    }
+
+    fn read(&self, stream: &StreamId, opts: ReadOptions) -> BoxStream<'_, Result<RecordedEvent>> {
+        let max = opts.max_count.unwrap_or(u64::MAX);
+        // The count is kept by `remaining`; the cursor only bounds the versions.
+        let start = match opts.direction {
+            Direction::Forward => ReadCursor {
+                next: opts.from.map_or(1, |v| v.0.max(1)),
+                end: u64::MAX,
+                direction: Direction::Forward,
+            },
+            Direction::Backward => ReadCursor {
+                next: opts.from.map_or(u64::MAX, |v| v.0),
+                end: 1,
+                direction: Direction::Backward,
+            },
+        };
+        let initial = (max > 0 && start.next >= 1).then_some((start, max));
+        let stream = stream.clone();
+        let limits = &self.shared.limits;
+        stream::unfold(initial, move |state| {
+            let stream = stream.clone();
+            async move {
+                let (cur, remaining) = state?;
+                let limit = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(limits.page_events);
+                let page_bytes = limits.page_bytes;
+                let s = stream.clone();
+                let page = self
+                    .shared
+                    .workers
+                    .read(move |c| sql::read_page(c, &s, cur, limit, page_bytes))
+                    .await;
+                match page {
+                    Err(e) => Some((stream::iter(vec![Err(e)]), None)),
+                    Ok((events, more)) => {
+                        let last = events.last().map(|e| e.version.0);
+                        let next = match (last, more) {
+                            (Some(v), true) => {
+                                let next = match cur.direction {
+                                    Direction::Forward => {
+                                        v.checked_add(1).filter(|n| *n <= cur.end)
+                                    }
+                                    Direction::Backward => {
+                                        v.checked_sub(1).filter(|n| *n >= cur.end)
+                                    }
+                                };
+                                next.map(|n| {
+                                    (
+                                        ReadCursor { next: n, ..cur },
+                                        remaining - events.len() as u64,
+                                    )
+                                })
+                            }
+                            _ => None,
+                        };
+                        if events.is_empty() {
+                            return None;
+                        }
+                        Some((
+                            stream::iter(events.into_iter().map(Ok).collect::<Vec<_>>()),
+                            next,
+                        ))
+                    }
+                }
+            }
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version> {
+        let s = stream.clone();
+        self.shared
+            .workers
+            .read(move |c| sql::stream_version(c, &s))
+            .await
+    }
+
+    async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
+        let s = stream.clone();
+        let removed = self
+            .shared
+            .workers
+            .write(OpKind::Delete, move |c| sql::delete(c, &s, mode))
+            .await?;
+        let Some(snapshot) = removed else {
+            return Ok(());
+        };
+        match mode {
+            DeleteMode::Soft => match snapshot {
+                Some(s) => self.shared.offload.discard(&s).await,
+                None => Ok(()),
+            },
+            DeleteMode::Hard => self.shared.offload.erase_stream(stream).await,
+        }
+    }
+}
+
+#[async_trait]
+impl SnapshotStore for SqliteEventStore {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let write = |stored| {
+            let snap = Snapshot {
+                state: bytes::Bytes::new(),
+                ..snapshot.clone()
+            };
+            self.shared.workers.write(OpKind::Snapshot, move |c| {
+                sql::save_pointer(c, &snap, stored)
+            })
+        };
+        self.shared.offload.save(&snapshot, write).await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
+        let read = || {
+            let s = stream.clone();
+            self.shared.workers.read(move |c| sql::load_pointer(c, &s))
+        };
+        self.shared.offload.load(stream, read).await
+    }
+}
+
+impl ChangeFeed for SqliteEventStore {
+    fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
+        struct Reader {
+            from: Option<FeedStart>,
+            position: u64,
+            delivered: bool,
+            done: bool,
+            caught_up: bool,
+            tail: Option<watch::Receiver<Arc<TailPage>>>,
+        }
+        let max = opts
+            .max_batch
+            .unwrap_or(self.shared.limits.page_events)
+            .max(1);
+        let fallback = self.shared.limits.feed_poll_interval * 3;
+        let opts = Arc::new(opts);
+        let reader = Reader {
+            from: Some(from),
+            position: 0,
+            delivered: false,
+            done: false,
+            caught_up: false,
+            tail: None,
+        };
+        let batch = |this: &Self, items: Vec<(u64, FeedItem)>, position| ChangeBatch {
+            items: items.into_iter().map(|(_, i)| i).collect(),
+            checkpoint: this.checkpoint(position),
+        };
+        stream::unfold(reader, move |mut r| {
+            let opts = opts.clone();
+            async move {
+                if r.done {
+                    return None;
+                }
+                if let Some(from) = r.from.take() {
+                    let start = match from {
+                        FeedStart::Beginning => Ok(0),
+                        FeedStart::Now => self.shared.workers.read(|c| sql::last_position(c)).await,
+                        FeedStart::After(c) => self.parse_checkpoint(&c),
+                    };
+                    match start {
+                        Ok(p) => r.position = p,
+                        Err(e) => {
+                            r.done = true;
+                            return Some((Err(e), r));
+                        }
+                    }
+                }
+                loop {
+                    if !r.caught_up {
+                        if opts.follow && r.tail.is_none() {
+                            // Subscribe before polling, so a page published meanwhile is seen.
+                            let mut rx = Hub::subscribe(&self.shared);
+                            rx.borrow_and_update();
+                            r.tail = Some(rx);
+                        }
+                        let (items, reached) = match self.poll(r.position, &opts, max).await {
+                            Ok(x) => x,
+                            Err(e) => {
+                                r.done = true;
+                                return Some((Err(e), r));
+                            }
+                        };
+                        let at_end = items.len() < max;
+                        r.position = reached;
+                        r.caught_up = at_end;
+                        if !items.is_empty() || (!opts.follow && at_end && !r.delivered) {
+                            r.delivered = true;
+                            r.done = !opts.follow && at_end;
+                            return Some((Ok(batch(self, items, reached)), r));
+                        }
+                        if !opts.follow {
+                            return None;
+                        }
+                        continue;
+                    }
+                    // Caught up: wait for the hub's next page, or poll ourselves after a while.
+                    let Some(rx) = r.tail.as_mut() else {
+                        r.caught_up = false;
+                        continue;
+                    };
+                    let page = match tokio::time::timeout(fallback, rx.changed()).await {
+                        Ok(Ok(())) => rx.borrow_and_update().clone(),
+                        _ => {
+                            r.caught_up = false;
+                            continue;
+                        }
+                    };
+                    if page.to <= r.position {
+                        continue;
+                    }
+                    if page.from > r.position {
+                        r.caught_up = false;
+                        continue;
+                    }
+                    let mine: Vec<(u64, FeedItem)> = page
+                        .items
+                        .iter()
+                        .filter(|(p, item)| *p > r.position && opts.matches(item.stream()))
+                        .cloned()
+                        .collect();
+                    if mine.len() > max {
+                        r.caught_up = false;
+                        continue;
+                    }
+                    r.position = page.to;
+                    if !mine.is_empty() {
+                        return Some((Ok(batch(self, mine, page.to)), r));
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for SqliteEventStore {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<(Checkpoint, Etag)>> {
+        check_checkpoint_name(name)?;
+        let name = name.to_string();
+        self.shared
+            .workers
+            .read(move |c| sql::load_checkpoint(c, &name))
+            .await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+        expected: Option<&Etag>,
+    ) -> Result<Etag> {
+        check_checkpoint_name(name)?;
+        let (name, checkpoint, expected) =
+            (name.to_string(), checkpoint.clone(), expected.cloned());
+        self.shared
+            .workers
+            .write(OpKind::Checkpoint, move |c| {
+                sql::save_checkpoint(c, &name, &checkpoint, expected.as_ref())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl StreamCatalog for SqliteEventStore {
+    async fn list_streams(
+        &self,
+        tenant: &str,
+        category: Option<&str>,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>> {
+        StreamId::check_tenant(tenant)?;
+        let (tenant, category, after) = (
+            tenant.to_string(),
+            category.map(str::to_string),
+            after.cloned(),
+        );
+        self.shared
+            .workers
+            .read(move |c| {
+                sql::list_streams(c, &tenant, category.as_deref(), after.as_ref(), limit)
+            })
+            .await
+    }
+}
+
+impl Store for SqliteEventStore {
+    fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+    fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::basic();
+        c.feed_notification = true;
+        c.feed_history = FeedHistory::Unbounded;
+        c.stream_catalog = true;
+        // Statements of an embedded database are counted, not budgeted like network round trips.
+        c.cost_budgets = false;
+        c
+    }
+    fn costs(&self) -> CostSnapshot {
+        self.shared.costs.snapshot()
+    }
+    fn catalog(&self) -> Option<&dyn StreamCatalog> {
+        Some(self)
+    }
+}
