@@ -52,7 +52,7 @@ async fn run(shared: Weak<Shared>) {
     let mut committed = s.committed.subscribe();
     let poll = s.limits.feed_poll_interval;
     let page = s.limits.page_events;
-    let mut position = match s.workers.read(|c| sql::last_position(c)).await {
+    let mut position = match s.workers.read(sql::last_position).await {
         Ok(p) => p,
         Err(_) => {
             stop(&s);

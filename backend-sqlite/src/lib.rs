@@ -345,7 +345,7 @@ impl ChangeFeed for SqliteEventStore {
                 if let Some(from) = r.from.take() {
                     let start = match from {
                         FeedStart::Beginning => Ok(0),
-                        FeedStart::Now => self.shared.workers.read(|c| sql::last_position(c)).await,
+                        FeedStart::Now => self.shared.workers.read(sql::last_position).await,
                         FeedStart::After(c) => self.parse_checkpoint(&c),
                     };
                     match start {
