@@ -3,6 +3,15 @@
 use rusqlite::ErrorCode;
 use sekiban_core::StoreError;
 
+/// Whether `e` is a unique-constraint violation.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error(),
+        Some(f) if f.code == ErrorCode::ConstraintViolation
+            && f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
 /// Classifies a SQLite error: busy/locked → `Unavailable` (transient), a file that is not a
 /// database → `InvalidInput`, anything else → `Backend` with `context`.
 pub(crate) fn classify(context: &str, e: rusqlite::Error) -> StoreError {

@@ -18,7 +18,8 @@ use sekiban_core::{
 };
 
 use crate::config::{SqliteConfig, SqlitePath, Synchronous};
-use crate::error::{Context, classify};
+use crate::error::{Context, classify, is_unique_violation};
+use crate::worker::JOB_SAVEPOINT;
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -136,6 +137,22 @@ impl Conn {
     ) -> Result<usize> {
         self.costs.record(kind, sent as u64, 0);
         self.prepare(sql)?.execute(p).ctx(sql_context(sql))
+    }
+
+    /// Runs an INSERT; `Ok(false)` when a unique index refused the row.
+    pub(crate) fn insert(
+        &self,
+        kind: OpKind,
+        sent: usize,
+        sql: &str,
+        p: impl Params,
+    ) -> Result<bool> {
+        self.costs.record(kind, sent as u64, 0);
+        match self.prepare(sql)?.execute(p) {
+            Ok(_) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(classify(sql_context(sql), e)),
+        }
     }
 
     /// Runs a statement without parameters (BEGIN, COMMIT, SAVEPOINT …); counted too.
@@ -358,12 +375,13 @@ pub(crate) fn append(
 ) -> Result<AppendResult> {
     let h = live(s, head(c, OpKind::Append, s)?)?;
     let current = h.as_ref().map_or(Version::NONE, |h| h.version);
-    if current > Version::NONE
-        && let Some(r) = find_resend(c, s, events)?
-    {
-        return Ok(r);
-    }
     if !expected.accepts(current) {
+        // A re-send conflicts under Exact/NoStream: compare ids on this path only.
+        if current > Version::NONE
+            && let Some(r) = find_resend(c, s, events)?
+        {
+            return Ok(r);
+        }
         return Err(StoreError::WrongExpectedVersion {
             stream: s.clone(),
             expected,
@@ -374,7 +392,7 @@ pub(crate) fn append(
     let last = current.plus(events.len() as u64);
     let now = now_micros();
     for (n, e) in events.iter().enumerate() {
-        c.exec(
+        let inserted = c.insert(
             OpKind::Append,
             e.size(),
             "INSERT INTO sekiban_log (kind, tenant, category, stream_id, version, event_id, event_type, schema_version, data, metadata, recorded_at, append_first, append_last) \
@@ -394,6 +412,17 @@ pub(crate) fn append(
                 i(last.0),
             ],
         )?;
+        if !inserted {
+            // An event id the stream already holds: undo this append's rows, then it is either a
+            // re-send of an earlier append or a conflict.
+            c.batch(OpKind::Append, &format!("ROLLBACK TO {JOB_SAVEPOINT}"))?;
+            return find_resend(c, s, events)?.ok_or_else(|| {
+                StoreError::backend(
+                    "append",
+                    "a unique index refused a row no stored event explains",
+                )
+            });
+        }
     }
     c.exec(
         OpKind::Append,

@@ -17,6 +17,9 @@ const MAX_GROUP: usize = 256;
 
 type ReadJob = Box<dyn FnOnce(&Conn) + Send>;
 
+/// Every write runs inside `SAVEPOINT job`; a write may roll back to it itself.
+pub(crate) const JOB_SAVEPOINT: &str = "job";
+
 /// A write run inside the group's transaction and answered once the COMMIT is known.
 trait WriteJob: Send {
     fn kind(&self) -> OpKind;
@@ -45,16 +48,16 @@ where
         let Some(f) = self.f.take() else {
             return true;
         };
-        if let Err(e) = c.batch(self.kind, "SAVEPOINT job") {
+        if let Err(e) = c.batch(self.kind, &format!("SAVEPOINT {JOB_SAVEPOINT}")) {
             self.result = Some(Err(e));
             return false;
         }
         let r = f(c);
         let closed = match &r {
-            Ok(_) => c.batch(self.kind, "RELEASE job"),
+            Ok(_) => c.batch(self.kind, &format!("RELEASE {JOB_SAVEPOINT}")),
             Err(_) => c
-                .batch(self.kind, "ROLLBACK TO job")
-                .and_then(|()| c.batch(self.kind, "RELEASE job")),
+                .batch(self.kind, &format!("ROLLBACK TO {JOB_SAVEPOINT}"))
+                .and_then(|()| c.batch(self.kind, &format!("RELEASE {JOB_SAVEPOINT}"))),
         };
         self.result = Some(r);
         closed.is_ok()

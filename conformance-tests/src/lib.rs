@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use sekiban_core::{BlobStore, Store, StoreError};
 
 pub mod cases;
+pub mod model;
 mod util;
 
 pub use util::*;

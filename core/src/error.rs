@@ -80,12 +80,12 @@ pub enum StoreError {
     },
     /// Event ids of this append are already stored with other content, or only some of them are.
     #[error(
-        "stream {stream}: event id {event_id} is already stored with other content or in another append; give new events fresh ids and re-send a lost append unchanged"
+        "stream {stream}: this append matches stored events only in part or with other content (first mismatch at event id {event_id}); give new events fresh ids, and re-send a lost append unchanged"
     )]
     IdempotencyConflict {
         /// The stream.
         stream: StreamId,
-        /// The first conflicting id.
+        /// The first event of the append that does not match a stored one.
         event_id: EventId,
     },
     /// A checkpoint save was based on a stale etag: another consumer saved under this name.
