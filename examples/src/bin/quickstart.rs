@@ -1,5 +1,5 @@
-//! Appends, reads and follows the change feed on the in-memory store, and prints what each step
-//! cost in round trips.
+//! Appends, reads and follows the change feed on the embedded default store (a SQLite file in a
+//! temporary directory), and prints what each step cost in statements.
 //!
 //! Run: `cargo run -p sekiban-examples --bin quickstart`
 
@@ -8,13 +8,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use sekiban_core::{
-    EventData, ExpectedVersion, FeedItem, FeedOptions, FeedStart, MemoryStore, Metadata, OpKind,
-    ReadOptions, Snapshot, Store, StoreError, StreamId, Version,
+    EventData, ExpectedVersion, FeedItem, FeedOptions, FeedStart, Metadata, OpKind, ReadOptions,
+    Snapshot, Store, StoreError, StreamId, Version,
 };
+use sekiban_sqlite::{SqliteConfig, SqliteEventStore};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), StoreError> {
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let dir = tempfile::tempdir()
+        .map_err(|e| StoreError::invalid(format!("cannot create a temporary directory: {e}")))?;
+    let path = dir.path().join("quickstart.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteEventStore::open(SqliteConfig::file(&path)).await?);
+    println!("store: {}", path.display());
     let tenant = "acme";
 
     // A projector follows the feed of one tenant from the beginning, in the background.
@@ -66,7 +71,7 @@ async fn main() -> Result<(), StoreError> {
         .append(&orders[0], ExpectedVersion::Exact(Version(1)), paid.clone())
         .await?;
     println!(
-        "appended versions {}..={} of {} in {} append round trip(s)",
+        "appended versions {}..={} of {} in {} append statements",
         r.first,
         r.last,
         orders[0],
