@@ -1,7 +1,11 @@
 //! Concurrent appenders on one file: 16 tasks in one process, and two processes.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use common::new_file;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,11 +16,6 @@ use sekiban_core::{
     RecordedEvent, Store, StoreError, StreamId, Version,
 };
 use sekiban_sqlite::{SqliteConfig, SqliteEventStore};
-
-fn new_file(tag: &str) -> PathBuf {
-    let name = format!("{tag}-{}.db", uuid::Uuid::new_v4().simple());
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
-}
 
 async fn open(path: &Path, busy: Duration) -> SqliteEventStore {
     let mut config = SqliteConfig::file(path);

@@ -485,15 +485,14 @@ impl EventStore for MemoryStore {
             },
             |_| 0,
         );
-        let Some(snapshot) = removed else {
-            return Ok(());
-        };
-        match mode {
-            DeleteMode::Soft => match snapshot {
-                Some(s) => self.shared.offload.discard(&s).await,
-                None => Ok(()),
-            },
-            DeleteMode::Hard => self.shared.offload.erase_stream(stream).await,
+        match removed {
+            Some(dropped) => {
+                self.shared
+                    .offload
+                    .after_delete(stream, mode, dropped)
+                    .await
+            }
+            None => Ok(()),
         }
     }
 }

@@ -280,6 +280,21 @@ impl SnapshotOffload {
         })
     }
 
+    /// Blob clean-up after a stream deletion committed: a soft delete drops the snapshot it hid
+    /// (`dropped`), a hard delete every blob of the stream.
+    pub async fn after_delete(
+        &self,
+        stream: &StreamId,
+        mode: crate::event::DeleteMode,
+        dropped: Option<StoredSnapshot>,
+    ) -> Result<()> {
+        match (mode, dropped) {
+            (crate::event::DeleteMode::Hard, _) => self.erase_stream(stream).await,
+            (crate::event::DeleteMode::Soft, Some(s)) => self.discard(&s).await,
+            (crate::event::DeleteMode::Soft, None) => Ok(()),
+        }
+    }
+
     /// Deletes every snapshot blob of a stream (hard delete), orphans included.
     pub async fn erase_stream(&self, stream: &StreamId) -> Result<()> {
         for key in self.blobs.list(&stream_blob_prefix(stream)).await? {
