@@ -99,7 +99,7 @@ impl SqliteConfig {
 
     /// Parses `sqlite::memory:`, `sqlite://:memory:`, `sqlite:///abs/path.db`,
     /// `sqlite://rel/path.db` or a plain path, with optional query parameters `synchronous`
-    /// (`full`|`normal`), `busy_timeout_ms`, `readers` and `blobs` (a directory).
+    /// (`full`|`normal`), `busy_timeout_ms`, `readers` and `blobs` (a directory or `file://` URL).
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let path = match base {
@@ -143,7 +143,10 @@ impl SqliteConfig {
                             bad(url, format!("readers={value} is not a number ≥ 1"))
                         })?;
                 }
-                "blobs" => config.blob_dir = Some(PathBuf::from(value)),
+                "blobs" => {
+                    let dir = value.strip_prefix("file://").unwrap_or(value);
+                    config.blob_dir = Some(PathBuf::from(dir));
+                }
                 other => return Err(bad(url, format!("unknown parameter {other:?}"))),
             }
         }

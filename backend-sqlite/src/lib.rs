@@ -45,6 +45,7 @@ pub(crate) struct Shared {
     pub(crate) hub: Hub,
     costs: Arc<CostCounter>,
     offload: SnapshotOffload,
+    blobs: Arc<dyn BlobStore>,
     store_id: String,
     config: SqliteConfig,
 }
@@ -54,19 +55,10 @@ impl SqliteEventStore {
     /// offloaded to `config.blob_dir`, or `<file>.blobs/` next to a file database, or memory.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
         let blobs: Arc<dyn BlobStore> = match (&config.blob_dir, &config.path) {
-            (Some(dir), _) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::invalid(format!(
-                        "cannot create blob directory {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-                Arc::new(ObjectBlobStore::local_dir(dir)?)
-            }
+            (Some(dir), _) => Arc::new(ObjectBlobStore::create_dir(&dir.to_string_lossy())?),
             (None, SqlitePath::File(p)) => {
                 let mut dir = p.clone().into_os_string();
                 dir.push(".blobs");
-                let dir = std::path::PathBuf::from(dir);
                 if p.parent()
                     .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
                 {
@@ -75,13 +67,7 @@ impl SqliteEventStore {
                         p.display()
                     )));
                 }
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    StoreError::invalid(format!(
-                        "cannot create blob directory {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-                Arc::new(ObjectBlobStore::local_dir(&dir)?)
+                Arc::new(ObjectBlobStore::create_dir(&dir.to_string_lossy())?)
             }
             (None, SqlitePath::Memory) => Arc::new(ObjectBlobStore::memory()),
         };
@@ -92,7 +78,7 @@ impl SqliteEventStore {
     pub async fn open_with_blobs(config: SqliteConfig, blobs: Arc<dyn BlobStore>) -> Result<Self> {
         let costs = Arc::new(CostCounter::new());
         let offload = SnapshotOffload::new(
-            Arc::new(CountingBlobStore::new(blobs, costs.clone())),
+            Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone())),
             config.limits.max_inline_snapshot_bytes,
         );
         let cfg = config.clone();
@@ -124,10 +110,21 @@ impl SqliteEventStore {
                 hub: Hub::new(),
                 costs,
                 offload,
+                blobs,
                 store_id,
                 config,
             }),
         })
+    }
+
+    /// Opens the store a `sqlite:` URL names ([`SqliteConfig::from_url`]).
+    pub async fn from_url(url: &str) -> Result<Self> {
+        Self::open(SqliteConfig::from_url(url)?).await
+    }
+
+    /// The blob store large snapshots are offloaded to.
+    pub fn blobs(&self) -> Arc<dyn BlobStore> {
+        self.shared.blobs.clone()
     }
 
     /// The configuration the store was opened with.

@@ -79,6 +79,17 @@ impl ObjectBlobStore {
         Ok(Self::new(Arc::new(fs)))
     }
 
+    /// Blobs under a directory given as a path or a `file://` URL, created when missing.
+    pub fn create_dir(dir: &str) -> Result<Self> {
+        let dir = dir.strip_prefix("file://").unwrap_or(dir);
+        if dir.is_empty() {
+            return Err(StoreError::invalid("an empty blob directory; give a path"));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::invalid(format!("cannot create blob directory {dir}: {e}")))?;
+        Self::local_dir(dir)
+    }
+
     fn path(key: &str) -> Result<Path> {
         Path::parse(key).map_err(|e| StoreError::invalid(format!("blob key {key:?}: {e}")))
     }

@@ -87,6 +87,7 @@ struct Shared {
     costs: Arc<CostCounter>,
     limits: Limits,
     offload: SnapshotOffload,
+    blobs: Arc<dyn BlobStore>,
     appended: watch::Sender<u64>,
 }
 
@@ -185,10 +186,46 @@ impl MemoryStore {
         Self::with_config(limits, Arc::new(ObjectBlobStore::memory()))
     }
 
+    /// Opens `memory://`, optionally `memory://?blobs=DIR` (or `blobs=file:///DIR`) to keep
+    /// offloaded snapshots in a directory, which is created when missing.
+    ///
+    /// ```
+    /// let store = sekiban_core::MemoryStore::from_url("memory://").unwrap();
+    /// assert!(sekiban_core::MemoryStore::from_url("memory://?colour=blue").is_err());
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix("memory://")
+            .ok_or_else(|| StoreError::invalid(format!("{url:?} is not a memory:// URL")))?;
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if !path.is_empty() {
+            return Err(StoreError::invalid(format!(
+                "memory URL {url:?} takes no path; use memory:// or memory://?blobs=DIR"
+            )));
+        }
+        let mut blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("blobs", dir)) => blobs = Arc::new(ObjectBlobStore::create_dir(dir)?),
+                _ => {
+                    return Err(StoreError::invalid(format!(
+                        "memory URL {url:?}: unknown parameter {pair:?}; the only one is blobs=DIR"
+                    )));
+                }
+            }
+        }
+        Ok(Self::with_config(default_memory_limits(), blobs))
+    }
+
+    /// The blob store large snapshots are offloaded to.
+    pub fn blobs(&self) -> Arc<dyn BlobStore> {
+        self.shared.blobs.clone()
+    }
+
     /// A store with these limits, offloading large snapshots to `blobs`.
     pub fn with_config(limits: Limits, blobs: Arc<dyn BlobStore>) -> Self {
         let costs = Arc::new(CostCounter::new());
-        let counted = Arc::new(CountingBlobStore::new(blobs, costs.clone()));
+        let counted = Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone()));
         let offload = SnapshotOffload::new(counted, limits.max_inline_snapshot_bytes);
         MemoryStore {
             shared: Arc::new(Shared {
@@ -197,6 +234,7 @@ impl MemoryStore {
                 costs,
                 limits,
                 offload,
+                blobs,
                 appended: watch::channel(0).0,
             }),
         }
