@@ -1,0 +1,3 @@
+//! Example domains written only against sekiban's public API.
+
+pub mod bank;
