@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod aggregate;
 pub mod blob;
 pub mod cost;
 pub mod error;
