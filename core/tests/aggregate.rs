@@ -110,6 +110,9 @@ async fn commands_append_and_refusals_write_nothing() {
     assert_eq!(store.stream_version(&stream).await.unwrap(), Version(1));
     let loaded = r.load("a").await.unwrap();
     assert_eq!((loaded.state.total, loaded.version), (5, Version(1)));
+    r.execute("a", &TallyCommand::Reset).await.unwrap();
+    let loaded = r.load("a").await.unwrap();
+    assert_eq!((loaded.state.total, loaded.version), (0, Version(2)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
