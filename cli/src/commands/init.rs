@@ -1,0 +1,85 @@
+//! `sekiban init`: open the store, which creates or migrates its schema.
+
+use std::fmt::Write as _;
+
+use sekiban_core::FeedHistory;
+
+use crate::args::InitArgs;
+use crate::commands::{open, print};
+
+/// Opens the store at `url` and says what that did.
+pub async fn run(url: &str, _args: InitArgs) -> anyhow::Result<()> {
+    let existed = sqlite_file(url).map(|p| (p.exists(), p));
+    let opened = open(url).await?;
+    let mut out = String::new();
+    match (opened.kind, existed) {
+        ("sqlite", Some((true, path))) => writeln!(
+            out,
+            "sqlite: {} already existed; its schema is current (pending migrations, if any, were applied)",
+            path.display()
+        )?,
+        ("sqlite", Some((false, path))) => writeln!(
+            out,
+            "sqlite: created {} with the current schema",
+            path.display()
+        )?,
+        ("sqlite", None) => writeln!(
+            out,
+            "sqlite: created an in-memory database with the current schema (gone when this command exits)"
+        )?,
+        (kind, _) => writeln!(
+            out,
+            "{kind}: nothing to create; a {kind}:// store lives only as long as the command that opened it"
+        )?,
+    }
+    let store = &opened.store;
+    let l = store.limits();
+    let c = store.capabilities();
+    writeln!(
+        out,
+        "limits: event ≤ {} B; append ≤ {} events and {} B; snapshots inline ≤ {} B; read pages of {} events or {} B; idempotency window {}",
+        l.max_event_bytes,
+        l.max_append_events,
+        l.max_append_bytes,
+        l.max_inline_snapshot_bytes,
+        l.page_events,
+        l.page_bytes,
+        if l.idempotency_window == u64::MAX {
+            "unbounded".to_string()
+        } else {
+            format!("{} events", l.idempotency_window)
+        }
+    )?;
+    writeln!(
+        out,
+        "capabilities: stream catalog {}; feed notification {}; feed partitions {}; feed history {}; cost budgets {}",
+        yes_no(c.stream_catalog),
+        yes_no(c.feed_notification),
+        c.feed_partitions,
+        match c.feed_history {
+            FeedHistory::Unbounded => "unbounded".to_string(),
+            FeedHistory::Retained(d) => format!("{} s", d.as_secs()),
+        },
+        yes_no(c.cost_budgets)
+    )?;
+    print(&out)?;
+    Ok(())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// The database file a `sqlite:` URL names, by the backend's own parser.
+#[cfg(feature = "sqlite")]
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    match sekiban_sqlite::SqliteConfig::from_url(url).ok()?.path {
+        sekiban_sqlite::SqlitePath::File(p) if url.starts_with("sqlite:") => Some(p),
+        _ => None,
+    }
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite_file(_url: &str) -> Option<std::path::PathBuf> {
+    None
+}

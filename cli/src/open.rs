@@ -1,0 +1,153 @@
+//! The one place a store URL becomes a store.
+//!
+//! Each backend parses its own URLs (`MemoryStore::from_url`, `SqliteEventStore::from_url`); this
+//! module only reads the scheme and hands the whole URL to the backend that owns it.
+
+use std::sync::Arc;
+
+use sekiban_core::{BlobStore, MemoryStore, Store, StoreError};
+
+/// A store opened from a URL, with the blob store its large snapshots are offloaded to.
+#[derive(Clone, Debug)]
+pub struct OpenedStore {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The blob store the store offloads large snapshots to.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Which backend: `"memory"` or `"sqlite"`.
+    pub kind: &'static str,
+}
+
+/// The URL forms this build opens, one per line, for help texts and error messages.
+pub fn supported_urls() -> &'static str {
+    #[cfg(feature = "sqlite")]
+    {
+        "memory://[?blobs=DIR], sqlite:///abs/path.db, sqlite://rel/path.db, sqlite::memory: \
+         (sqlite parameters: synchronous=full|normal, busy_timeout_ms=N, readers=N, blobs=DIR)"
+    }
+    #[cfg(not(feature = "sqlite"))]
+    {
+        "memory://[?blobs=DIR] (this build has no `sqlite` feature)"
+    }
+}
+
+/// Schemes of backends that exist in the design but are not built into this tool yet.
+const NOT_YET: &[&str] = &["postgres", "postgresql", "dynamodb", "cosmos", "cosmosdb"];
+
+/// The URL's scheme: the letters before the first `:`, when they form a scheme of at least two
+/// characters (a single letter is a Windows drive, not a scheme).
+fn scheme(url: &str) -> Option<&str> {
+    let (head, _) = url.split_once(':')?;
+    let mut chars = head.chars();
+    let first = chars.next()?;
+    (head.len() >= 2
+        && first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(head)
+}
+
+fn unusable(why: String) -> StoreError {
+    StoreError::invalid(format!(
+        "{why}; this build opens {}; postgres://, dynamodb:// and cosmos:// are not built in yet",
+        supported_urls()
+    ))
+}
+
+fn not_yet(scheme: &str) -> StoreError {
+    StoreError::invalid(format!(
+        "{scheme}:// stores are not built into this sekiban yet (nor dynamodb:// and cosmos://); this build opens {}",
+        supported_urls()
+    ))
+}
+
+/// Opens the store a URL names:
+///
+/// * `memory://` or `memory://?blobs=DIR` — [`MemoryStore::from_url`]: everything in this process,
+///   gone when it exits;
+/// * `sqlite:…` — `SqliteEventStore::from_url` (cargo feature `sqlite`, on by default): a file
+///   (created with its schema, or migrated, when opened) or `sqlite::memory:`.
+///
+/// A URL without a scheme, an unknown scheme, or a malformed URL is
+/// [`StoreError::InvalidInput`] naming the forms this build supports.
+pub async fn open_store(url: &str) -> Result<OpenedStore, StoreError> {
+    let Some(scheme) = scheme(url) else {
+        if url.trim().is_empty() {
+            return Err(unusable("the store URL is empty".into()));
+        }
+        return Err(unusable(format!(
+            "store URL {url:?} has no scheme; for a SQLite file write sqlite://{url}"
+        )));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "memory" => {
+            let store = MemoryStore::from_url(url)?;
+            let blobs = store.blobs();
+            Ok(OpenedStore {
+                store: Arc::new(store),
+                blobs,
+                kind: "memory",
+            })
+        }
+        "sqlite" => open_sqlite(url).await,
+        other if NOT_YET.contains(&other) => Err(not_yet(other)),
+        other => Err(unusable(format!("unknown store URL scheme {other:?}"))),
+    }
+}
+
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(url: &str) -> Result<OpenedStore, StoreError> {
+    let store = sekiban_sqlite::SqliteEventStore::from_url(url).await?;
+    let blobs = store.blobs();
+    Ok(OpenedStore {
+        store: Arc::new(store),
+        blobs,
+        kind: "sqlite",
+    })
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(_url: &str) -> Result<OpenedStore, StoreError> {
+    Err(unusable(
+        "this sekiban was built without the `sqlite` cargo feature".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemes() {
+        assert_eq!(scheme("memory://"), Some("memory"));
+        assert_eq!(scheme("sqlite::memory:"), Some("sqlite"));
+        assert_eq!(scheme("sqlite:///tmp/x.db"), Some("sqlite"));
+        assert_eq!(scheme("nosuch://x"), Some("nosuch"));
+        assert_eq!(scheme("/tmp/x.db"), None);
+        assert_eq!(scheme("events.db"), None);
+        assert_eq!(scheme("C:\\data\\x.db"), None);
+        assert_eq!(scheme(""), None);
+    }
+
+    #[tokio::test]
+    async fn opening() {
+        let m = open_store("memory://").await.map(|o| o.kind);
+        assert!(matches!(m, Ok("memory")));
+        for bad in [
+            "",
+            "nosuch://x",
+            "/tmp/x.db",
+            "postgres://h/db",
+            "memory://x",
+        ] {
+            let e = open_store(bad).await.map(|o| o.kind);
+            assert!(
+                matches!(e, Err(StoreError::InvalidInput { .. })),
+                "{bad:?}: {e:?}"
+            );
+        }
+        let Err(e) = open_store("/tmp/x.db").await else {
+            panic!("a bare path must be refused")
+        };
+        assert!(e.to_string().contains("sqlite:///tmp/x.db"), "{e}");
+    }
+}
