@@ -1,3 +1,8 @@
 //! Example domains written only against sekiban's public API.
 
 pub mod bank;
+
+/// The root README's examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct RootReadme;
