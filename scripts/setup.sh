@@ -18,4 +18,17 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     say "installing cargo-nextest from crates.io"
     cargo install --locked cargo-nextest
 fi
-say "ready: $(cargo --version), $(cargo nextest --version | head -n1)"
+
+# PostgreSQL: the server binaries (a private cluster is started by scripts/test.sh when no server
+# answers) and the client.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing PostgreSQL from Debian's packages"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-client >/dev/null
+    else
+        say "PostgreSQL is missing: install the 'postgresql' package (server and client), or set SEKIBAN_POSTGRES_URL to a server" >&2
+        exit 1
+    fi
+fi
+say "ready: $(cargo --version), $(cargo nextest --version | head -n1), $(psql --version)"

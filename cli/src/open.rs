@@ -14,25 +14,44 @@ pub struct OpenedStore {
     pub store: Arc<dyn Store>,
     /// The blob store the store offloads large snapshots to.
     pub blobs: Arc<dyn BlobStore>,
-    /// Which backend: `"memory"` or `"sqlite"`.
+    /// Which backend: `"memory"`, `"sqlite"` or `"postgres"`.
     pub kind: &'static str,
 }
 
-/// The URL forms this build opens, one per line, for help texts and error messages.
-pub fn supported_urls() -> &'static str {
-    #[cfg(feature = "sqlite")]
-    {
-        "memory://[?blobs=DIR], sqlite:///abs/path.db, sqlite://rel/path.db, sqlite::memory: \
+#[cfg(feature = "sqlite")]
+macro_rules! sqlite_urls {
+    () => {
+        ", sqlite:///abs/path.db, sqlite://rel/path.db, sqlite::memory: \
          (sqlite parameters: synchronous=full|normal, busy_timeout_ms=N, readers=N, blobs=DIR)"
-    }
-    #[cfg(not(feature = "sqlite"))]
-    {
-        "memory://[?blobs=DIR] (this build has no `sqlite` feature)"
-    }
+    };
+}
+#[cfg(not(feature = "sqlite"))]
+macro_rules! sqlite_urls {
+    () => {
+        " (this build has no `sqlite` feature)"
+    };
+}
+#[cfg(feature = "postgres")]
+macro_rules! postgres_urls {
+    () => {
+        ", postgres://user[:password]@host[:port]/database \
+         (postgres parameters: schema=NAME, pool=N, connect_timeout_ms=N, blobs=DIR)"
+    };
+}
+#[cfg(not(feature = "postgres"))]
+macro_rules! postgres_urls {
+    () => {
+        " (this build has no `postgres` feature)"
+    };
+}
+
+/// The URL forms this build opens, for help texts and error messages.
+pub fn supported_urls() -> &'static str {
+    concat!("memory://[?blobs=DIR]", sqlite_urls!(), postgres_urls!(),)
 }
 
 /// Schemes of backends that exist in the design but are not built into this tool yet.
-const NOT_YET: &[&str] = &["postgres", "postgresql", "dynamodb", "cosmos", "cosmosdb"];
+const NOT_YET: &[&str] = &["dynamodb", "cosmos", "cosmosdb"];
 
 /// The URL's scheme: the letters before the first `:`, when they form a scheme of at least two
 /// characters (a single letter is a Windows drive, not a scheme).
@@ -48,14 +67,14 @@ fn scheme(url: &str) -> Option<&str> {
 
 fn unusable(why: String) -> StoreError {
     StoreError::invalid(format!(
-        "{why}; this build opens {}; postgres://, dynamodb:// and cosmos:// are not built in yet",
+        "{why}; this build opens {}; dynamodb:// and cosmos:// are not built in yet",
         supported_urls()
     ))
 }
 
 fn not_yet(scheme: &str) -> StoreError {
     StoreError::invalid(format!(
-        "{scheme}:// stores are not built into this sekiban yet (nor dynamodb:// and cosmos://); this build opens {}",
+        "{scheme}:// stores are not built into this sekiban yet; this build opens {}",
         supported_urls()
     ))
 }
@@ -65,7 +84,9 @@ fn not_yet(scheme: &str) -> StoreError {
 /// * `memory://` or `memory://?blobs=DIR` — [`MemoryStore::from_url`]: everything in this process,
 ///   gone when it exits;
 /// * `sqlite:…` — `SqliteEventStore::from_url` (cargo feature `sqlite`, on by default): a file
-///   (created with its schema, or migrated, when opened) or `sqlite::memory:`.
+///   (created with its schema, or migrated, when opened) or `sqlite::memory:`;
+/// * `postgres://…` — `PostgresEventStore::from_url` (cargo feature `postgres`, on by default):
+///   a migrated schema (`sekiban init` migrates it).
 ///
 /// A URL without a scheme, an unknown scheme, or a malformed URL is
 /// [`StoreError::InvalidInput`] naming the forms this build supports.
@@ -89,6 +110,7 @@ pub async fn open_store(url: &str) -> Result<OpenedStore, StoreError> {
             })
         }
         "sqlite" => open_sqlite(url).await,
+        "postgres" | "postgresql" => open_postgres(url).await,
         other if NOT_YET.contains(&other) => Err(not_yet(other)),
         other => Err(unusable(format!("unknown store URL scheme {other:?}"))),
     }
@@ -110,6 +132,39 @@ async fn open_sqlite(_url: &str) -> Result<OpenedStore, StoreError> {
     Err(unusable(
         "this sekiban was built without the `sqlite` cargo feature".into(),
     ))
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str) -> Result<OpenedStore, StoreError> {
+    let store = sekiban_postgres::PostgresEventStore::from_url(url).await?;
+    let blobs = store.blobs();
+    Ok(OpenedStore {
+        store: Arc::new(store),
+        blobs,
+        kind: "postgres",
+    })
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_url: &str) -> Result<OpenedStore, StoreError> {
+    Err(unusable(
+        "this sekiban was built without the `postgres` cargo feature".into(),
+    ))
+}
+
+/// Creates or migrates what the store at `url` needs (`sekiban init`); other stores create
+/// theirs when opened.
+pub async fn prepare_store(url: &str) -> Result<(), StoreError> {
+    #[cfg(feature = "postgres")]
+    if matches!(
+        scheme(url).map(str::to_ascii_lowercase).as_deref(),
+        Some("postgres" | "postgresql")
+    ) {
+        let config = sekiban_postgres::PostgresConfig::from_url(url)?;
+        return sekiban_postgres::PostgresEventStore::migrate(&config).await;
+    }
+    let _ = url;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -136,7 +191,8 @@ mod tests {
             "",
             "nosuch://x",
             "/tmp/x.db",
-            "postgres://h/db",
+            "dynamodb://table",
+            "postgres://u@127.0.0.1:1/db?schema=Not-Valid",
             "memory://x",
         ] {
             let e = open_store(bad).await.map(|o| o.kind);

@@ -586,7 +586,12 @@ fn store_url_errors_are_clear() {
         r.stderr
     );
     assert!(r.stderr.contains("not built in yet"), "{}", r.stderr);
-    sekiban(&["--store", "postgres://localhost/db", "init"]).failed_with(2, "not built into");
+    sekiban(&["--store", "dynamodb://table", "init"]).failed_with(2, "not built into");
+    // Nothing listens on port 1: the server is unavailable (exit 1), said clearly.
+    let down = "postgres://postgres@127.0.0.1:1/db?connect_timeout_ms=2000";
+    sekiban(&["--store", down, "init"]).failed_with(1, "running and reachable");
+    sekiban(&["--store", "postgres://x@h/db?schema=Bad-Name", "init"])
+        .failed_with(2, "schema name");
     sekiban(&["--store", "/tmp/events.db", "init"]).failed_with(2, "sqlite:///tmp/events.db");
     sekiban(&["--store", "", "init"]).failed_with(2, "empty");
     sekiban(&["streams"]).failed_with(2, "SEKIBAN_STORE");

@@ -28,13 +28,16 @@ pub enum OpKind {
     Delete,
     /// Blob store requests (snapshot offload).
     Blob,
-    /// Anything else (schema set-up, catalog listings).
+    /// Anything else (schema set-up, catalog listings, statements a connection prepares).
     Other,
+    /// Change notifications a store sends after commits, outside any operation (e.g. one
+    /// coalesced PostgreSQL NOTIFY): counted, but not part of an operation's round trips.
+    Notify,
 }
 
 impl OpKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [OpKind; 8] = [
+    pub const ALL: [OpKind; 9] = [
         OpKind::Append,
         OpKind::Read,
         OpKind::Snapshot,
@@ -43,6 +46,7 @@ impl OpKind {
         OpKind::Delete,
         OpKind::Blob,
         OpKind::Other,
+        OpKind::Notify,
     ];
 
     fn index(self) -> usize {
@@ -78,7 +82,7 @@ impl Sub for OpCosts {
 /// Costs by kind at one moment; subtract two to get the cost of what happened between them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostSnapshot {
-    kinds: [OpCosts; 8],
+    kinds: [OpCosts; 9],
 }
 
 impl CostSnapshot {
@@ -90,6 +94,12 @@ impl CostSnapshot {
     /// Round trips of one kind.
     pub fn round_trips(&self, kind: OpKind) -> u64 {
         self.get(kind).round_trips
+    }
+
+    /// Round trips of operations: all kinds but [`OpKind::Notify`] (background notifications
+    /// a store sends after commits are not part of any operation's cost).
+    pub fn operation_round_trips(&self) -> u64 {
+        self.total().round_trips - self.round_trips(OpKind::Notify)
     }
 
     /// Costs summed over all kinds.
@@ -151,7 +161,7 @@ struct AtomicCosts {
 /// Lock-free counters a store feeds where its requests happen.
 #[derive(Debug, Default)]
 pub struct CostCounter {
-    kinds: [AtomicCosts; 8],
+    kinds: [AtomicCosts; 9],
 }
 
 impl CostCounter {

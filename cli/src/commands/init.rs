@@ -10,6 +10,7 @@ use crate::commands::{open, print};
 /// Opens the store at `url` and says what that did.
 pub async fn run(url: &str, _args: InitArgs) -> anyhow::Result<()> {
     let existed = sqlite_file(url).map(|p| (p.exists(), p));
+    crate::open::prepare_store(url).await?;
     let opened = open(url).await?;
     let mut out = String::new();
     match (opened.kind, existed) {
@@ -26,6 +27,10 @@ pub async fn run(url: &str, _args: InitArgs) -> anyhow::Result<()> {
         ("sqlite", None) => writeln!(
             out,
             "sqlite: created an in-memory database with the current schema (gone when this command exits)"
+        )?,
+        ("postgres", _) => writeln!(
+            out,
+            "postgres: schema migrated to the current version (created when missing; nothing changed when current)"
         )?,
         (kind, _) => writeln!(
             out,

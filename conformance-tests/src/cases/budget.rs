@@ -4,7 +4,8 @@
 //! `StreamExists` may add one head read); a load of an inline snapshot and a one-page tail ≤ 2, plus
 //! 1 blob GET when the snapshot is offloaded; a read of n events of b bytes ≤
 //! max(ceil(n / page events), ceil(b / page bytes)) + 1. The idle feed budget is
-//! `feed_idle_round_trip_budget`.
+//! `feed_idle_round_trip_budget`. Notifications a store sends after commits (`OpKind::Notify`)
+//! are outside every operation and not budgeted.
 //!
 //! A store whose capabilities say `cost_budgets: false` (an embedded store) must still count its
 //! statements; only the bounds are not applied to it.
@@ -69,7 +70,7 @@ pub async fn budget_append_round_trips(h: &Harness) -> CaseResult {
         within(
             st,
             &format!("append {what}"),
-            c.total().round_trips,
+            c.operation_round_trips(),
             budget,
             &c,
         )?;
@@ -85,7 +86,7 @@ pub async fn budget_append_round_trips(h: &Harness) -> CaseResult {
         .await;
     check!(r.is_err(), "stale append succeeded");
     let c = spent(st, before);
-    within(st, "a refused append", c.total().round_trips, 2, &c)?;
+    within(st, "a refused append", c.operation_round_trips(), 2, &c)?;
     check_eq!(st.stream_version(&s).await?, head, "version");
     Ok(())
 }
@@ -133,7 +134,7 @@ pub async fn budget_load_with_snapshot(h: &Harness) -> CaseResult {
         let (n, c) = load(h, &s).await?;
         check_eq!(n, tail_len, "tail events after the {what} snapshot");
         let blob_gets = c.round_trips(OpKind::Blob);
-        let others = c.total().round_trips - blob_gets;
+        let others = c.operation_round_trips() - blob_gets;
         within(
             &*h.store,
             &format!("load with an {what} snapshot"),
@@ -188,7 +189,7 @@ pub async fn budget_read_pages(h: &Harness) -> CaseResult {
         let budget =
             (count.div_ceil(l.page_events) as u64).max(bytes.div_ceil(l.page_bytes as u64)) + 1;
         let what = format!("read {what} of {count} events, {bytes} bytes");
-        within(&*h.store, &what, c.total().round_trips, budget, &c)?;
+        within(&*h.store, &what, c.operation_round_trips(), budget, &c)?;
     }
     Ok(())
 }

@@ -48,7 +48,7 @@ async fn refused(
     let before = h.store.costs();
     let r = h.store.append(&s, ExpectedVersion::Any, batch).await;
     expect_err(r, what, matches)?;
-    let spent = (h.store.costs() - before).total().round_trips;
+    let spent = (h.store.costs() - before).operation_round_trips();
     check_eq!(spent, 0, "requests sent for refused input ({what})");
     check_eq!(
         h.store.stream_version(&s).await?,

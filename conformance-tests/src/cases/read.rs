@@ -103,7 +103,7 @@ pub async fn read_pages_lazily_through_10000_events(h: &Harness) -> CaseResult {
         "first event: {first:?}"
     );
     check_eq!(
-        after_first.total().round_trips,
+        after_first.operation_round_trips(),
         1,
         "requests made before the first event is available"
     );

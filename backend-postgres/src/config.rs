@@ -1,0 +1,173 @@
+//! Typed configuration: from a URL or the environment. `Debug` hides the password.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sekiban_core::{Limits, StoreError};
+
+/// Environment variable [`PostgresConfig::from_env`] reads.
+pub const ENV_URL: &str = "SEKIBAN_POSTGRES_URL";
+
+/// Longest schema name (bytes): the notification channel `<schema>.feed` must fit in 63.
+const MAX_SCHEMA_LEN: usize = 50;
+
+/// Configuration of a [`crate::PostgresEventStore`].
+///
+/// ```
+/// use sekiban_postgres::PostgresConfig;
+/// let c = PostgresConfig::from_url("postgres://app:secret@db:5432/events?schema=billing&pool=8").unwrap();
+/// assert_eq!(c.schema, "billing");
+/// assert_eq!(c.pool_size, 8);
+/// assert!(!format!("{c:?}").contains("secret"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// The server: a `postgres://` URL without sekiban's own parameters.
+    pub url: String,
+    /// Schema holding the store's tables (several apps or tenants may share one database).
+    pub schema: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long to wait for a connection (connect or pool) before `Unavailable`.
+    pub connect_timeout: Duration,
+    /// Directory for offloaded snapshots (default: in memory, which a multi-process deployment
+    /// must replace with a shared blob store: `PostgresEventStore::connect_with_blobs`).
+    pub blob_dir: Option<PathBuf>,
+    /// The store's limits.
+    pub limits: Limits,
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redact(&self.url))
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("blob_dir", &self.blob_dir)
+            .finish()
+    }
+}
+
+/// The URL with its password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user_pass, host)) => match user_pass.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// The limits of a PostgreSQL store.
+pub fn default_limits() -> Limits {
+    Limits {
+        max_event_bytes: 1024 * 1024,
+        max_append_events: 1000,
+        max_append_bytes: 16 * 1024 * 1024,
+        max_inline_snapshot_bytes: 256 * 1024,
+        page_events: 500,
+        page_bytes: 4 * 1024 * 1024,
+        feed_poll_interval: Duration::from_millis(1000),
+        idempotency_window: u64::MAX,
+    }
+}
+
+fn bad(url: &str, why: impl fmt::Display) -> StoreError {
+    StoreError::invalid(format!(
+        "PostgreSQL URL {}: {why}; use postgres://user[:password]@host[:port]/database[?schema=NAME&pool=N&blobs=DIR]",
+        redact(url)
+    ))
+}
+
+/// Checks a schema name: 1..=63 of lowercase letters, digits and `_`, not starting with a digit.
+pub fn check_schema(schema: &str) -> Result<(), StoreError> {
+    let ok = !schema.is_empty()
+        && schema.len() <= MAX_SCHEMA_LEN
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::invalid(format!(
+            "schema name {schema:?}: use 1..={MAX_SCHEMA_LEN} of a-z, 0-9 and _, not starting with a digit"
+        )))
+    }
+}
+
+impl PostgresConfig {
+    /// Parses a `postgres://` (or `postgresql://`) URL; sekiban's parameters `schema`, `pool`,
+    /// `connect_timeout_ms` and `blobs` are taken out, the rest is passed to the driver.
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(bad(url, "not a postgres:// URL"));
+        }
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut config = PostgresConfig {
+            url: String::new(),
+            schema: "sekiban".into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(10),
+            blob_dir: None,
+            limits: default_limits(),
+        };
+        let mut passed = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "schema" => {
+                    check_schema(value)?;
+                    config.schema = value.to_string();
+                }
+                "pool" => {
+                    config.pool_size = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad(url, format!("pool={value} is not a number ≥ 1")))?;
+                }
+                "connect_timeout_ms" => {
+                    let ms: u64 = value.parse().map_err(|_| {
+                        bad(url, format!("connect_timeout_ms={value} is not a number"))
+                    })?;
+                    config.connect_timeout = Duration::from_millis(ms);
+                }
+                "blobs" => {
+                    config.blob_dir = Some(PathBuf::from(
+                        value.strip_prefix("file://").unwrap_or(value),
+                    ))
+                }
+                _ => passed.push(pair),
+            }
+        }
+        config.url = if passed.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", passed.join("&"))
+        };
+        config
+            .url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| bad(url, e))?;
+        Ok(config)
+    }
+
+    /// Reads [`ENV_URL`] (`SEKIBAN_POSTGRES_URL`).
+    pub fn from_env() -> Result<Self, StoreError> {
+        match std::env::var(ENV_URL) {
+            Ok(url) if !url.is_empty() => Self::from_url(&url),
+            _ => Err(StoreError::invalid(format!(
+                "{ENV_URL} is not set; `bash scripts/test.sh` sets it (it starts or finds a server), \
+                 or set it to a URL such as postgres://postgres@127.0.0.1:5432/test"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,963 @@
+//! The SQL: one statement per operation, every statement counted where it is sent ([`Db`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use deadpool_postgres::{
+    Hook, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts,
+};
+use sekiban_core::idempotency::{PriorEvent, match_resend};
+use sekiban_core::snapshot::{
+    BlobRef, PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
+};
+use sekiban_core::{
+    AppendResult, Checkpoint, CostCounter, DeleteMode, Direction, Etag, EventData, EventId,
+    ExpectedVersion, FeedItem, Metadata, OpKind, RecordedEvent, StoreError, StreamId, StreamInfo,
+    Version,
+};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::config::{PostgresConfig, redact};
+use crate::error::{Context, classify, is_unique_violation, pool_error};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// Embedded, versioned migrations: (version, SQL with `{schema}`).
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+
+const NOTIFY: &str = "SELECT pg_notify($1, t) FROM unnest($2::text[]) t";
+
+const KIND_EVENT: i16 = 0;
+const KIND_SOFT_DELETE: i16 = 1;
+const KIND_HARD_DELETE: i16 = 2;
+
+/// The pool, the counter, and the statements with the schema filled in.
+pub(crate) struct Db {
+    pool: Pool,
+    costs: Arc<CostCounter>,
+    schema: String,
+    sql: Statements,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("schema", &self.schema).finish()
+    }
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn decode(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: format!("{what}: {e}"),
+    }
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T> {
+    row.try_get(idx).map_err(|e| decode("a row read back", e))
+}
+
+/// The statements, formatted once with the schema.
+struct Statements {
+    append: String,
+    append_refused: String,
+    version: String,
+    read_forward: String,
+    read_backward: String,
+    feed: [String; 4],
+    xmin: String,
+    save_pointer: String,
+    load_pointer: String,
+    soft_delete: String,
+    hard_delete: String,
+    load_checkpoint: String,
+    insert_checkpoint: String,
+    update_checkpoint: String,
+    list_streams: String,
+}
+
+const EVENT_COLUMNS: &str = "l.version, l.event_id, l.event_type, l.schema_version, l.data, l.metadata::text, l.recorded_at";
+const POINTER_COLUMNS: &str =
+    "snapshot_version, snapshot_type, snapshot_schema, snapshot_state, snapshot_blob";
+const KEY: &str = "tenant = $1 AND category = $2 AND stream_id = $3";
+
+impl Statements {
+    /// Every statement a connection prepares when it is created.
+    fn all(&self) -> Vec<&str> {
+        let mut v = vec![
+            self.append.as_str(),
+            &self.append_refused,
+            &self.version,
+            &self.read_forward,
+            &self.read_backward,
+            &self.xmin,
+            &self.save_pointer,
+            &self.load_pointer,
+            &self.soft_delete,
+            &self.hard_delete,
+            &self.load_checkpoint,
+            &self.insert_checkpoint,
+            &self.update_checkpoint,
+            &self.list_streams,
+            NOTIFY,
+        ];
+        v.extend(self.feed.iter().map(String::as_str));
+        v
+    }
+
+    fn new(s: &str) -> Self {
+        let read = |order: &str, cmp_from: &str, cmp_end: &str| {
+            format!(
+                "SELECT st.erased, st.version, {EVENT_COLUMNS} FROM {s}.streams st \
+                 LEFT JOIN {s}.log l ON l.tenant = st.tenant AND l.category = st.category AND l.stream_id = st.stream_id \
+                   AND l.kind = 0 AND l.version > st.hidden_upto AND l.version {cmp_from} $4 AND l.version {cmp_end} $5 \
+                 WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 ORDER BY l.version {order} LIMIT $6"
+            )
+        };
+        let feed = |filter: &str| {
+            format!(
+                "WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) \
+                 SELECT snap.xmin, f.* FROM snap LEFT JOIN LATERAL ( \
+                   SELECT l.tx, l.global_position, l.kind, l.tenant, l.category, l.stream_id, {EVENT_COLUMNS} \
+                   FROM {s}.log l JOIN {s}.streams st ON st.tenant = l.tenant AND st.category = l.category AND st.stream_id = l.stream_id \
+                   WHERE (l.tx, l.global_position) > ($1, $2) AND l.tx < snap.xmin{filter} \
+                     AND (l.kind <> 0 OR l.version > st.hidden_upto) \
+                   ORDER BY l.tx, l.global_position LIMIT $3) f ON true"
+            )
+        };
+        let delete = |hard: bool| {
+            let (erase, kind, del) = if hard {
+                (
+                    ", erased = true",
+                    KIND_HARD_DELETE,
+                    format!(
+                        ", del AS (DELETE FROM {s}.log WHERE {KEY} AND kind = 0 AND EXISTS (SELECT 1 FROM upd))"
+                    ),
+                )
+            } else {
+                (
+                    ", hidden_upto = st.version",
+                    KIND_SOFT_DELETE,
+                    String::new(),
+                )
+            };
+            format!(
+                "WITH old AS (SELECT version, erased, {POINTER_COLUMNS} FROM {s}.streams WHERE {KEY} FOR UPDATE), \
+                 upd AS (UPDATE {s}.streams st SET snapshot_version = NULL, snapshot_type = NULL, snapshot_schema = NULL, \
+                   snapshot_state = NULL, snapshot_blob = NULL, last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint){erase} \
+                   FROM old WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 AND NOT old.erased \
+                   RETURNING st.version, st.last_tx){del}, \
+                 mark AS (INSERT INTO {s}.log (tx, kind, tenant, category, stream_id, version) \
+                   SELECT last_tx, {kind}, $1, $2, $3, version FROM upd RETURNING 1) \
+                 SELECT old.erased, {POINTER_COLUMNS}, (SELECT count(*) FROM mark) FROM old"
+            )
+        };
+        Statements {
+            append: format!(
+                "WITH head AS ( \
+                   INSERT INTO {s}.streams AS st (tenant, category, stream_id, version, last_tx) \
+                   SELECT $1, $2, $3, $4::bigint, pg_current_xact_id()::text::bigint \
+                   WHERE $5::int IN (0, 1) OR ($5::int = 3 AND $6::bigint = 0) \
+                      OR EXISTS (SELECT 1 FROM {s}.streams WHERE {KEY}) \
+                   ON CONFLICT (tenant, category, stream_id) DO UPDATE \
+                     SET version = st.version + $4::bigint, \
+                         last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint) \
+                     WHERE NOT st.erased AND ($5::int = 0 OR ($5::int = 1 AND st.version = 0) \
+                       OR ($5::int = 2 AND st.version > 0) OR ($5::int = 3 AND st.version = $6::bigint)) \
+                   RETURNING st.version, st.last_tx), \
+                 ins AS ( \
+                   INSERT INTO {s}.log (tx, kind, tenant, category, stream_id, version, event_id, event_type, \
+                     schema_version, data, metadata, append_first, append_last) \
+                   SELECT head.last_tx, 0, $1, $2, $3, head.version - $4::bigint + e.n, e.id, e.typ, e.sv, e.data, \
+                     e.meta::jsonb, head.version - $4::bigint + 1, head.version \
+                   FROM head, unnest($7::uuid[], $8::text[], $9::int[], $10::bytea[], $11::text[]) \
+                     WITH ORDINALITY AS e(id, typ, sv, data, meta, n) \
+                   RETURNING 1) \
+                 SELECT head.version, (SELECT count(*) FROM ins) FROM head"
+            ),
+            append_refused: format!(
+                "SELECT (SELECT version FROM {s}.streams WHERE {KEY}), (SELECT erased FROM {s}.streams WHERE {KEY}), \
+                   {EVENT_COLUMNS}, l.append_first, l.append_last \
+                 FROM (SELECT 1) one LEFT JOIN {s}.log l ON l.tenant = $1 AND l.category = $2 AND l.stream_id = $3 \
+                   AND l.kind = 0 AND l.event_id = ANY($4::uuid[])"
+            ),
+            version: format!("SELECT version, erased FROM {s}.streams WHERE {KEY}"),
+            read_forward: read("ASC", ">=", "<="),
+            read_backward: read("DESC", "<=", ">="),
+            feed: [
+                feed(""),
+                feed(" AND l.tenant = $4"),
+                feed(" AND l.category = $4"),
+                feed(" AND l.tenant = $4 AND l.category = $5"),
+            ],
+            xmin: "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint".into(),
+            save_pointer: format!(
+                "WITH old AS (SELECT version, hidden_upto, erased, {POINTER_COLUMNS} FROM {s}.streams WHERE {KEY} FOR UPDATE), \
+                 upd AS (UPDATE {s}.streams st SET snapshot_version = $4, snapshot_type = $5, snapshot_schema = $6, \
+                   snapshot_state = $7, snapshot_blob = $8 \
+                   FROM old WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 AND NOT old.erased \
+                     AND $4 <= old.version AND $4 > old.hidden_upto \
+                     AND (old.snapshot_version IS NULL OR old.snapshot_version <= $4) RETURNING 1) \
+                 SELECT old.version, old.hidden_upto, old.erased, {POINTER_COLUMNS}, (SELECT count(*) FROM upd) FROM old"
+            ),
+            load_pointer: format!(
+                "SELECT erased, version, {POINTER_COLUMNS} FROM {s}.streams WHERE {KEY}"
+            ),
+            soft_delete: delete(false),
+            hard_delete: delete(true),
+            load_checkpoint: format!(
+                "SELECT checkpoint, etag FROM {s}.checkpoints WHERE name = $1"
+            ),
+            insert_checkpoint: format!(
+                "INSERT INTO {s}.checkpoints (name, checkpoint, etag) VALUES ($1, $2, 1) ON CONFLICT (name) DO NOTHING RETURNING etag"
+            ),
+            update_checkpoint: format!(
+                "UPDATE {s}.checkpoints SET checkpoint = $2, etag = etag + 1 WHERE name = $1 AND etag = $3 RETURNING etag"
+            ),
+            list_streams: format!(
+                "SELECT category, stream_id, version, hidden_upto, erased FROM {s}.streams \
+                 WHERE tenant = $1 AND ($2::text IS NULL OR category = $2) AND (category, stream_id) > ($3, $4) \
+                 ORDER BY category, stream_id LIMIT $5"
+            ),
+        }
+    }
+}
+
+/// A quoted identifier.
+pub(crate) fn quote(schema: &str) -> String {
+    format!("\"{}\"", schema.replace('"', "\"\""))
+}
+
+fn metadata_json(m: &Metadata) -> Result<Option<String>> {
+    if m.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(m)
+        .map(Some)
+        .map_err(|e| StoreError::invalid(format!("metadata cannot be encoded: {e}")))
+}
+
+fn event_at(stream: StreamId, row: &Row, at: usize) -> Result<RecordedEvent> {
+    let metadata = match get::<Option<String>>(row, at + 5)? {
+        None => Metadata::default(),
+        Some(t) => serde_json::from_str(&t).map_err(|e| decode("event metadata", e))?,
+    };
+    Ok(RecordedEvent {
+        stream,
+        version: Version(u(get(row, at)?)),
+        id: EventId(get(row, at + 1)?),
+        event_type: get(row, at + 2)?,
+        schema_version: u32::try_from(get::<i32>(row, at + 3)?)
+            .map_err(|e| decode("a schema version", e))?,
+        data: Bytes::from(get::<Vec<u8>>(row, at + 4)?),
+        metadata,
+        recorded_at: get::<SystemTime>(row, at + 6)?,
+    })
+}
+
+fn read_pointer(row: &Row, at: usize) -> Result<Option<StoredSnapshot>> {
+    let Some(version) = get::<Option<i64>>(row, at)? else {
+        return Ok(None);
+    };
+    let body = match get::<Option<String>>(row, at + 4)? {
+        Some(json) => SnapshotBody::Offloaded(
+            serde_json::from_str::<BlobRef>(&json).map_err(|e| decode("a snapshot pointer", e))?,
+        ),
+        None => SnapshotBody::Inline(Bytes::from(
+            get::<Option<Vec<u8>>>(row, at + 3)?.unwrap_or_default(),
+        )),
+    };
+    Ok(Some(StoredSnapshot {
+        version: Version(u(version)),
+        state_type: get::<Option<String>>(row, at + 1)?.unwrap_or_default(),
+        schema_version: u32::try_from(get::<Option<i32>>(row, at + 2)?.unwrap_or(0))
+            .map_err(|e| decode("a snapshot schema version", e))?,
+        body,
+    }))
+}
+
+/// A read cursor: the next version to read (inclusive) and the last one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReadCursor {
+    pub(crate) next: u64,
+    pub(crate) end: u64,
+    pub(crate) direction: Direction,
+}
+
+/// A feed position: after this (tx, global position).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct FeedPosition {
+    pub(crate) tx: i64,
+    pub(crate) position: i64,
+}
+
+impl Db {
+    /// A pool on `config`'s server whose connections prepare every statement of the store when
+    /// they are created (counted as `Other`), so no operation pays a hidden prepare round trip;
+    /// checkouts are not pinged.
+    pub(crate) fn connect(config: &PostgresConfig, costs: Arc<CostCounter>) -> Result<Self> {
+        let quoted = quote(&config.schema);
+        let sql = Statements::new(&quoted);
+        let pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
+            StoreError::invalid(format!("PostgreSQL URL {}: {e}", redact(&config.url)))
+        })?;
+        let manager = Manager::from_config(
+            pg,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let timeouts = Timeouts {
+            wait: Some(config.connect_timeout),
+            create: Some(config.connect_timeout),
+            recycle: Some(config.connect_timeout),
+        };
+        let statements: Arc<Vec<String>> =
+            Arc::new(sql.all().into_iter().map(str::to_string).collect());
+        let warm = costs.clone();
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .timeouts(timeouts)
+            .runtime(Runtime::Tokio1)
+            .post_create(Hook::async_fn(move |client, _| {
+                let (statements, costs) = (statements.clone(), warm.clone());
+                Box::pin(async move {
+                    for sql in statements.iter() {
+                        costs.record(OpKind::Other, 0, 0);
+                        // A schema that is not migrated yet fails here; statements are then
+                        // prepared on first use instead (and counted there).
+                        if client.prepare_cached(sql).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
+            }))
+            .build()
+            .map_err(|e| StoreError::invalid(format!("PostgreSQL pool: {e}")))?;
+        Ok(Db {
+            pool,
+            costs,
+            sql,
+            schema: quoted,
+        })
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Sends one statement on a pooled connection: one round trip, plus one the first time a
+    /// connection prepares it (counted too).
+    async fn query(
+        &self,
+        kind: OpKind,
+        sent: usize,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        self.query_on(&client, kind, sent, sql, params).await
+    }
+
+    async fn query_on(
+        &self,
+        client: &Object,
+        kind: OpKind,
+        sent: usize,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>> {
+        let stmt = self.prepare(client, kind, sql).await?;
+        self.costs.record(kind, sent as u64, 0);
+        client.query(&stmt, params).await.ctx(sql_context(sql))
+    }
+
+    async fn prepare(
+        &self,
+        client: &Object,
+        kind: OpKind,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement> {
+        let cached = client.statement_cache.size();
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .ctx("prepare a statement")?;
+        if client.statement_cache.size() > cached {
+            self.costs.record(kind, 0, 0);
+        }
+        Ok(stmt)
+    }
+
+    /// Opens every connection of the pool now, so their statements are prepared at start-up and
+    /// no operation later pays for a new connection.
+    pub(crate) async fn fill_pool(&self) -> Result<()> {
+        let size = self.pool.status().max_size;
+        // Held together, so the pool opens `size` distinct connections.
+        let clients = futures::future::join_all((0..size).map(|_| self.pool.get())).await;
+        clients
+            .into_iter()
+            .try_for_each(|c| c.map(drop).map_err(pool_error))
+    }
+
+    /// The cluster's system identifier (checkpoints name it: xids restart after a restore).
+    pub(crate) async fn system_id(&self) -> Result<String> {
+        let rows = self
+            .query(
+                OpKind::Other,
+                0,
+                "SELECT system_identifier::text FROM pg_control_system()",
+                &[],
+            )
+            .await?;
+        rows.first()
+            .map(|r| get::<String>(r, 0))
+            .transpose()?
+            .ok_or_else(|| decode("pg_control_system()", "no row"))
+    }
+
+    /// Creates or upgrades the schema in one transaction under an advisory lock.
+    pub(crate) async fn migrate(&self, schema: &str) -> Result<i32> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.ctx("begin the migration")?;
+        self.costs.record(OpKind::Other, 0, 0);
+        let s = &self.schema;
+        let lock = "SELECT pg_advisory_xact_lock(hashtext('sekiban:' || $1))";
+        tx.query(lock, &[&schema]).await.ctx("lock the migration")?;
+        let setup = format!(
+            "CREATE SCHEMA IF NOT EXISTS {s}; \
+             CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text NOT NULL); \
+             INSERT INTO {s}.meta (key, value) VALUES ('schema_version', '0') ON CONFLICT DO NOTHING"
+        );
+        tx.batch_execute(&setup).await.ctx("create the schema")?;
+        let current = tx
+            .query_one(
+                &format!("SELECT value::int FROM {s}.meta WHERE key = 'schema_version'"),
+                &[],
+            )
+            .await
+            .ctx("read the schema version")?;
+        let current: i32 = get(&current, 0)?;
+        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > latest {
+            return Err(StoreError::invalid(format!(
+                "schema {schema} has version {current}, newer than this sekiban-postgres knows ({latest}); upgrade it"
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            tx.batch_execute(&sql.replace("{schema}", s))
+                .await
+                .ctx(&format!("apply migration {version}"))?;
+            tx.execute(
+                &format!("UPDATE {s}.meta SET value = $1 WHERE key = 'schema_version'"),
+                &[&version.to_string()],
+            )
+            .await
+            .ctx("record the schema version")?;
+        }
+        tx.commit().await.ctx("commit the migration")?;
+        self.costs.record(OpKind::Other, 0, 0);
+        Ok(latest)
+    }
+
+    /// The schema version, or a clear error when the schema is missing or older than the code.
+    pub(crate) async fn check_schema(&self, schema: &str) -> Result<()> {
+        let sql = "SELECT to_regclass($1)::text IS NOT NULL";
+        let meta = format!("{}.meta", self.schema);
+        let rows = self.query(OpKind::Other, 0, sql, &[&meta]).await?;
+        let exists = rows
+            .first()
+            .map(|r| get::<bool>(r, 0))
+            .transpose()?
+            .unwrap_or(false);
+        let missing = || {
+            StoreError::invalid(format!(
+                "schema {schema:?} has no sekiban tables; run `sekiban init --store URL` (or PostgresEventStore::migrate) first"
+            ))
+        };
+        if !exists {
+            return Err(missing());
+        }
+        let sql = format!(
+            "SELECT value::int FROM {}.meta WHERE key = 'schema_version'",
+            self.schema
+        );
+        let rows = self.query(OpKind::Other, 0, &sql, &[]).await?;
+        let version: i32 = rows
+            .first()
+            .map(|r| get(r, 0))
+            .transpose()?
+            .ok_or_else(missing)?;
+        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+        match version.cmp(&latest) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Less => Err(StoreError::invalid(format!(
+                "schema {schema:?} is at version {version}, this code needs {latest}; run `sekiban init --store URL` to migrate"
+            ))),
+            std::cmp::Ordering::Greater => Err(StoreError::invalid(format!(
+                "schema {schema:?} is at version {version}, newer than this sekiban-postgres ({latest}); upgrade it"
+            ))),
+        }
+    }
+
+    /// Appends in one statement; a refused append costs one more to say why (or to recognise a
+    /// re-send).
+    pub(crate) async fn append(
+        &self,
+        s: &StreamId,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<AppendResult> {
+        let n = events.len() as i64;
+        let (kind, ev): (i32, i64) = match expected {
+            ExpectedVersion::Any => (0, 0),
+            ExpectedVersion::NoStream => (1, 0),
+            ExpectedVersion::StreamExists => (2, 0),
+            ExpectedVersion::Exact(v) => (3, i(v.0)),
+        };
+        let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id.0).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let schemas: Vec<i32> = events
+            .iter()
+            .map(|e| i32::try_from(e.schema_version).unwrap_or(i32::MAX))
+            .collect();
+        let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_ref()).collect();
+        let meta: Vec<Option<String>> = events
+            .iter()
+            .map(|e| metadata_json(&e.metadata))
+            .collect::<Result<_>>()?;
+        let sent: usize = events.iter().map(EventData::size).sum();
+        let (t, c, id) = (s.tenant(), s.category(), s.id());
+        let params: [Param<'_>; 11] = [
+            &t, &c, &id, &n, &kind, &ev, &ids, &types, &schemas, &data, &meta,
+        ];
+        let client = self.client().await?;
+        let stmt = self
+            .prepare(&client, OpKind::Append, &self.sql.append)
+            .await?;
+        self.costs.record(OpKind::Append, sent as u64, 0);
+        let duplicate = match client.query(&stmt, &params).await {
+            Ok(rows) => {
+                if let Some(row) = rows.first() {
+                    let last = Version(u(get(row, 0)?));
+                    return Ok(AppendResult {
+                        first: Version(last.0 + 1 - events.len() as u64),
+                        last,
+                        deduplicated: false,
+                    });
+                }
+                false
+            }
+            Err(e) if is_unique_violation(&e) => true,
+            Err(e) => return Err(classify("append", e)),
+        };
+        // Refused by the head guard, or an event id already stored: find out which.
+        let rows = self
+            .query_on(
+                &client,
+                OpKind::Append,
+                0,
+                &self.sql.append_refused,
+                &[&t, &c, &id, &ids],
+            )
+            .await?;
+        let head = rows
+            .first()
+            .map(|r| get::<Option<i64>>(r, 0))
+            .transpose()?
+            .flatten();
+        let erased = rows
+            .first()
+            .map(|r| get::<Option<bool>>(r, 1))
+            .transpose()?
+            .flatten();
+        if erased == Some(true) {
+            return Err(StoreError::StreamDeleted {
+                stream: s.clone(),
+                version: Version(head.map_or(0, u)),
+            });
+        }
+        let mut found = Vec::new();
+        for row in &rows {
+            if get::<Option<i64>>(row, 2)?.is_some() {
+                let e = event_at(s.clone(), row, 2)?;
+                found.push((e, Version(u(get(row, 9)?)), Version(u(get(row, 10)?))));
+            }
+        }
+        let by_id: HashMap<EventId, &(RecordedEvent, Version, Version)> =
+            found.iter().map(|f| (f.0.id, f)).collect();
+        let resend = match_resend(s, events, |id| {
+            by_id.get(&id).map(|(event, first, last)| PriorEvent {
+                event,
+                append_first: *first,
+                append_last: *last,
+            })
+        })?;
+        match resend {
+            Some(r) => Ok(r),
+            None if duplicate => Err(StoreError::backend(
+                "append",
+                "a unique index refused a row no stored event explains",
+            )),
+            None => Err(StoreError::WrongExpectedVersion {
+                stream: s.clone(),
+                expected,
+                actual: Version(head.map_or(0, u)),
+            }),
+        }
+    }
+
+    /// The head version (0 when missing).
+    pub(crate) async fn stream_version(&self, s: &StreamId) -> Result<Version> {
+        let (t, c, id) = (s.tenant(), s.category(), s.id());
+        let rows = self
+            .query(OpKind::Read, 0, &self.sql.version, &[&t, &c, &id])
+            .await?;
+        match rows.first() {
+            None => Ok(Version::NONE),
+            Some(r) if get::<bool>(r, 1)? => Err(StoreError::StreamDeleted {
+                stream: s.clone(),
+                version: Version(u(get(r, 0)?)),
+            }),
+            Some(r) => Ok(Version(u(get(r, 0)?))),
+        }
+    }
+
+    /// One page of a stream in one statement; `bool`: more may follow.
+    pub(crate) async fn read_page(
+        &self,
+        s: &StreamId,
+        cur: ReadCursor,
+        limit: usize,
+        page_bytes: usize,
+    ) -> Result<(Vec<RecordedEvent>, bool)> {
+        let sql = match cur.direction {
+            Direction::Forward => &self.sql.read_forward,
+            Direction::Backward => &self.sql.read_backward,
+        };
+        let (t, c, id) = (s.tenant(), s.category(), s.id());
+        let (next, end, lim) = (i(cur.next), i(cur.end), i(limit as u64));
+        let rows = self
+            .query(OpKind::Read, 0, sql, &[&t, &c, &id, &next, &end, &lim])
+            .await?;
+        let mut events = Vec::new();
+        let mut bytes = 0usize;
+        let mut cut = false;
+        for row in &rows {
+            if get::<bool>(row, 0)? {
+                return Err(StoreError::StreamDeleted {
+                    stream: s.clone(),
+                    version: Version(u(get(row, 1)?)),
+                });
+            }
+            if get::<Option<i64>>(row, 2)?.is_none() {
+                break;
+            }
+            if bytes >= page_bytes {
+                cut = true;
+                break;
+            }
+            let e = event_at(s.clone(), row, 2)?;
+            bytes += e.data.len() + e.event_type.len() + e.metadata.size();
+            events.push(e);
+        }
+        self.costs.record_bytes(OpKind::Read, 0, bytes as u64);
+        let more = cut || events.len() == limit;
+        Ok((events, more))
+    }
+
+    /// The position `Now` starts after: everything below the current snapshot's xmin.
+    pub(crate) async fn now(&self) -> Result<FeedPosition> {
+        let rows = self.query(OpKind::Feed, 0, &self.sql.xmin, &[]).await?;
+        let xmin: i64 = rows.first().map(|r| get(r, 0)).transpose()?.unwrap_or(0);
+        Ok(FeedPosition {
+            tx: xmin - 1,
+            position: i64::MAX,
+        })
+    }
+
+    /// One feed poll after `after`: items with their positions, and the position reached (at the
+    /// end: everything below the snapshot's xmin, so filtered rows are not scanned again).
+    pub(crate) async fn poll_feed(
+        &self,
+        after: FeedPosition,
+        tenant: Option<&str>,
+        category: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<(FeedPosition, FeedItem)>, FeedPosition)> {
+        let lim = i(limit as u64);
+        let mut params: Vec<Param<'_>> = vec![&after.tx, &after.position, &lim];
+        let idx = match (&tenant, &category) {
+            (None, None) => 0,
+            (Some(_), None) => 1,
+            (None, Some(_)) => 2,
+            (Some(_), Some(_)) => 3,
+        };
+        if let Some(t) = &tenant {
+            params.push(t);
+        }
+        if let Some(c) = &category {
+            params.push(c);
+        }
+        let rows = self
+            .query(OpKind::Feed, 0, &self.sql.feed[idx], &params)
+            .await?;
+        let mut items = Vec::new();
+        let mut xmin = after.tx;
+        let mut bytes = 0;
+        for row in &rows {
+            xmin = get(row, 0)?;
+            let Some(tx) = get::<Option<i64>>(row, 1)? else {
+                break;
+            };
+            let pos = FeedPosition {
+                tx,
+                position: get(row, 2)?,
+            };
+            let kind: i16 = get(row, 3)?;
+            let stream = StreamId::new(
+                get::<String>(row, 4)?,
+                get::<String>(row, 5)?,
+                get::<String>(row, 6)?,
+            )
+            .map_err(|e| decode("a stored stream id", e))?;
+            let item = match kind {
+                KIND_EVENT => {
+                    let e = event_at(stream, row, 7)?;
+                    bytes += e.data.len();
+                    FeedItem::Event(e)
+                }
+                KIND_SOFT_DELETE | KIND_HARD_DELETE => FeedItem::Deleted {
+                    stream,
+                    version: Version(u(get(row, 7)?)),
+                    mode: if kind == KIND_SOFT_DELETE {
+                        DeleteMode::Soft
+                    } else {
+                        DeleteMode::Hard
+                    },
+                },
+                other => return Err(decode("a log row", format!("unknown kind {other}"))),
+            };
+            items.push((pos, item));
+        }
+        self.costs.record_bytes(OpKind::Feed, 0, bytes as u64);
+        let reached = if items.len() == limit {
+            items.last().map_or(after, |(p, _)| *p)
+        } else {
+            after.max(FeedPosition {
+                tx: xmin - 1,
+                position: i64::MAX,
+            })
+        };
+        Ok((items, reached))
+    }
+
+    /// Step 2 of a snapshot save, in one statement.
+    pub(crate) async fn save_pointer(
+        &self,
+        snapshot: &Snapshot,
+        stored: StoredSnapshot,
+    ) -> Result<PointerWrite> {
+        let s = &snapshot.stream;
+        let (inline, blob) = match &stored.body {
+            SnapshotBody::Inline(b) => (Some(b.to_vec()), None),
+            SnapshotBody::Offloaded(r) => (
+                None,
+                Some(
+                    serde_json::to_string(r)
+                        .map_err(|e| StoreError::backend("encode a snapshot pointer", e))?,
+                ),
+            ),
+        };
+        let (t, c, id) = (s.tenant(), s.category(), s.id());
+        let version = i(stored.version.0);
+        let schema = i32::try_from(stored.schema_version).unwrap_or(i32::MAX);
+        let sent = inline.as_ref().map_or(0, Vec::len);
+        let rows = self
+            .query(
+                OpKind::Snapshot,
+                sent,
+                &self.sql.save_pointer,
+                &[
+                    &t,
+                    &c,
+                    &id,
+                    &version,
+                    &stored.state_type,
+                    &schema,
+                    &inline,
+                    &blob,
+                ],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            check_snapshot_version(snapshot, None, Version::NONE)?;
+            return Ok(PointerWrite::Refused);
+        };
+        let head = Version(u(get(row, 0)?));
+        if get::<bool>(row, 2)? {
+            return Err(StoreError::StreamDeleted {
+                stream: s.clone(),
+                version: head,
+            });
+        }
+        check_snapshot_version(snapshot, Some(head), Version(u(get(row, 1)?)))?;
+        let old = read_pointer(row, 3)?;
+        if get::<i64>(row, 8)? > 0 {
+            Ok(PointerWrite::Replaced(old))
+        } else {
+            Ok(PointerWrite::Refused)
+        }
+    }
+
+    /// The snapshot pointer.
+    pub(crate) async fn load_pointer(&self, s: &StreamId) -> Result<Option<StoredSnapshot>> {
+        let (t, c, id) = (s.tenant(), s.category(), s.id());
+        let rows = self
+            .query(OpKind::Snapshot, 0, &self.sql.load_pointer, &[&t, &c, &id])
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        if get::<bool>(row, 0)? {
+            return Err(StoreError::StreamDeleted {
+                stream: s.clone(),
+                version: Version(u(get(row, 1)?)),
+            });
+        }
+        read_pointer(row, 2)
+    }
+
+    /// Deletes a stream in one statement. `None`: nothing to delete; else the dropped pointer.
+    pub(crate) async fn delete(
+        &self,
+        s: &StreamId,
+        mode: DeleteMode,
+    ) -> Result<Option<Option<StoredSnapshot>>> {
+        let sql = match mode {
+            DeleteMode::Soft => &self.sql.soft_delete,
+            DeleteMode::Hard => &self.sql.hard_delete,
+        };
+        let (t, c, id) = (s.tenant(), s.category(), s.id());
+        let rows = self.query(OpKind::Delete, 0, sql, &[&t, &c, &id]).await?;
+        match rows.first() {
+            Some(row) if !get::<bool>(row, 0)? && get::<i64>(row, 6)? > 0 => {
+                Ok(Some(read_pointer(row, 1)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A consumer's checkpoint and etag.
+    pub(crate) async fn load_checkpoint(&self, name: &str) -> Result<Option<(Checkpoint, Etag)>> {
+        let rows = self
+            .query(OpKind::Checkpoint, 0, &self.sql.load_checkpoint, &[&name])
+            .await?;
+        rows.first()
+            .map(|r| {
+                Ok((
+                    Checkpoint::new(get::<String>(r, 0)?),
+                    Etag(get::<i64>(r, 1)?.to_string()),
+                ))
+            })
+            .transpose()
+    }
+
+    /// Saves a checkpoint if the stored etag is `expected`, in one statement.
+    pub(crate) async fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+        expected: Option<&Etag>,
+    ) -> Result<Etag> {
+        let cp = checkpoint.as_str();
+        let sent = name.len() + cp.len();
+        let rows = match expected {
+            None => {
+                self.query(
+                    OpKind::Checkpoint,
+                    sent,
+                    &self.sql.insert_checkpoint,
+                    &[&name, &cp],
+                )
+                .await?
+            }
+            Some(e) => match e.0.parse::<i64>() {
+                Ok(tag) => {
+                    self.query(
+                        OpKind::Checkpoint,
+                        sent,
+                        &self.sql.update_checkpoint,
+                        &[&name, &cp, &tag],
+                    )
+                    .await?
+                }
+                Err(_) => Vec::new(),
+            },
+        };
+        match rows.first() {
+            Some(r) => Ok(Etag(get::<i64>(r, 0)?.to_string())),
+            None => Err(StoreError::CheckpointConflict {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// Lists streams of a tenant.
+    pub(crate) async fn list_streams(
+        &self,
+        tenant: &str,
+        category: Option<&str>,
+        after: Option<&StreamId>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>> {
+        let (ac, aid) = after
+            .filter(|a| a.tenant() == tenant)
+            .map_or(("", ""), |a| (a.category(), a.id()));
+        let lim = i(limit as u64);
+        let rows = self
+            .query(
+                OpKind::Other,
+                0,
+                &self.sql.list_streams,
+                &[&tenant, &category, &ac, &aid, &lim],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let stream = StreamId::new(tenant, get::<String>(r, 0)?, get::<String>(r, 1)?)
+                    .map_err(|e| decode("a stored stream id", e))?;
+                let version = Version(u(get(r, 2)?));
+                let hidden = Version(u(get(r, 3)?));
+                Ok(StreamInfo {
+                    stream,
+                    version,
+                    deleted: get::<bool>(r, 4)? || (hidden == version && version > Version::NONE),
+                })
+            })
+            .collect()
+    }
+
+    /// Sends one coalesced notification per tenant (outside any append transaction).
+    pub(crate) async fn notify(&self, channel: &str, tenants: &[String]) -> Result<()> {
+        self.query(OpKind::Notify, 0, NOTIFY, &[&channel, &tenants])
+            .await?;
+        Ok(())
+    }
+}
+
+fn sql_context(sql: &str) -> &str {
+    sql.split_whitespace().next().unwrap_or("statement")
+}
