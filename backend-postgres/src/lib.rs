@@ -22,6 +22,7 @@ use sekiban_core::{
 use tokio::sync::{broadcast, mpsc};
 
 pub use config::{ENV_URL, PostgresConfig, check_schema, default_limits};
+pub use tokio_postgres;
 
 use crate::sql::{Db, FeedPosition, ReadCursor};
 
@@ -107,6 +108,25 @@ impl PostgresEventStore {
         });
         tokio::spawn(notifier(Arc::downgrade(&shared), rx));
         Ok(PostgresEventStore { shared })
+    }
+
+    /// Appends inside the caller's transaction, so the events commit (or roll back) together with
+    /// the caller's own changes — e.g. a read model updated in the same transaction. Same rules
+    /// as [`EventStore::append`]; it runs in a savepoint, so a refused append leaves the
+    /// transaction usable. Waiting feed readers notice the events at their next poll (no NOTIFY is
+    /// sent for a transaction the store does not commit).
+    pub async fn append_in_transaction(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        self.shared.limits.check_append(stream, &events)?;
+        self.shared
+            .db
+            .append_in(tx, stream, expected, &events)
+            .await
     }
 
     /// The blob store large snapshots are offloaded to.

@@ -286,6 +286,42 @@ fn read_pointer(row: &Row, at: usize) -> Result<Option<StoredSnapshot>> {
     }))
 }
 
+/// Where a statement runs: a pooled connection (statements prepared once per connection) or a
+/// caller's transaction (prepared on the spot, counted).
+#[derive(Clone, Copy)]
+enum On<'a> {
+    Pool(&'a Object),
+    Tx(&'a tokio_postgres::Transaction<'a>),
+}
+
+impl On<'_> {
+    async fn statement(
+        &self,
+        db: &Db,
+        kind: OpKind,
+        sql: &str,
+    ) -> Result<tokio_postgres::Statement> {
+        match self {
+            On::Pool(client) => db.prepare(client, kind, sql).await,
+            On::Tx(tx) => {
+                db.costs.record(kind, 0, 0);
+                tx.prepare(sql).await.ctx("prepare a statement")
+            }
+        }
+    }
+
+    async fn query(
+        &self,
+        stmt: &tokio_postgres::Statement,
+        params: &[Param<'_>],
+    ) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
+        match self {
+            On::Pool(client) => client.query(stmt, params).await,
+            On::Tx(tx) => tx.query(stmt, params).await,
+        }
+    }
+}
+
 /// A read cursor: the next version to read (inclusive) and the last one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ReadCursor {
@@ -520,6 +556,40 @@ impl Db {
         expected: ExpectedVersion,
         events: &[EventData],
     ) -> Result<AppendResult> {
+        let client = self.client().await?;
+        self.append_on(On::Pool(&client), s, expected, events).await
+    }
+
+    /// Appends inside the caller's transaction, in a savepoint (so a refusal leaves the caller's
+    /// transaction usable); the events commit with it.
+    pub(crate) async fn append_in(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        s: &StreamId,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<AppendResult> {
+        self.costs.record(OpKind::Append, 0, 0);
+        tx.batch_execute("SAVEPOINT sekiban_append")
+            .await
+            .ctx("append")?;
+        let r = self.append_on(On::Tx(tx), s, expected, events).await;
+        let close = match r {
+            Ok(_) => "RELEASE SAVEPOINT sekiban_append",
+            Err(_) => "ROLLBACK TO SAVEPOINT sekiban_append; RELEASE SAVEPOINT sekiban_append",
+        };
+        self.costs.record(OpKind::Append, 0, 0);
+        tx.batch_execute(close).await.ctx("append")?;
+        r
+    }
+
+    async fn append_on(
+        &self,
+        on: On<'_>,
+        s: &StreamId,
+        expected: ExpectedVersion,
+        events: &[EventData],
+    ) -> Result<AppendResult> {
         let n = events.len() as i64;
         let (kind, ev): (i32, i64) = match expected {
             ExpectedVersion::Any => (0, 0),
@@ -543,12 +613,9 @@ impl Db {
         let params: [Param<'_>; 11] = [
             &t, &c, &id, &n, &kind, &ev, &ids, &types, &schemas, &data, &meta,
         ];
-        let client = self.client().await?;
-        let stmt = self
-            .prepare(&client, OpKind::Append, &self.sql.append)
-            .await?;
+        let stmt = on.statement(self, OpKind::Append, &self.sql.append).await?;
         self.costs.record(OpKind::Append, sent as u64, 0);
-        let duplicate = match client.query(&stmt, &params).await {
+        let duplicate = match on.query(&stmt, &params).await {
             Ok(rows) => {
                 if let Some(row) = rows.first() {
                     let last = Version(u(get(row, 0)?));
@@ -563,16 +630,23 @@ impl Db {
             Err(e) if is_unique_violation(&e) => true,
             Err(e) => return Err(classify("append", e)),
         };
+        if let On::Tx(tx) = on
+            && duplicate
+        {
+            self.costs.record(OpKind::Append, 0, 0);
+            tx.batch_execute("ROLLBACK TO SAVEPOINT sekiban_append")
+                .await
+                .ctx("append")?;
+        }
         // Refused by the head guard, or an event id already stored: find out which.
-        let rows = self
-            .query_on(
-                &client,
-                OpKind::Append,
-                0,
-                &self.sql.append_refused,
-                &[&t, &c, &id, &ids],
-            )
+        let refused = on
+            .statement(self, OpKind::Append, &self.sql.append_refused)
             .await?;
+        self.costs.record(OpKind::Append, 0, 0);
+        let rows = on
+            .query(&refused, &[&t, &c, &id, &ids])
+            .await
+            .ctx("append")?;
         let head = rows
             .first()
             .map(|r| get::<Option<i64>>(r, 0))
