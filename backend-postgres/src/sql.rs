@@ -9,6 +9,7 @@ use deadpool_postgres::{
     Hook, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts,
 };
 use sekiban_core::idempotency::{PriorEvent, match_resend};
+use sekiban_core::paging::{Page, PageRequest};
 use sekiban_core::snapshot::{
     BlobRef, PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
 };
@@ -320,14 +321,6 @@ impl On<'_> {
             On::Tx(tx) => tx.query(stmt, params).await,
         }
     }
-}
-
-/// A read cursor: the next version to read (inclusive) and the last one.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ReadCursor {
-    pub(crate) next: u64,
-    pub(crate) end: u64,
-    pub(crate) direction: Direction,
 }
 
 /// A feed position: after this (tx, global position).
@@ -713,16 +706,16 @@ impl Db {
     pub(crate) async fn read_page(
         &self,
         s: &StreamId,
-        cur: ReadCursor,
-        limit: usize,
+        page: PageRequest,
         page_bytes: usize,
-    ) -> Result<(Vec<RecordedEvent>, bool)> {
-        let sql = match cur.direction {
-            Direction::Forward => &self.sql.read_forward,
-            Direction::Backward => &self.sql.read_backward,
+    ) -> Result<Page> {
+        let limit = page.limit;
+        let (sql, end) = match page.direction {
+            Direction::Forward => (&self.sql.read_forward, u64::MAX),
+            Direction::Backward => (&self.sql.read_backward, 1),
         };
         let (t, c, id) = (s.tenant(), s.category(), s.id());
-        let (next, end, lim) = (i(cur.next), i(cur.end), i(limit as u64));
+        let (next, end, lim) = (i(page.from.0), i(end), i(limit as u64));
         let rows = self
             .query(OpKind::Read, 0, sql, &[&t, &c, &id, &next, &end, &lim])
             .await?;

@@ -14,19 +14,20 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use sekiban_core::memory::check_checkpoint_name;
+use sekiban_core::paging::paged;
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
-    CostCounter, CostSnapshot, CountingBlobStore, DeleteMode, Direction, Etag, EventData,
-    EventStore, ExpectedVersion, FeedHistory, FeedItem, FeedOptions, FeedStart, Limits,
-    ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload,
-    SnapshotStore, Store, StoreError, StreamCatalog, StreamId, StreamInfo, Version,
+    CostCounter, CostSnapshot, CountingBlobStore, DeleteMode, Etag, EventData, EventStore,
+    ExpectedVersion, FeedHistory, FeedItem, FeedOptions, FeedStart, Limits, ObjectBlobStore,
+    OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload, SnapshotStore, Store,
+    StoreError, StreamCatalog, StreamId, StreamInfo, Version,
 };
 use tokio::sync::watch;
 
 pub use config::{ENV_URL, SqliteConfig, SqlitePath, Synchronous, default_limits};
 
 use crate::feed::{Hub, TailPage};
-use crate::sql::{Conn, ReadCursor, Role};
+use crate::sql::{Conn, Role};
 use crate::worker::Workers;
 
 /// An event store in one SQLite file (or in memory): every trait of [`Store`].
@@ -184,73 +185,14 @@ impl EventStore for SqliteEventStore {
     }
 
     fn read(&self, stream: &StreamId, opts: ReadOptions) -> BoxStream<'_, Result<RecordedEvent>> {
-        let max = opts.max_count.unwrap_or(u64::MAX);
-        // The count is kept by `remaining`; the cursor only bounds the versions.
-        let start = match opts.direction {
-            Direction::Forward => ReadCursor {
-                next: opts.from.map_or(1, |v| v.0.max(1)),
-                end: u64::MAX,
-                direction: Direction::Forward,
-            },
-            Direction::Backward => ReadCursor {
-                next: opts.from.map_or(u64::MAX, |v| v.0),
-                end: 1,
-                direction: Direction::Backward,
-            },
-        };
-        let initial = (max > 0 && start.next >= 1).then_some((start, max));
         let stream = stream.clone();
-        let limits = &self.shared.limits;
-        stream::unfold(initial, move |state| {
-            let stream = stream.clone();
-            async move {
-                let (cur, remaining) = state?;
-                let limit = usize::try_from(remaining)
-                    .unwrap_or(usize::MAX)
-                    .min(limits.page_events);
-                let page_bytes = limits.page_bytes;
-                let s = stream.clone();
-                let page = self
-                    .shared
-                    .workers
-                    .read(move |c| sql::read_page(c, &s, cur, limit, page_bytes))
-                    .await;
-                match page {
-                    Err(e) => Some((stream::iter(vec![Err(e)]), None)),
-                    Ok((events, more)) => {
-                        let last = events.last().map(|e| e.version.0);
-                        let next = match (last, more) {
-                            (Some(v), true) => {
-                                let next = match cur.direction {
-                                    Direction::Forward => {
-                                        v.checked_add(1).filter(|n| *n <= cur.end)
-                                    }
-                                    Direction::Backward => {
-                                        v.checked_sub(1).filter(|n| *n >= cur.end)
-                                    }
-                                };
-                                next.map(|n| {
-                                    (
-                                        ReadCursor { next: n, ..cur },
-                                        remaining - events.len() as u64,
-                                    )
-                                })
-                            }
-                            _ => None,
-                        };
-                        if events.is_empty() {
-                            return None;
-                        }
-                        Some((
-                            stream::iter(events.into_iter().map(Ok).collect::<Vec<_>>()),
-                            next,
-                        ))
-                    }
-                }
-            }
+        let page_bytes = self.shared.limits.page_bytes;
+        paged(opts, self.shared.limits.page_events, move |page| {
+            let s = stream.clone();
+            self.shared
+                .workers
+                .read(move |c| sql::read_page(c, &s, page, page_bytes))
         })
-        .flatten()
-        .boxed()
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version> {

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row, ToSql, params};
 use sekiban_core::idempotency::{PriorEvent, match_resend};
+use sekiban_core::paging::{Page, PageRequest};
 use sekiban_core::snapshot::{
     BlobRef, PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
 };
@@ -476,26 +477,18 @@ pub(crate) fn stream_version(c: &Conn, s: &StreamId) -> Result<Version> {
     Ok(live(s, head(c, OpKind::Read, s)?)?.map_or(Version::NONE, |h| h.version))
 }
 
-/// A read cursor: the next version to read (inclusive), the last one, and how many remain.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ReadCursor {
-    pub(crate) next: u64,
-    pub(crate) end: u64,
-    pub(crate) direction: Direction,
-}
-
 /// One page of a stream read in one statement (the stream's row joined with its events, so a
 /// missing, erased or soft-deleted stream is answered by the same statement).
 pub(crate) fn read_page(
     c: &Conn,
     s: &StreamId,
-    cur: ReadCursor,
-    limit: usize,
+    page: PageRequest,
     page_bytes: usize,
-) -> Result<(Vec<RecordedEvent>, bool)> {
-    let (order, lo, hi) = match cur.direction {
-        Direction::Forward => ("ASC", cur.next, cur.end),
-        Direction::Backward => ("DESC", cur.end, cur.next),
+) -> Result<Page> {
+    let limit = page.limit;
+    let (order, lo, hi) = match page.direction {
+        Direction::Forward => ("ASC", page.from.0, u64::MAX),
+        Direction::Backward => ("DESC", 1, page.from.0),
     };
     let sql = format!(
         "SELECT s.erased, s.version, {EVENT_COLUMNS} FROM sekiban_streams s \

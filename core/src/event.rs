@@ -291,31 +291,6 @@ impl ReadOptions {
         self.max_count = Some(n);
         self
     }
-
-    /// The inclusive range of versions this read covers on a stream whose visible events are
-    /// `lowest..=head`, in read order; `None` when it covers nothing.
-    pub fn range(&self, lowest: Version, head: Version) -> Option<(Version, Version)> {
-        if head < lowest || self.max_count == Some(0) {
-            return None;
-        }
-        let span = self.max_count.unwrap_or(u64::MAX).saturating_sub(1);
-        match self.direction {
-            Direction::Forward => {
-                let start = self.from.map_or(lowest, |f| f.max(lowest));
-                if start > head {
-                    return None;
-                }
-                Some((start, Version(start.0.saturating_add(span).min(head.0))))
-            }
-            Direction::Backward => {
-                let start = self.from.map_or(head, |f| f.min(head));
-                if start < lowest {
-                    return None;
-                }
-                Some((start, Version(start.0.saturating_sub(span).max(lowest.0))))
-            }
-        }
-    }
 }
 
 /// How to delete a stream.
@@ -331,46 +306,6 @@ pub enum DeleteMode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn range(o: ReadOptions, lowest: u64, head: u64) -> Option<(u64, u64)> {
-        o.range(Version(lowest), Version(head))
-            .map(|(a, b)| (a.0, b.0))
-    }
-
-    #[test]
-    fn read_ranges() {
-        assert_eq!(range(ReadOptions::forward(), 1, 10), Some((1, 10)));
-        assert_eq!(
-            range(ReadOptions::forward().from(Version(4)).max_count(3), 1, 10),
-            Some((4, 6))
-        );
-        assert_eq!(
-            range(ReadOptions::forward().from(Version(9)).max_count(5), 1, 10),
-            Some((9, 10))
-        );
-        assert_eq!(range(ReadOptions::forward().from(Version(11)), 1, 10), None);
-        assert_eq!(range(ReadOptions::forward(), 1, 0), None, "empty stream");
-        assert_eq!(
-            range(ReadOptions::forward().from(Version(2)), 5, 10),
-            Some((5, 10)),
-            "hidden events skipped"
-        );
-        assert_eq!(range(ReadOptions::backward(), 1, 10), Some((10, 1)));
-        assert_eq!(
-            range(ReadOptions::backward().max_count(3), 1, 10),
-            Some((10, 8))
-        );
-        assert_eq!(
-            range(
-                ReadOptions::backward().from(Version(50)).max_count(2),
-                1,
-                10
-            ),
-            Some((10, 9))
-        );
-        assert_eq!(range(ReadOptions::backward().from(Version(3)), 5, 10), None);
-        assert_eq!(range(ReadOptions::forward().max_count(0), 1, 10), None);
-    }
 
     #[test]
     fn expected_versions() {

@@ -11,6 +11,7 @@ pub mod feed;
 pub mod id;
 pub mod idempotency;
 pub mod memory;
+pub mod paging;
 pub mod snapshot;
 pub mod store;
 

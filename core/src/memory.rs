@@ -18,6 +18,7 @@ use crate::event::{
 use crate::feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedStart};
 use crate::id::{EventId, StreamId, Version};
 use crate::idempotency::{PriorEvent, match_resend};
+use crate::paging::{Page, paged};
 use crate::snapshot::{
     PointerWrite, Snapshot, SnapshotBody, SnapshotOffload, StoredSnapshot, check_snapshot_version,
 };
@@ -415,80 +416,42 @@ impl EventStore for MemoryStore {
     }
 
     fn read(&self, stream: &StreamId, opts: ReadOptions) -> BoxStream<'_, Result<RecordedEvent>> {
-        struct Cursor {
-            next: Option<Version>,
-            end: Version,
-            started: bool,
-        }
         let stream = stream.clone();
         let limits = &self.shared.limits;
-        let pages = stream::unfold(
-            Cursor {
-                next: None,
-                end: Version::NONE,
-                started: false,
-            },
-            move |mut cur| {
-                let stream = stream.clone();
-                async move {
-                    if cur.started && cur.next.is_none() {
-                        return None;
-                    }
-                    let page = self.request(
-                        OpKind::Read,
-                        0,
-                        |st| -> Result<Vec<RecordedEvent>> {
-                            let Some(s) = st.live(&stream)? else {
-                                return Ok(Vec::new());
-                            };
-                            if !cur.started {
-                                cur.started = true;
-                                match opts.range(s.lowest_visible(), s.head) {
-                                    Some((from, end)) => {
-                                        cur.next = Some(from);
-                                        cur.end = end;
-                                    }
-                                    None => return Ok(Vec::new()),
-                                }
-                            }
-                            let mut out = Vec::new();
-                            let mut bytes = 0;
-                            while let Some(v) = cur.next {
-                                let Some(e) = s.get(v).filter(|_| v > s.hidden_upto) else {
-                                    cur.next = None;
-                                    break;
-                                };
-                                let size = event_size(&e.event);
-                                if out.len() == limits.page_events
-                                    || (!out.is_empty() && bytes + size > limits.page_bytes)
-                                {
-                                    break;
-                                }
-                                bytes += size;
-                                out.push(e.event.clone());
-                                cur.next = match opts.direction {
-                                    Direction::Forward if v < cur.end => Some(v.plus(1)),
-                                    Direction::Backward if v > cur.end => Some(Version(v.0 - 1)),
-                                    _ => None,
-                                };
-                            }
-                            Ok(out)
-                        },
-                        |r| r.as_ref().map_or(0, |p| p.iter().map(event_size).sum()),
-                    );
-                    match page {
-                        Ok(p) if p.is_empty() => None,
-                        Ok(p) => Some((stream::iter(p.into_iter().map(Ok)).left_stream(), cur)),
-                        Err(e) => {
-                            cur.next = None;
-                            cur.started = true;
-                            Some((stream::iter([Err(e)]).right_stream(), cur))
+        paged(opts, limits.page_events, move |page| {
+            let r = self.request(
+                OpKind::Read,
+                0,
+                |st| -> Result<Page> {
+                    let Some(s) = st.live(&stream)? else {
+                        return Ok((Vec::new(), false));
+                    };
+                    let (lowest, head) = (s.lowest_visible(), s.head);
+                    let versions: Box<dyn Iterator<Item = u64>> = match page.direction {
+                        Direction::Forward => Box::new(page.from.0.max(lowest.0)..=head.0),
+                        Direction::Backward => Box::new((lowest.0..=page.from.0.min(head.0)).rev()),
+                    };
+                    let mut out = Vec::new();
+                    let mut bytes = 0;
+                    for v in versions {
+                        let Some(e) = s.get(Version(v)) else { break };
+                        if out.len() == page.limit
+                            || (!out.is_empty() && bytes >= limits.page_bytes)
+                        {
+                            return Ok((out, true));
                         }
+                        bytes += event_size(&e.event);
+                        out.push(e.event.clone());
                     }
-                }
-            },
-        );
-        pages.flatten().boxed()
+                    Ok((out, false))
+                },
+                |r| {
+                    r.as_ref()
+                        .map_or(0, |(p, _)| p.iter().map(event_size).sum())
+                },
+            );
+            async move { r }
+        })
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version> {
