@@ -16,13 +16,19 @@ DROP=()
 PIDS=()
 DIRS=()
 cleanup() {
-    for c in "${DROP[@]:-}"; do [ -n "$c" ] && eval "$c" >/dev/null 2>&1 || true; done
-    for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] || continue
-        kill "$pid" 2>/dev/null || continue
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    local rc=$?
+    for c in "${DROP[@]:-}"; do
+        if [ -n "$c" ]; then eval "$c" >/dev/null 2>&1 || true; fi
     done
-    for d in "${DIRS[@]:-}"; do [ -n "$d" ] && rm -rf "$d"; done
+    for pid in "${PIDS[@]:-}"; do
+        if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then
+            for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        fi
+    done
+    for d in "${DIRS[@]:-}"; do
+        if [ -n "$d" ]; then rm -rf "$d"; fi
+    done
+    exit "$rc"
 }
 trap cleanup EXIT INT TERM
 
