@@ -5,6 +5,8 @@
 mod config;
 mod error;
 mod sql;
+#[cfg(feature = "testcontainers")]
+pub mod testcontainer;
 
 use std::sync::{Arc, Mutex};
 

@@ -8,16 +8,40 @@ use sekiban_conformance::Harness;
 use sekiban_core::{BlobStore, ObjectBlobStore};
 use sekiban_postgres::{PostgresConfig, PostgresEventStore};
 
-/// The server URL, or a failure that names the command that provides one.
+/// The server URL: `SEKIBAN_POSTGRES_URL`; else, with the `testcontainers` feature, a container
+/// started for this test process; else a failure that names the command that provides one.
 pub fn url() -> String {
     match std::env::var("SEKIBAN_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => url,
+        #[cfg(feature = "testcontainers")]
+        _ => container_url(),
+        #[cfg(not(feature = "testcontainers"))]
         _ => panic!(
             "SEKIBAN_POSTGRES_URL is not set: run the tests with `bash scripts/test.sh`, which finds or starts a \
              PostgreSQL server (installed by `bash scripts/setup.sh`), or set it to a server you own, e.g. \
              postgres://postgres@127.0.0.1:5432/test"
         ),
     }
+}
+
+/// One container per test process, started on first use. It is left running when the process
+/// exits (nothing drops a static): remove it with `docker rm -f`.
+#[cfg(feature = "testcontainers")]
+fn container_url() -> String {
+    static CONTAINER: std::sync::OnceLock<sekiban_postgres::testcontainer::PostgresContainer> =
+        std::sync::OnceLock::new();
+    CONTAINER
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                let rt = tokio::runtime::Runtime::new().expect("a runtime");
+                rt.block_on(sekiban_postgres::testcontainer::start())
+            })
+            .join()
+            .expect("the container thread")
+            .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .url
+        .clone()
 }
 
 /// The schema of this test run (`SEKIBAN_POSTGRES_SCHEMA`, which `scripts/test.sh` makes unique
