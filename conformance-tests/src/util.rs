@@ -112,6 +112,31 @@ pub async fn catch_up(
     Ok(out)
 }
 
+/// Catch-up reads from `from` until they deliver at least `want` items (events and deletion
+/// markers), or a deadline of a few poll intervals passes; returns the last read's batches.
+///
+/// A store may make a commit visible to its feed only once every older transaction has finished
+/// (PostgreSQL's feed reads below the snapshot's xmin, so concurrent writers elsewhere delay it):
+/// a case that expects its own writes waits for them, as a consumer would.
+pub async fn catch_up_settled(
+    store: &dyn Store,
+    from: FeedStart,
+    opts: FeedOptions,
+    want: usize,
+) -> Result<Vec<ChangeBatch>, StoreError> {
+    let deadline = tokio::time::Instant::now()
+        + store.limits().feed_poll_interval * 3
+        + Duration::from_secs(5);
+    loop {
+        let batches = catch_up(store, from.clone(), opts.clone()).await?;
+        let items: usize = batches.iter().map(|b| b.items.len()).sum();
+        if items >= want || tokio::time::Instant::now() >= deadline {
+            return Ok(batches);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The events of some batches, in order.
 pub fn feed_events(batches: &[ChangeBatch]) -> Vec<RecordedEvent> {
     batches

@@ -10,8 +10,8 @@ use sekiban_core::{
 };
 
 use crate::{
-    CaseFailure, CaseResult, Harness, catch_up, check, check_eq, events, expect_err, feed_events,
-    follow_until, last_checkpoint,
+    CaseFailure, CaseResult, Harness, catch_up, catch_up_settled, check, check_eq, events,
+    expect_err, feed_events, follow_until, last_checkpoint,
 };
 
 /// Checks each stream's events arrive in version order, each once, starting at `from`.
@@ -52,10 +52,11 @@ async fn write_interleaved(
 /// From `Beginning`, in small batches: every event of the tenant once, per stream in order.
 pub async fn feed_from_beginning_delivers_all(h: &Harness) -> CaseResult {
     let total = write_interleaved(h, 3, 4).await?;
-    let batches = catch_up(
+    let batches = catch_up_settled(
         &*h.store,
         FeedStart::Beginning,
         h.feed_opts(false).max_batch(3),
+        total,
     )
     .await?;
     check!(
@@ -97,7 +98,8 @@ pub async fn feed_from_now_sees_only_new(h: &Harness) -> CaseResult {
     h.store
         .append(&s, ExpectedVersion::Exact(Version(2)), new.clone())
         .await?;
-    let after = feed_events(&catch_up(&*h.store, FeedStart::After(cp), h.feed_opts(false)).await?);
+    let after = catch_up_settled(&*h.store, FeedStart::After(cp), h.feed_opts(false), 3).await?;
+    let after = feed_events(&after);
     check_eq!(
         crate::versions(&after),
         vec![3, 4, 5],
@@ -125,11 +127,12 @@ pub async fn feed_from_now_sees_only_new(h: &Harness) -> CaseResult {
 
 /// Resuming from each checkpoint the feed handed out delivers exactly what came after it.
 pub async fn feed_resumes_from_every_checkpoint(h: &Harness) -> CaseResult {
-    write_interleaved(h, 3, 3).await?;
-    let batches = catch_up(
+    let total = write_interleaved(h, 3, 3).await?;
+    let batches = catch_up_settled(
         &*h.store,
         FeedStart::Beginning,
         h.feed_opts(false).max_batch(2),
+        total,
     )
     .await?;
     let all = feed_events(&batches);
@@ -207,8 +210,13 @@ pub async fn feed_complete_under_concurrent_writers(h: &Harness) -> CaseResult {
         }
     }
     // Fail fast when the writes themselves went missing, instead of waiting out the deadline.
-    let committed =
-        feed_events(&catch_up(&*h.store, FeedStart::After(start), h.feed_opts(false)).await?);
+    let committed = catch_up_settled(
+        &*h.store,
+        FeedStart::After(start),
+        h.feed_opts(false),
+        total,
+    );
+    let committed = feed_events(&committed.await?);
     if writers_failed.is_some() || committed.len() != total {
         follower.abort();
         check!(
@@ -245,14 +253,8 @@ pub async fn feed_per_stream_order(h: &Harness) -> CaseResult {
             .await?;
     }
     for max in [1usize, 4, 100] {
-        let got = feed_events(
-            &catch_up(
-                &*h.store,
-                FeedStart::Beginning,
-                h.feed_opts(false).max_batch(max),
-            )
-            .await?,
-        );
+        let opts = h.feed_opts(false).max_batch(max);
+        let got = feed_events(&catch_up_settled(&*h.store, FeedStart::Beginning, opts, 20).await?);
         check_eq!(got.len(), 20, "events with max_batch {max}");
         let ends = check_per_stream_order(&got, &BTreeMap::new())?;
         check_eq!(ends.get(&a), Some(&13), "next version of a");
@@ -330,11 +332,11 @@ pub async fn feed_carries_deletion_markers(h: &Harness) -> CaseResult {
     h.store
         .append(&hard, ExpectedVersion::NoStream, events("h", 3))
         .await?;
-    let cp =
-        last_checkpoint(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?)?;
+    let written = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 5);
+    let cp = last_checkpoint(&written.await?)?;
     h.store.delete_stream(&soft, DeleteMode::Soft).await?;
     h.store.delete_stream(&hard, DeleteMode::Hard).await?;
-    let after = catch_up(&*h.store, FeedStart::After(cp), h.feed_opts(false)).await?;
+    let after = catch_up_settled(&*h.store, FeedStart::After(cp), h.feed_opts(false), 2).await?;
     let items: Vec<FeedItem> = after.into_iter().flat_map(|b| b.items).collect();
     let want = vec![
         FeedItem::Deleted {
@@ -389,13 +391,13 @@ pub async fn checkpoint_save_is_conditional(h: &Harness) -> CaseResult {
     h.store
         .append(&s, ExpectedVersion::NoStream, events("a", 1))
         .await?;
-    let cp1 =
-        last_checkpoint(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?)?;
+    let one = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 1);
+    let cp1 = last_checkpoint(&one.await?)?;
     h.store
         .append(&s, ExpectedVersion::Any, events("b", 1))
         .await?;
-    let cp2 =
-        last_checkpoint(&catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?)?;
+    let two = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 2);
+    let cp2 = last_checkpoint(&two.await?)?;
     let e1 = h.store.save_checkpoint(&name, &cp1, None).await?;
     let r = h.store.save_checkpoint(&name, &cp2, None).await;
     expect_err(r, "a second first save", |e| {

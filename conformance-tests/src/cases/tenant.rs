@@ -2,7 +2,9 @@
 
 use sekiban_core::{ExpectedVersion, FeedItem, FeedStart, StreamId, Version};
 
-use crate::{CaseResult, Harness, catch_up, check, check_eq, check_events, events, read_all};
+use crate::{
+    CaseResult, Harness, catch_up_settled, check, check_eq, check_events, events, read_all,
+};
 
 fn twin(h: &Harness, s: &StreamId) -> Result<StreamId, crate::CaseFailure> {
     Ok(StreamId::new(
@@ -52,7 +54,7 @@ pub async fn tenant_isolation_in_feed(h: &Harness) -> CaseResult {
     h.store
         .append(&b, ExpectedVersion::Any, events("tenant-b2", 1))
         .await?;
-    let batches = catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?;
+    let batches = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 2).await?;
     let items: Vec<&FeedItem> = batches.iter().flat_map(|b| &b.items).collect();
     check!(
         items.iter().all(|i| i.stream().tenant() == h.tenant),
