@@ -320,6 +320,8 @@ impl ChangeFeed for PostgresEventStore {
             done: bool,
             /// Just started at `Now`: nothing can be deliverable yet, wait before polling.
             wait_first: bool,
+            /// Polls since an announcement found nothing deliverable yet (0: not announced).
+            announced: u32,
             wake: Option<broadcast::Receiver<Arc<str>>>,
         }
         let max = opts
@@ -334,6 +336,7 @@ impl ChangeFeed for PostgresEventStore {
             delivered: false,
             done: false,
             wait_first: false,
+            announced: 0,
             wake: None,
         };
         stream::unfold(reader, move |mut r| {
@@ -365,7 +368,8 @@ impl ChangeFeed for PostgresEventStore {
                         r.wake = Some(self.shared.wake.subscribe());
                     }
                     if std::mem::take(&mut r.wait_first) {
-                        wait(r.wake.as_mut(), opts.tenant.as_deref(), poll).await;
+                        let woken = wait(r.wake.as_mut(), opts.tenant.as_deref(), poll).await;
+                        r.announced = u32::from(woken);
                         continue;
                     }
                     // Announcements made so far are all covered by the poll below.
@@ -397,6 +401,7 @@ impl ChangeFeed for PostgresEventStore {
                     r.position = reached;
                     if !items.is_empty() || (!opts.follow && at_end && !r.delivered) {
                         r.delivered = true;
+                        r.announced = 0;
                         r.done = !opts.follow && at_end;
                         let batch = ChangeBatch {
                             items: items.into_iter().map(|(_, i)| i).collect(),
@@ -407,7 +412,17 @@ impl ChangeFeed for PostgresEventStore {
                     if !opts.follow {
                         return None;
                     }
-                    wait(r.wake.as_mut(), opts.tenant.as_deref(), poll).await;
+                    // Announced but not deliverable yet: an older transaction elsewhere still
+                    // holds the xmin back. Look again shortly (a few times) instead of sleeping a
+                    // whole poll interval.
+                    if r.announced > 0 && r.announced <= 4 {
+                        tokio::time::sleep(std::time::Duration::from_millis(10 << r.announced))
+                            .await;
+                        r.announced += 1;
+                        continue;
+                    }
+                    let woken = wait(r.wake.as_mut(), opts.tenant.as_deref(), poll).await;
+                    r.announced = u32::from(woken);
                 }
             }
         })
@@ -415,16 +430,16 @@ impl ChangeFeed for PostgresEventStore {
     }
 }
 
-/// Sleeps until a commit of `tenant` (any, when `None`) is announced, or one poll interval (for
-/// commits of other processes without notifications, or lost ones).
+/// Sleeps until a commit of `tenant` (any, when `None`) is announced (`true`), or one poll
+/// interval passes (`false`: commits of other processes without notifications, or lost ones).
 async fn wait(
     wake: Option<&mut broadcast::Receiver<Arc<str>>>,
     tenant: Option<&str>,
     poll: std::time::Duration,
-) {
+) -> bool {
     let Some(w) = wake else {
         tokio::time::sleep(poll).await;
-        return;
+        return false;
     };
     let wanted = async {
         loop {
@@ -436,7 +451,7 @@ async fn wait(
             }
         }
     };
-    let _ = tokio::time::timeout(poll, wanted).await;
+    tokio::time::timeout(poll, wanted).await.is_ok()
 }
 
 #[async_trait]

@@ -48,7 +48,10 @@ pub struct Etag(pub String);
 pub enum FeedStart {
     /// The oldest position the store keeps (see `Capabilities::feed_history`).
     Beginning,
-    /// Only events committed after the feed is first polled.
+    /// Only events committed after the feed is first polled. A store whose feed delivers a commit
+    /// only once every older transaction has finished (PostgreSQL) starts where everything before
+    /// is deliverable, so an event committed just before, while an older transaction was still
+    /// open elsewhere, may come too: at-least-once, never fewer.
     Now,
     /// Right after a checkpoint the feed handed out.
     After(Checkpoint),
