@@ -53,6 +53,9 @@ struct Shared {
     listening: Mutex<bool>,
 }
 
+/// How long the notifier gathers commits before one NOTIFY announces them all.
+const NOTIFY_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+
 fn channel(schema: &str) -> String {
     format!("{schema}.feed")
 }
@@ -190,6 +193,8 @@ impl PostgresEventStore {
 /// inside an append would take a cluster-wide lock until commit and serialise every writer.
 async fn notifier(shared: std::sync::Weak<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
     while let Some(first) = rx.recv().await {
+        // A short window lets concurrent commits share one NOTIFY; readers wake that much later.
+        tokio::time::sleep(NOTIFY_WINDOW).await;
         let mut tenants = vec![first];
         while let Ok(t) = rx.try_recv() {
             if !tenants.contains(&t) {

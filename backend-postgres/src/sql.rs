@@ -70,7 +70,8 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> R
 
 /// The statements, formatted once with the schema.
 struct Statements {
-    append: String,
+    append_new: String,
+    append_existing: String,
     append_refused: String,
     version: String,
     read_forward: String,
@@ -96,7 +97,8 @@ impl Statements {
     /// Every statement a connection prepares when it is created.
     fn all(&self) -> Vec<&str> {
         let mut v = vec![
-            self.append.as_str(),
+            self.append_new.as_str(),
+            &self.append_existing,
             &self.append_refused,
             &self.version,
             &self.read_forward,
@@ -117,12 +119,15 @@ impl Statements {
     }
 
     fn new(s: &str) -> Self {
+        // The page comes from the (stream, version) index in order, whatever the statistics; the
+        // stream's row answers for a missing, erased or soft-deleted stream in the same statement.
         let read = |order: &str, cmp_from: &str, cmp_end: &str| {
             format!(
                 "SELECT st.erased, st.version, {EVENT_COLUMNS} FROM {s}.streams st \
-                 LEFT JOIN {s}.log l ON l.tenant = st.tenant AND l.category = st.category AND l.stream_id = st.stream_id \
-                   AND l.kind = 0 AND l.version > st.hidden_upto AND l.version {cmp_from} $4 AND l.version {cmp_end} $5 \
-                 WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 ORDER BY l.version {order} LIMIT $6"
+                 LEFT JOIN LATERAL (SELECT * FROM {s}.log l WHERE l.tenant = st.tenant AND l.category = st.category \
+                   AND l.stream_id = st.stream_id AND l.kind = 0 AND l.version > st.hidden_upto \
+                   AND l.version {cmp_from} $4 AND l.version {cmp_end} $5 ORDER BY l.version {order} LIMIT $6) l ON true \
+                 WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3"
             )
         };
         let feed = |filter: &str| {
@@ -164,27 +169,41 @@ impl Statements {
             )
         };
         Statements {
-            append: format!(
+            // Any, NoStream, Exact(0): the head row is inserted, or updated under `Any`.
+            append_new: format!(
                 "WITH head AS ( \
                    INSERT INTO {s}.streams AS st (tenant, category, stream_id, version, last_tx) \
-                   SELECT $1, $2, $3, $4::bigint, pg_current_xact_id()::text::bigint \
-                   WHERE $5::int IN (0, 1) OR ($5::int = 3 AND $6::bigint = 0) \
-                      OR EXISTS (SELECT 1 FROM {s}.streams WHERE {KEY}) \
+                   VALUES ($1, $2, $3, $4::bigint, pg_current_xact_id()::text::bigint) \
                    ON CONFLICT (tenant, category, stream_id) DO UPDATE \
                      SET version = st.version + $4::bigint, \
                          last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint) \
-                     WHERE NOT st.erased AND ($5::int = 0 OR ($5::int = 1 AND st.version = 0) \
-                       OR ($5::int = 2 AND st.version > 0) OR ($5::int = 3 AND st.version = $6::bigint)) \
+                     WHERE $5::bool AND NOT st.erased \
                    RETURNING st.version, st.last_tx), \
                  ins AS ( \
                    INSERT INTO {s}.log (tx, kind, tenant, category, stream_id, version, event_id, event_type, \
                      schema_version, data, metadata, append_first, append_last) \
                    SELECT head.last_tx, 0, $1, $2, $3, head.version - $4::bigint + e.n, e.id, e.typ, e.sv, e.data, \
                      e.meta::jsonb, head.version - $4::bigint + 1, head.version \
-                   FROM head, unnest($7::uuid[], $8::text[], $9::int[], $10::bytea[], $11::text[]) \
-                     WITH ORDINALITY AS e(id, typ, sv, data, meta, n) \
-                   RETURNING 1) \
-                 SELECT head.version, (SELECT count(*) FROM ins) FROM head"
+                   FROM head, unnest($6::uuid[], $7::text[], $8::int[], $9::bytea[], $10::text[]) \
+                     WITH ORDINALITY AS e(id, typ, sv, data, meta, n)) \
+                 SELECT version FROM head"
+            ),
+            // Exact(v > 0), StreamExists (v = -1): the existing head row is updated, or nothing.
+            append_existing: format!(
+                "WITH head AS ( \
+                   UPDATE {s}.streams st SET version = st.version + $4::bigint, \
+                     last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint) \
+                   WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 AND NOT st.erased \
+                     AND (st.version = $5::bigint OR ($5::bigint < 0 AND st.version > 0)) \
+                   RETURNING st.version, st.last_tx), \
+                 ins AS ( \
+                   INSERT INTO {s}.log (tx, kind, tenant, category, stream_id, version, event_id, event_type, \
+                     schema_version, data, metadata, append_first, append_last) \
+                   SELECT head.last_tx, 0, $1, $2, $3, head.version - $4::bigint + e.n, e.id, e.typ, e.sv, e.data, \
+                     e.meta::jsonb, head.version - $4::bigint + 1, head.version \
+                   FROM head, unnest($6::uuid[], $7::text[], $8::int[], $9::bytea[], $10::text[]) \
+                     WITH ORDINALITY AS e(id, typ, sv, data, meta, n)) \
+                 SELECT version FROM head"
             ),
             append_refused: format!(
                 "SELECT (SELECT version FROM {s}.streams WHERE {KEY}), (SELECT erased FROM {s}.streams WHERE {KEY}), \
@@ -584,12 +603,6 @@ impl Db {
         events: &[EventData],
     ) -> Result<AppendResult> {
         let n = events.len() as i64;
-        let (kind, ev): (i32, i64) = match expected {
-            ExpectedVersion::Any => (0, 0),
-            ExpectedVersion::NoStream => (1, 0),
-            ExpectedVersion::StreamExists => (2, 0),
-            ExpectedVersion::Exact(v) => (3, i(v.0)),
-        };
         let ids: Vec<uuid::Uuid> = events.iter().map(|e| e.id.0).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let schemas: Vec<i32> = events
@@ -603,10 +616,19 @@ impl Db {
             .collect::<Result<_>>()?;
         let sent: usize = events.iter().map(EventData::size).sum();
         let (t, c, id) = (s.tenant(), s.category(), s.id());
-        let params: [Param<'_>; 11] = [
-            &t, &c, &id, &n, &kind, &ev, &ids, &types, &schemas, &data, &meta,
+        // One statement either way: a new-or-any head is upserted, an existing one updated.
+        let (sql, guard): (&str, Box<dyn ToSql + Sync + Send>) = match expected {
+            ExpectedVersion::Any => (&self.sql.append_new, Box::new(true)),
+            ExpectedVersion::NoStream | ExpectedVersion::Exact(Version(0)) => {
+                (&self.sql.append_new, Box::new(false))
+            }
+            ExpectedVersion::StreamExists => (&self.sql.append_existing, Box::new(-1i64)),
+            ExpectedVersion::Exact(v) => (&self.sql.append_existing, Box::new(i(v.0))),
+        };
+        let params: [Param<'_>; 10] = [
+            &t, &c, &id, &n, &*guard, &ids, &types, &schemas, &data, &meta,
         ];
-        let stmt = on.statement(self, OpKind::Append, &self.sql.append).await?;
+        let stmt = on.statement(self, OpKind::Append, sql).await?;
         self.costs.record(OpKind::Append, sent as u64, 0);
         let duplicate = match on.query(&stmt, &params).await {
             Ok(rows) => {
@@ -715,13 +737,14 @@ impl Db {
             Direction::Backward => (&self.sql.read_backward, 1),
         };
         let (t, c, id) = (s.tenant(), s.category(), s.id());
-        let (next, end, lim) = (i(page.from.0), i(end), i(limit as u64));
+        // One row more than the page tells whether another page follows, without asking.
+        let (next, end, lim) = (i(page.from.0), i(end), i(limit as u64 + 1));
         let rows = self
             .query(OpKind::Read, 0, sql, &[&t, &c, &id, &next, &end, &lim])
             .await?;
         let mut events = Vec::new();
         let mut bytes = 0usize;
-        let mut cut = false;
+        let mut more = false;
         for row in &rows {
             if get::<bool>(row, 0)? {
                 return Err(StoreError::StreamDeleted {
@@ -732,8 +755,8 @@ impl Db {
             if get::<Option<i64>>(row, 2)?.is_none() {
                 break;
             }
-            if bytes >= page_bytes {
-                cut = true;
+            if bytes >= page_bytes || events.len() == limit {
+                more = true;
                 break;
             }
             let e = event_at(s.clone(), row, 2)?;
@@ -741,7 +764,6 @@ impl Db {
             events.push(e);
         }
         self.costs.record_bytes(OpKind::Read, 0, bytes as u64);
-        let more = cut || events.len() == limit;
         Ok((events, more))
     }
 

@@ -498,7 +498,8 @@ pub(crate) fn read_page(
     );
     let mut bytes = 0usize;
     let mut erased = None;
-    let mut cut = false;
+    let mut more = false;
+    let mut count = 0usize;
     let events = c.rows(
         OpKind::Read,
         &sql,
@@ -508,7 +509,8 @@ pub(crate) fn read_page(
             s.id(),
             i(lo),
             i(hi),
-            i(limit as u64)
+            // One row more than the page tells whether another page follows.
+            i(limit as u64 + 1)
         ],
         |row| {
             if col::<i64>(row, 0)? != 0 {
@@ -518,12 +520,13 @@ pub(crate) fn read_page(
             if col::<Option<i64>>(row, 2)?.is_none() {
                 return Ok(None);
             }
-            if bytes >= page_bytes {
-                cut = true;
+            if bytes >= page_bytes || count == limit {
+                more = true;
                 return Ok(None);
             }
             let e = event_at(s.clone(), row, 2)?;
             bytes += e.data.len() + e.event_type.len() + e.metadata.size();
+            count += 1;
             Ok(Some(e))
         },
     )?;
@@ -534,7 +537,6 @@ pub(crate) fn read_page(
             version,
         });
     }
-    let more = cut || events.len() == limit;
     Ok((events, more))
 }
 

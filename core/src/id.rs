@@ -1,6 +1,7 @@
 //! Stream identifiers, versions and event ids, validated by one rule for every backend.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,12 @@ pub const DEFAULT_TENANT: &str = "default";
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "RawStreamId", into = "RawStreamId")]
 pub struct StreamId {
+    // Shared: every event read carries its stream, so a clone is a reference count.
+    parts: Arc<Parts>,
+}
+
+#[derive(PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Parts {
     tenant: String,
     category: String,
     id: String,
@@ -58,9 +65,9 @@ impl TryFrom<RawStreamId> for StreamId {
 impl From<StreamId> for RawStreamId {
     fn from(s: StreamId) -> Self {
         RawStreamId {
-            tenant: s.tenant,
-            category: s.category,
-            id: s.id,
+            tenant: s.parts.tenant.clone(),
+            category: s.parts.category.clone(),
+            id: s.parts.id.clone(),
         }
     }
 }
@@ -107,9 +114,11 @@ impl StreamId {
         check_part("category", &category, MAX_CATEGORY_LEN, b"-_")?;
         check_part("stream id", &id, MAX_ID_LEN, b"-_.@=+")?;
         Ok(StreamId {
-            tenant,
-            category,
-            id,
+            parts: Arc::new(Parts {
+                tenant,
+                category,
+                id,
+            }),
         })
     }
 
@@ -128,21 +137,21 @@ impl StreamId {
 
     /// The tenant (root partition key).
     pub fn tenant(&self) -> &str {
-        &self.tenant
+        &self.parts.tenant
     }
     /// The category (aggregate type).
     pub fn category(&self) -> &str {
-        &self.category
+        &self.parts.category
     }
     /// The id inside the category.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.parts.id
     }
 }
 
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.tenant, self.category, self.id)
+        write!(f, "{}/{}/{}", self.tenant(), self.category(), self.id())
     }
 }
 
