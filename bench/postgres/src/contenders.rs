@@ -1,0 +1,809 @@
+//! The three contenders behind one small interface: sekiban-postgres, postgres-es (its event
+//! repository, `PersistedEventRepository::persist`) and the raw floor (one prepared statement on
+//! tokio-postgres into a copy of sekiban's schema).
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, anyhow, bail};
+use async_trait::async_trait;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+use cqrs_es::{Aggregate, DomainEvent};
+use futures::StreamExt;
+use postgres_es::PostgresEventRepository;
+use sekiban_core::{
+    EventData, EventStore, ExpectedVersion, ReadOptions, Snapshot, SnapshotStore, Store, StreamId,
+    Version,
+};
+use sekiban_postgres::{PostgresConfig, PostgresEventStore};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_postgres::{Client, NoTls, Statement};
+
+/// Tenant and category of every stream (postgres-es: the aggregate type is the category).
+pub const TENANT: &str = "bench";
+pub const CATEGORY: &str = "account";
+pub const EVENT_TYPE: &str = "Ticked";
+
+/// About 100 bytes of JSON, numbered.
+pub fn payload(n: u64) -> String {
+    let head = format!(r#"{{"tag":"bench","n":{n},"pad":""#);
+    let pad = "x".repeat(100 - head.len() - 2);
+    format!("{head}{pad}\"}}")
+}
+
+/// What an append phase needs of a contender.
+#[async_trait]
+pub trait Contender: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Appends `k` events to `stream` when its head is `head` (0: a new stream); the new head.
+    async fn append_exact(&self, stream: &str, head: u64, k: usize) -> Result<u64>;
+    /// Appends `k` events to a stream other tasks append to as well; `known` is this task's
+    /// last known head (updated). Returns the conflicts met (each followed by a retry).
+    async fn append_contended(&self, stream: &str, known: &mut u64, k: usize) -> Result<u32>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// sekiban-postgres
+
+/// sekiban-postgres: `append` with `Exact` on own streams, `Any` on the shared one.
+#[derive(Debug)]
+pub struct Sekiban {
+    pub store: PostgresEventStore,
+}
+
+pub fn stream_id(stream: &str) -> Result<StreamId> {
+    Ok(StreamId::new(TENANT, CATEGORY, stream)?)
+}
+
+fn sekiban_events(head: u64, k: usize) -> Vec<EventData> {
+    (1..=k as u64)
+        .map(|i| EventData::new(EVENT_TYPE, payload(head + i)))
+        .collect()
+}
+
+impl Sekiban {
+    /// Migrates `schema` and connects with a pool of `pool` connections.
+    pub async fn open(url: &str, schema: &str, pool: usize) -> Result<Sekiban> {
+        let config = PostgresConfig::from_url(&with_params(
+            url,
+            &[("schema", schema), ("pool", &pool.to_string())],
+        ))?;
+        PostgresEventStore::migrate(&config).await?;
+        let store = PostgresEventStore::connect(config).await?;
+        Ok(Sekiban { store })
+    }
+
+    /// Reads a whole stream forward, all pages; the events read.
+    pub async fn load(&self, stream: &StreamId) -> Result<usize> {
+        let mut events = self.store.read(stream, ReadOptions::forward());
+        let mut n = 0;
+        while let Some(e) = events.next().await {
+            let _ = e?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The snapshot plus the events after it; the events read.
+    pub async fn load_with_snapshot(&self, stream: &StreamId) -> Result<usize> {
+        let snap = self
+            .store
+            .load_snapshot(stream)
+            .await?
+            .ok_or_else(|| anyhow!("no snapshot"))?;
+        let mut events = self.store.read(
+            stream,
+            ReadOptions::forward().from(Version(snap.version.0 + 1)),
+        );
+        let mut n = 0;
+        while let Some(e) = events.next().await {
+            let _ = e?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub async fn save_snapshot(
+        &self,
+        stream: &StreamId,
+        version: u64,
+        state: String,
+    ) -> Result<()> {
+        self.store
+            .save_snapshot(Snapshot {
+                stream: stream.clone(),
+                version: Version(version),
+                state_type: "Account".into(),
+                schema_version: 1,
+                state: state.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub fn costs(&self) -> sekiban_core::CostSnapshot {
+        self.store.costs()
+    }
+}
+
+#[async_trait]
+impl Contender for Sekiban {
+    fn name(&self) -> &'static str {
+        "sekiban"
+    }
+
+    async fn append_exact(&self, stream: &str, head: u64, k: usize) -> Result<u64> {
+        let expected = if head == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(Version(head))
+        };
+        let r = self
+            .store
+            .append(&stream_id(stream)?, expected, sekiban_events(head, k))
+            .await?;
+        Ok(r.last.0)
+    }
+
+    async fn append_contended(&self, stream: &str, known: &mut u64, k: usize) -> Result<u32> {
+        let r = self
+            .store
+            .append(
+                &stream_id(stream)?,
+                ExpectedVersion::Any,
+                sekiban_events(*known, k),
+            )
+            .await?;
+        *known = r.last.0;
+        Ok(0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// postgres-es
+
+/// The smallest aggregate postgres-es accepts: its `TYPE` names the rows' `aggregate_type`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Account {
+    ticks: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AccountEvent {
+    Ticked,
+}
+
+impl DomainEvent for AccountEvent {
+    fn event_type(&self) -> String {
+        EVENT_TYPE.into()
+    }
+    fn event_version(&self) -> String {
+        "1.0".into()
+    }
+}
+
+#[derive(Debug)]
+pub struct NoError;
+
+impl std::fmt::Display for NoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no error")
+    }
+}
+
+impl std::error::Error for NoError {}
+
+impl Aggregate for Account {
+    const TYPE: &'static str = CATEGORY;
+    type Command = ();
+    type Event = AccountEvent;
+    type Error = NoError;
+    type Services = ();
+
+    async fn handle(&mut self, _: (), _: &(), _: &EventSink<Self>) -> Result<(), NoError> {
+        Ok(())
+    }
+
+    fn apply(&mut self, _: AccountEvent) {
+        self.ticks += 1;
+    }
+}
+
+/// postgres-es 0.5: `PostgresEventRepository::persist` (one transaction: BEGIN, one INSERT per
+/// event, COMMIT); a conflict is its optimistic lock error (the primary key), answered by
+/// `get_last_events` after the known head and a retry.
+pub struct PostgresEs {
+    pub repo: PostgresEventRepository,
+    pub pool: sqlx::PgPool,
+}
+
+impl PostgresEs {
+    /// Creates postgres-es's tables (its `db/init.sql`) in `schema`, and a pool of `pool`.
+    pub async fn open(url: &str, schema: &str, pool: usize, admin: &Client) -> Result<PostgresEs> {
+        admin
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema};
+                 CREATE TABLE IF NOT EXISTS {schema}.events (
+                     aggregate_type text NOT NULL,
+                     aggregate_id   text NOT NULL,
+                     sequence       bigint CHECK (sequence >= 0) NOT NULL,
+                     event_type     text NOT NULL,
+                     event_version  text NOT NULL,
+                     payload        json NOT NULL,
+                     metadata       json NOT NULL,
+                     PRIMARY KEY (aggregate_type, aggregate_id, sequence));
+                 CREATE TABLE IF NOT EXISTS {schema}.snapshots (
+                     aggregate_type   text NOT NULL,
+                     aggregate_id     text NOT NULL,
+                     last_sequence    bigint CHECK (last_sequence >= 0) NOT NULL,
+                     current_snapshot bigint CHECK (current_snapshot >= 0) NOT NULL,
+                     payload          json NOT NULL,
+                     PRIMARY KEY (aggregate_type, aggregate_id, last_sequence));"
+            ))
+            .await
+            .context("create postgres-es's tables")?;
+        // `postgres_es::default_postgress_pool` is this builder with 10 connections; the same
+        // pool size as the others here. TLS off, as for the others (the server offers it).
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(pool as u32)
+            .min_connections(pool as u32)
+            .connect(&with_params(url, &[("sslmode", "disable")]))
+            .await
+            .context("connect postgres-es's pool")?;
+        let repo = PostgresEventRepository::new(pool.clone())
+            .with_tables(&format!("{schema}.events"), &format!("{schema}.snapshots"));
+        Ok(PostgresEs { repo, pool })
+    }
+
+    fn events(stream: &str, head: u64, k: usize) -> Result<Vec<SerializedEvent>> {
+        (1..=k as u64)
+            .map(|i| {
+                Ok(SerializedEvent::new(
+                    stream.to_string(),
+                    (head + i) as usize,
+                    Account::TYPE.to_string(),
+                    EVENT_TYPE.to_string(),
+                    "1.0".to_string(),
+                    serde_json::from_str(&payload(head + i))?,
+                    serde_json::Value::Object(Default::default()),
+                ))
+            })
+            .collect()
+    }
+
+    /// Persists events `head+1..=head+n` (in appends of `batch`), the snapshot row written with
+    /// the append that ends at `snapshot_at`.
+    pub async fn fill(&self, stream: &str, n: u64, batch: u64, snapshot_at: u64) -> Result<()> {
+        let mut head = 0;
+        while head < n {
+            let events = Self::events(stream, head, batch as usize)?;
+            head += batch;
+            let snapshot = (head == snapshot_at)
+                .then(|| (stream.to_string(), serde_json::json!({"ticks": head}), 1));
+            self.repo
+                .persist::<Account>(&events, snapshot)
+                .await
+                .map_err(|e| anyhow!("postgres-es persist: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// `get_events`: the whole stream.
+    pub async fn load(&self, stream: &str) -> Result<usize> {
+        let events = self
+            .repo
+            .get_events::<Account>(stream)
+            .await
+            .map_err(|e| anyhow!("postgres-es get_events: {e}"))?;
+        Ok(events.len())
+    }
+
+    /// `get_snapshot` + `get_last_events` after it (what its snapshot store does on a load).
+    pub async fn load_with_snapshot(&self, stream: &str) -> Result<usize> {
+        let snap = self
+            .repo
+            .get_snapshot::<Account>(stream)
+            .await
+            .map_err(|e| anyhow!("postgres-es get_snapshot: {e}"))?
+            .ok_or_else(|| anyhow!("no postgres-es snapshot"))?;
+        let events = self
+            .repo
+            .get_last_events::<Account>(stream, snap.current_sequence)
+            .await
+            .map_err(|e| anyhow!("postgres-es get_last_events: {e}"))?;
+        Ok(events.len())
+    }
+}
+
+#[async_trait]
+impl Contender for PostgresEs {
+    fn name(&self) -> &'static str {
+        "postgres-es"
+    }
+
+    async fn append_exact(&self, stream: &str, head: u64, k: usize) -> Result<u64> {
+        self.repo
+            .persist::<Account>(&Self::events(stream, head, k)?, None)
+            .await
+            .map_err(|e| anyhow!("postgres-es persist: {e}"))?;
+        Ok(head + k as u64)
+    }
+
+    async fn append_contended(&self, stream: &str, known: &mut u64, k: usize) -> Result<u32> {
+        let mut conflicts = 0;
+        loop {
+            match self
+                .repo
+                .persist::<Account>(&Self::events(stream, *known, k)?, None)
+                .await
+            {
+                Ok(()) => {
+                    *known += k as u64;
+                    return Ok(conflicts);
+                }
+                Err(PersistenceError::OptimisticLockError) => {
+                    conflicts += 1;
+                    let newer = self
+                        .repo
+                        .get_last_events::<Account>(stream, *known as usize)
+                        .await
+                        .map_err(|e| anyhow!("postgres-es get_last_events: {e}"))?;
+                    if let Some(last) = newer.last() {
+                        *known = last.sequence as u64;
+                    }
+                }
+                Err(e) => bail!("postgres-es persist: {e}"),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The floor
+
+/// The raw floor: sekiban's rows into a copy of sekiban's schema with one statement — one
+/// multi-row `INSERT … unnest` behind the head guard (the upsert of the stream's row with the
+/// expected version in its `WHERE`) — on a plain set of connections with prepared statements.
+///
+/// For the analysis of a gap, the same connections can also send a copy of sekiban's own append
+/// statement ([`FloorSql::SekibanCopy`]) and a coalesced background NOTIFY after each commit as
+/// sekiban does ([`Floor::variant`]): floor → + sekiban's SQL → + NOTIFY → sekiban leaves the
+/// client library (pool, statement cache, notifier task) as the rest.
+pub struct Floor {
+    conns: Arc<Conns>,
+    sql: FloorSql,
+    notify: Option<mpsc::UnboundedSender<()>>,
+    name: &'static str,
+}
+
+/// Which append statement the floor sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloorSql {
+    /// The floor's own: head guard + multi-row insert, nothing else.
+    Floor,
+    /// A copy of sekiban-postgres's append statements (`backend-postgres/src/sql.rs`): the
+    /// head upsert for a new stream, the head `UPDATE` for `Exact(v > 0)`.
+    SekibanCopy,
+}
+
+pub struct Conns {
+    conns: Mutex<Vec<Conn>>,
+    permits: Semaphore,
+}
+
+pub struct Conn {
+    pub client: Client,
+    append: Statement,
+    sekiban_append_new: Statement,
+    sekiban_append_existing: Statement,
+    notify: Statement,
+    head: Statement,
+    pub select: Statement,
+    sekiban_read: Statement,
+}
+
+/// Statement texts of the floor for `schema` (appends) and `read_schema` (the raw load).
+pub fn floor_sql(schema: &str, read_schema: &str) -> (String, String, String) {
+    let append = format!(
+        "WITH head AS ( \
+           INSERT INTO {schema}.streams AS st (tenant, category, stream_id, version) \
+           VALUES ($1, $2, $3, $4::bigint + $5::bigint) \
+           ON CONFLICT (tenant, category, stream_id) DO UPDATE SET version = st.version + $5::bigint \
+           WHERE st.version = $4::bigint \
+           RETURNING st.version) \
+         INSERT INTO {schema}.log (tx, kind, tenant, category, stream_id, version, event_id, event_type, \
+           schema_version, data, metadata, append_first, append_last) \
+         SELECT pg_current_xact_id()::text::bigint, 0, $1, $2, $3, $4::bigint + e.n, e.id, e.typ, e.sv, e.data, \
+           e.meta::jsonb, $4::bigint + 1, head.version \
+         FROM head, unnest($6::uuid[], $7::text[], $8::int[], $9::bytea[], $10::text[]) \
+           WITH ORDINALITY AS e(id, typ, sv, data, meta, n)"
+    );
+    let head = format!(
+        "SELECT version FROM {schema}.streams WHERE tenant = $1 AND category = $2 AND stream_id = $3"
+    );
+    let select = format!(
+        "SELECT version, event_id, event_type, schema_version, data, metadata::text, recorded_at \
+         FROM {read_schema}.log WHERE tenant = $1 AND category = $2 AND stream_id = $3 AND kind = 0 \
+         ORDER BY version"
+    );
+    (append, head, select)
+}
+
+/// Copies of sekiban-postgres's append statements (`append_new` and `append_existing` in
+/// `Statements::new`, `backend-postgres/src/sql.rs`), for the analysis only: (new, existing).
+fn sekiban_append_copy(s: &str) -> (String, String) {
+    let ins = format!(
+        "ins AS ( \
+           INSERT INTO {s}.log (tx, kind, tenant, category, stream_id, version, event_id, event_type, \
+             schema_version, data, metadata, append_first, append_last) \
+           SELECT head.last_tx, 0, $1, $2, $3, head.version - $4::bigint + e.n, e.id, e.typ, e.sv, e.data, \
+             e.meta::jsonb, head.version - $4::bigint + 1, head.version \
+           FROM head, unnest($6::uuid[], $7::text[], $8::int[], $9::bytea[], $10::text[]) \
+             WITH ORDINALITY AS e(id, typ, sv, data, meta, n)) \
+         SELECT version FROM head"
+    );
+    let new = format!(
+        "WITH head AS ( \
+           INSERT INTO {s}.streams AS st (tenant, category, stream_id, version, last_tx) \
+           VALUES ($1, $2, $3, $4::bigint, pg_current_xact_id()::text::bigint) \
+           ON CONFLICT (tenant, category, stream_id) DO UPDATE \
+             SET version = st.version + $4::bigint, \
+                 last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint) \
+             WHERE $5::bool AND NOT st.erased \
+           RETURNING st.version, st.last_tx), {ins}"
+    );
+    let existing = format!(
+        "WITH head AS ( \
+           UPDATE {s}.streams st SET version = st.version + $4::bigint, \
+             last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint) \
+           WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 AND NOT st.erased \
+             AND (st.version = $5::bigint OR ($5::bigint < 0 AND st.version > 0)) \
+           RETURNING st.version, st.last_tx), {ins}"
+    );
+    (new, existing)
+}
+
+/// A copy of sekiban-postgres's forward read of one page (`read_forward` in
+/// `backend-postgres/src/sql.rs`), for the analysis only. The caller asks for one row more than
+/// the page, as sekiban does, to know whether another page follows.
+fn sekiban_read_copy(s: &str) -> String {
+    format!(
+        "SELECT st.erased, st.version, l.version, l.event_id, l.event_type, l.schema_version, l.data, l.metadata::text, l.recorded_at \
+         FROM {s}.streams st \
+         LEFT JOIN LATERAL (SELECT * FROM {s}.log l WHERE l.tenant = st.tenant AND l.category = st.category \
+           AND l.stream_id = st.stream_id AND l.kind = 0 AND l.version > st.hidden_upto \
+           AND l.version >= $4 AND l.version <= $5 ORDER BY l.version ASC LIMIT $6) l ON true \
+         WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3"
+    )
+}
+
+/// sekiban's notifier window (`NOTIFY_WINDOW` in `backend-postgres/src/lib.rs`).
+const NOTIFY_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+
+const NOTIFY: &str = "SELECT pg_notify($1, t) FROM unnest($2::text[]) t";
+
+/// One event as the raw load decodes it (the values sekiban returns).
+pub type RawEvent = (
+    i64,
+    uuid::Uuid,
+    String,
+    i32,
+    Vec<u8>,
+    Option<String>,
+    SystemTime,
+);
+
+/// A connection taken from the floor's set, put back when dropped.
+pub struct Checkout<'a> {
+    conns: &'a Conns,
+    conn: Option<Conn>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl std::ops::Deref for Checkout<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().expect("held until dropped")
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        if let (Some(conn), Ok(mut conns)) = (self.conn.take(), self.conns.conns.lock()) {
+            conns.push(conn);
+        }
+    }
+}
+
+impl Conns {
+    async fn checkout(&self) -> Result<Checkout<'_>> {
+        let permit = self.permits.acquire().await?;
+        let conn = self
+            .conns
+            .lock()
+            .map_err(|_| anyhow!("poisoned"))?
+            .pop()
+            .ok_or_else(|| anyhow!("no connection"))?;
+        Ok(Checkout {
+            conns: self,
+            conn: Some(conn),
+            _permit: permit,
+        })
+    }
+}
+
+impl Floor {
+    /// `n` connections to `url`, with the statements prepared on each.
+    pub async fn open(url: &str, schema: &str, read_schema: &str, n: usize) -> Result<Floor> {
+        let (append, head, select) = floor_sql(schema, read_schema);
+        let (sekiban_new, sekiban_existing) = sekiban_append_copy(schema);
+        let sekiban_read = sekiban_read_copy(read_schema);
+        let mut conns = Vec::new();
+        for _ in 0..n {
+            let client = connect(url).await?;
+            let append = client
+                .prepare(&append)
+                .await
+                .context("prepare the floor's append")?;
+            let sekiban_append_new = client.prepare(&sekiban_new).await?;
+            let sekiban_append_existing = client.prepare(&sekiban_existing).await?;
+            let notify = client.prepare(NOTIFY).await?;
+            let head = client.prepare(&head).await?;
+            let select = client.prepare(&select).await?;
+            let sekiban_read = client.prepare(&sekiban_read).await?;
+            conns.push(Conn {
+                sekiban_read,
+                client,
+                append,
+                sekiban_append_new,
+                sekiban_append_existing,
+                notify,
+                head,
+                select,
+            });
+        }
+        Ok(Floor {
+            conns: Arc::new(Conns {
+                conns: Mutex::new(conns),
+                permits: Semaphore::new(n),
+            }),
+            sql: FloorSql::Floor,
+            notify: None,
+            name: "floor",
+        })
+    }
+
+    /// The same connections with another statement, and a background NOTIFY after each append
+    /// (coalesced like sekiban's: after a 2 ms window, one statement for all commits announced).
+    pub fn variant(
+        &self,
+        name: &'static str,
+        sql: FloorSql,
+        notify_channel: Option<String>,
+    ) -> Floor {
+        let notify = notify_channel.map(|channel| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+            let conns = self.conns.clone();
+            tokio::spawn(async move {
+                while rx.recv().await.is_some() {
+                    tokio::time::sleep(NOTIFY_WINDOW).await;
+                    while rx.try_recv().is_ok() {}
+                    let Ok(c) = conns.checkout().await else {
+                        return;
+                    };
+                    let tenants = vec![TENANT.to_string()];
+                    let _ = c.client.query(&c.notify, &[&channel, &tenants]).await;
+                }
+            });
+            tx
+        });
+        Floor {
+            conns: self.conns.clone(),
+            sql,
+            notify,
+            name,
+        }
+    }
+
+    async fn try_append(&self, conn: &Conn, stream: &str, head: u64, k: usize) -> Result<bool> {
+        let ids: Vec<uuid::Uuid> = (0..k).map(|_| uuid::Uuid::new_v4()).collect();
+        let types: Vec<&str> = vec![EVENT_TYPE; k];
+        let schemas: Vec<i32> = vec![1; k];
+        let bodies: Vec<String> = (1..=k as u64).map(|i| payload(head + i)).collect();
+        let data: Vec<&[u8]> = bodies.iter().map(String::as_bytes).collect();
+        let meta: Vec<Option<String>> = vec![None; k];
+        let (h, n) = (head as i64, k as i64);
+        let ok = match self.sql {
+            FloorSql::Floor => {
+                let written = conn
+                    .client
+                    .execute(
+                        &conn.append,
+                        &[
+                            &TENANT, &CATEGORY, &stream, &h, &n, &ids, &types, &schemas, &data,
+                            &meta,
+                        ],
+                    )
+                    .await
+                    .context("floor append")?;
+                written == k as u64
+            }
+            FloorSql::SekibanCopy => {
+                let rows = if head == 0 {
+                    let any = false;
+                    conn.client
+                        .query(
+                            &conn.sekiban_append_new,
+                            &[
+                                &TENANT, &CATEGORY, &stream, &n, &any, &ids, &types, &schemas,
+                                &data, &meta,
+                            ],
+                        )
+                        .await
+                } else {
+                    conn.client
+                        .query(
+                            &conn.sekiban_append_existing,
+                            &[
+                                &TENANT, &CATEGORY, &stream, &n, &h, &ids, &types, &schemas, &data,
+                                &meta,
+                            ],
+                        )
+                        .await
+                }
+                .context("floor append with sekiban's statement")?;
+                !rows.is_empty()
+            }
+        };
+        if let (true, Some(tx)) = (ok, &self.notify) {
+            let _ = tx.send(());
+        }
+        Ok(ok)
+    }
+
+    /// The raw load: one prepared `SELECT` of a stream's rows, decoded.
+    pub async fn load(&self, stream: &str) -> Result<usize> {
+        let c = self.conns.checkout().await?;
+        let rows = c
+            .client
+            .query(&c.select, &[&TENANT, &CATEGORY, &stream])
+            .await?;
+        let events: Vec<RawEvent> = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                ))
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()?;
+        Ok(events.len())
+    }
+}
+
+impl Floor {
+    /// sekiban's read, statement for statement, on a raw connection: pages of `page` events
+    /// with a copy of its statement, each asking for one row more to know whether another page
+    /// follows; the same decoding as [`Floor::load`].
+    pub async fn load_paged(&self, stream: &str, page: i64) -> Result<usize> {
+        let c = self.conns.checkout().await?;
+        let mut next = 1i64;
+        let mut n = 0;
+        loop {
+            let ask = page + 1;
+            let rows = c
+                .client
+                .query(
+                    &c.sekiban_read,
+                    &[&TENANT, &CATEGORY, &stream, &next, &i64::MAX, &ask],
+                )
+                .await?;
+            let mut got = 0;
+            for r in rows.iter().take(page as usize) {
+                let Some(v) = r.try_get::<_, Option<i64>>(2)? else {
+                    break;
+                };
+                let _e: RawEvent = (
+                    v,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                    r.try_get(7)?,
+                    r.try_get(8)?,
+                );
+                next = v + 1;
+                got += 1;
+            }
+            n += got;
+            if rows.len() as i64 <= page {
+                return Ok(n as usize);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Contender for Floor {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn append_exact(&self, stream: &str, head: u64, k: usize) -> Result<u64> {
+        let c = self.conns.checkout().await?;
+        if self.try_append(&c, stream, head, k).await? {
+            Ok(head + k as u64)
+        } else {
+            bail!("floor: stream {stream} is not at {head}")
+        }
+    }
+
+    async fn append_contended(&self, stream: &str, known: &mut u64, k: usize) -> Result<u32> {
+        let c = self.conns.checkout().await?;
+        let mut conflicts = 0;
+        while !self.try_append(&c, stream, *known, k).await? {
+            conflicts += 1;
+            let row = c
+                .client
+                .query_one(&c.head, &[&TENANT, &CATEGORY, &stream])
+                .await?;
+            *known = row.try_get::<_, i64>(0)? as u64;
+        }
+        *known += k as u64;
+        Ok(conflicts)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// A tokio-postgres connection (its driver task spawned).
+pub async fn connect(url: &str) -> Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("connect to {url}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// `url` without the query parameters `keys`.
+pub fn without_params(url: &str, keys: &[&str]) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !keys.contains(&p.split_once('=').map_or(*p, |(k, _)| k)))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// `url` with query parameters added (replacing ones of the same name).
+pub fn with_params(url: &str, params: &[(&str, &str)]) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let key = p.split_once('=').map_or(*p, |(k, _)| k);
+            !params.iter().any(|(k, _)| *k == key)
+        })
+        .map(str::to_string)
+        .collect();
+    pairs.extend(params.iter().map(|(k, v)| format!("{k}={v}")));
+    if pairs.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", pairs.join("&"))
+    }
+}
