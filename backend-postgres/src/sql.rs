@@ -15,8 +15,8 @@ use sekiban_core::snapshot::{
 };
 use sekiban_core::{
     AppendResult, Checkpoint, CostCounter, DeleteMode, Direction, Etag, EventData, EventId,
-    ExpectedVersion, FeedItem, Metadata, OpKind, RecordedEvent, StoreError, StreamId, StreamInfo,
-    Version,
+    ExpectedVersion, FeedItem, LogKind, Metadata, OpKind, RecordedEvent, StoreError, StreamId,
+    StreamInfo, Version,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -31,10 +31,6 @@ type Param<'a> = &'a (dyn ToSql + Sync);
 pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
 
 const NOTIFY: &str = "SELECT pg_notify($1, t) FROM unnest($2::text[]) t";
-
-const KIND_EVENT: i16 = 0;
-const KIND_SOFT_DELETE: i16 = 1;
-const KIND_HARD_DELETE: i16 = 2;
 
 /// The pool, the counter, and the statements with the schema filled in.
 pub(crate) struct Db {
@@ -145,7 +141,7 @@ impl Statements {
             let (erase, kind, del) = if hard {
                 (
                     ", erased = true",
-                    KIND_HARD_DELETE,
+                    LogKind::Deleted(DeleteMode::Hard).code(),
                     format!(
                         ", del AS (DELETE FROM {s}.log WHERE {KEY} AND kind = 0 AND EXISTS (SELECT 1 FROM upd))"
                     ),
@@ -153,7 +149,7 @@ impl Statements {
             } else {
                 (
                     ", hidden_upto = st.version",
-                    KIND_SOFT_DELETE,
+                    LogKind::Deleted(DeleteMode::Soft).code(),
                     String::new(),
                 )
             };
@@ -822,22 +818,18 @@ impl Db {
                 get::<String>(row, 6)?,
             )
             .map_err(|e| decode("a stored stream id", e))?;
-            let item = match kind {
-                KIND_EVENT => {
+            let item = match LogKind::from_code(kind.into()) {
+                Some(LogKind::Event) => {
                     let e = event_at(stream, row, 7)?;
                     bytes += e.data.len();
                     FeedItem::Event(e)
                 }
-                KIND_SOFT_DELETE | KIND_HARD_DELETE => FeedItem::Deleted {
+                Some(LogKind::Deleted(mode)) => FeedItem::Deleted {
                     stream,
                     version: Version(u(get(row, 7)?)),
-                    mode: if kind == KIND_SOFT_DELETE {
-                        DeleteMode::Soft
-                    } else {
-                        DeleteMode::Hard
-                    },
+                    mode,
                 },
-                other => return Err(decode("a log row", format!("unknown kind {other}"))),
+                None => return Err(decode("a log row", format!("unknown kind {kind}"))),
             };
             items.push((pos, item));
         }

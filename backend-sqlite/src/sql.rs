@@ -14,8 +14,8 @@ use sekiban_core::snapshot::{
 };
 use sekiban_core::{
     AppendResult, Checkpoint, CostCounter, DeleteMode, Direction, Etag, EventData, EventId,
-    ExpectedVersion, FeedItem, Metadata, OpKind, RecordedEvent, StoreError, StreamId, StreamInfo,
-    Version,
+    ExpectedVersion, FeedItem, LogKind, Metadata, OpKind, RecordedEvent, StoreError, StreamId,
+    StreamInfo, Version,
 };
 
 use crate::config::{SqliteConfig, SqlitePath, Synchronous};
@@ -26,11 +26,6 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Embedded, versioned migrations: (version, SQL). Applied in order inside one write transaction.
 pub(crate) const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
-
-/// Log row kinds.
-const KIND_EVENT: i64 = 0;
-const KIND_SOFT_DELETE: i64 = 1;
-const KIND_HARD_DELETE: i64 = 2;
 
 /// One SQLite connection and the counter its statements are counted in.
 pub(crate) struct Conn {
@@ -589,22 +584,18 @@ pub(crate) fn poll_feed(
             col::<String>(row, 4)?,
         )
         .map_err(|e| decode("a stored stream id", e))?;
-        let item = match kind {
-            KIND_EVENT => {
+        let item = match LogKind::from_code(kind) {
+            Some(LogKind::Event) => {
                 let e = event_at(stream, row, 5)?;
                 bytes += e.data.len();
                 FeedItem::Event(e)
             }
-            KIND_SOFT_DELETE | KIND_HARD_DELETE => FeedItem::Deleted {
+            Some(LogKind::Deleted(mode)) => FeedItem::Deleted {
                 stream,
                 version: Version(u(col(row, 5)?)),
-                mode: if kind == KIND_SOFT_DELETE {
-                    DeleteMode::Soft
-                } else {
-                    DeleteMode::Hard
-                },
+                mode,
             },
-            other => return Err(decode("a log row", format!("unknown kind {other}"))),
+            None => return Err(decode("a log row", format!("unknown kind {kind}"))),
         };
         Ok(Some((position, item)))
     })?;
@@ -742,7 +733,7 @@ pub(crate) fn delete(
                  WHERE tenant = ?1 AND category = ?2 AND stream_id = ?3",
                 params![s.tenant(), s.category(), s.id()],
             )?;
-            KIND_SOFT_DELETE
+            LogKind::Deleted(DeleteMode::Soft).code()
         }
         DeleteMode::Hard => {
             c.exec(
@@ -759,7 +750,7 @@ pub(crate) fn delete(
                  WHERE tenant = ?1 AND category = ?2 AND stream_id = ?3",
                 params![s.tenant(), s.category(), s.id()],
             )?;
-            KIND_HARD_DELETE
+            LogKind::Deleted(DeleteMode::Hard).code()
         }
     };
     c.exec(

@@ -160,6 +160,37 @@ impl FeedItem {
     }
 }
 
+/// How a SQL backend stores a row of its log: an event, or a deletion marker. One encoding for
+/// every backend that keeps events and markers in one ordered table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    /// An appended event (stored as 0).
+    Event,
+    /// A deletion marker (stored as 1 for soft, 2 for hard).
+    Deleted(DeleteMode),
+}
+
+impl LogKind {
+    /// The stored code.
+    pub const fn code(self) -> i16 {
+        match self {
+            LogKind::Event => 0,
+            LogKind::Deleted(DeleteMode::Soft) => 1,
+            LogKind::Deleted(DeleteMode::Hard) => 2,
+        }
+    }
+
+    /// The kind of a stored code; `None` for a code no version of sekiban writes.
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            0 => Some(LogKind::Event),
+            1 => Some(LogKind::Deleted(DeleteMode::Soft)),
+            2 => Some(LogKind::Deleted(DeleteMode::Hard)),
+            _ => None,
+        }
+    }
+}
+
 /// Items delivered together and the checkpoint to resume after them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChangeBatch {
