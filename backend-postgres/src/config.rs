@@ -12,6 +12,10 @@ pub const ENV_URL: &str = "SEKIBAN_POSTGRES_URL";
 /// Longest schema name (bytes): the notification channel `<schema>.feed` must fit in 63.
 const MAX_SCHEMA_LEN: usize = 50;
 
+/// Default [`PostgresConfig::notify_interval`]: under a steady stream of commits, waiting readers
+/// wake at most this much later, and one `NOTIFY` serves all commits of the interval.
+pub const DEFAULT_NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
+
 /// Configuration of a [`crate::PostgresEventStore`].
 ///
 /// ```
@@ -32,6 +36,11 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// How long to wait for a connection (connect or pool) before `Unavailable`.
     pub connect_timeout: Duration,
+    /// How often, at most, the store announces its commits to waiting feed readers with a
+    /// `NOTIFY` (the first commit after a quiet spell is announced at once; commits within the
+    /// interval after it share the next announcement). `None`: never — readers then see commits
+    /// at their next poll (`limits.feed_poll_interval`); for processes that only write.
+    pub notify_interval: Option<Duration>,
     /// Directory for offloaded snapshots (default: in memory, which a multi-process deployment
     /// must replace with a shared blob store: `PostgresEventStore::connect_with_blobs`).
     pub blob_dir: Option<PathBuf>,
@@ -46,6 +55,7 @@ impl fmt::Debug for PostgresConfig {
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
+            .field("notify_interval", &self.notify_interval)
             .field("blob_dir", &self.blob_dir)
             .finish()
     }
@@ -72,7 +82,7 @@ pub fn default_limits() -> Limits {
         max_append_events: 1000,
         max_append_bytes: 16 * 1024 * 1024,
         max_inline_snapshot_bytes: 256 * 1024,
-        page_events: 500,
+        page_events: 1000,
         page_bytes: 4 * 1024 * 1024,
         feed_poll_interval: Duration::from_millis(1000),
         idempotency_window: u64::MAX,
@@ -81,7 +91,7 @@ pub fn default_limits() -> Limits {
 
 fn bad(url: &str, why: impl fmt::Display) -> StoreError {
     StoreError::invalid(format!(
-        "PostgreSQL URL {}: {why}; use postgres://user[:password]@host[:port]/database[?schema=NAME&pool=N&blobs=DIR]",
+        "PostgreSQL URL {}: {why}; use postgres://user[:password]@host[:port]/database[?schema=NAME&pool=N&notify_ms=N|off&blobs=DIR]",
         redact(url)
     ))
 }
@@ -105,7 +115,8 @@ pub fn check_schema(schema: &str) -> Result<(), StoreError> {
 
 impl PostgresConfig {
     /// Parses a `postgres://` (or `postgresql://`) URL; sekiban's parameters `schema`, `pool`,
-    /// `connect_timeout_ms` and `blobs` are taken out, the rest is passed to the driver.
+    /// `connect_timeout_ms`, `notify_ms` (a number of milliseconds, or `off`) and `blobs` are
+    /// taken out, the rest is passed to the driver.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(bad(url, "not a postgres:// URL"));
@@ -116,6 +127,7 @@ impl PostgresConfig {
             schema: "sekiban".into(),
             pool_size: 16,
             connect_timeout: Duration::from_secs(10),
+            notify_interval: Some(DEFAULT_NOTIFY_INTERVAL),
             blob_dir: None,
             limits: default_limits(),
         };
@@ -139,6 +151,14 @@ impl PostgresConfig {
                         bad(url, format!("connect_timeout_ms={value} is not a number"))
                     })?;
                     config.connect_timeout = Duration::from_millis(ms);
+                }
+                "notify_ms" => {
+                    config.notify_interval = match value {
+                        "off" => None,
+                        ms => Some(Duration::from_millis(ms.parse().map_err(|_| {
+                            bad(url, format!("notify_ms={value} is not a number or `off`"))
+                        })?)),
+                    };
                 }
                 "blobs" => {
                     config.blob_dir = Some(PathBuf::from(

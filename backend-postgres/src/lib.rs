@@ -24,7 +24,7 @@ use sekiban_core::{
 };
 use tokio::sync::{broadcast, mpsc};
 
-pub use config::{ENV_URL, PostgresConfig, check_schema, default_limits};
+pub use config::{DEFAULT_NOTIFY_INTERVAL, ENV_URL, PostgresConfig, check_schema, default_limits};
 pub use tokio_postgres;
 
 use crate::sql::{Db, FeedPosition};
@@ -46,15 +46,12 @@ struct Shared {
     offload: SnapshotOffload,
     blobs: Arc<dyn BlobStore>,
     system_id: String,
-    /// Tenants with new commits, for the notifier task.
-    notify: mpsc::UnboundedSender<String>,
+    /// Tenants with new commits, for the notifier task (`None`: notifications are off).
+    notify: Option<mpsc::UnboundedSender<String>>,
     /// The tenant of every notification the listener receives.
     wake: broadcast::Sender<Arc<str>>,
     listening: Mutex<bool>,
 }
-
-/// How long the notifier gathers commits before one NOTIFY announces them all.
-const NOTIFY_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
 
 fn channel(schema: &str) -> String {
     format!("{schema}.feed")
@@ -99,7 +96,13 @@ impl PostgresEventStore {
             Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone())),
             config.limits.max_inline_snapshot_bytes,
         );
-        let (notify, rx) = mpsc::unbounded_channel();
+        let (notify, notifier_rx) = match config.notify_interval {
+            Some(interval) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Some(tx), Some((rx, interval)))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             db,
             limits: config.limits.clone(),
@@ -112,7 +115,9 @@ impl PostgresEventStore {
             wake: broadcast::channel(1024).0,
             listening: Mutex::new(false),
         });
-        tokio::spawn(notifier(Arc::downgrade(&shared), rx));
+        if let Some((rx, interval)) = notifier_rx {
+            tokio::spawn(notifier(Arc::downgrade(&shared), rx, interval));
+        }
         Ok(PostgresEventStore { shared })
     }
 
@@ -174,6 +179,13 @@ impl PostgresEventStore {
         }
     }
 
+    /// Hands a commit of `stream`'s tenant to the notifier (when notifications are on).
+    fn announce(&self, stream: &StreamId) {
+        if let Some(n) = &self.shared.notify {
+            let _ = n.send(stream.tenant().to_string());
+        }
+    }
+
     /// Starts the LISTEN connection once; readers fall back to polling when it fails.
     fn listen(&self) {
         let mut listening = self
@@ -191,16 +203,25 @@ impl PostgresEventStore {
 
 /// Sends one coalesced NOTIFY per tenant after commits, outside the append's statement: a NOTIFY
 /// inside an append would take a cluster-wide lock until commit and serialise every writer.
-async fn notifier(shared: std::sync::Weak<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
+/// The first commit after a quiet spell is announced at once; later ones wait until `interval`
+/// has passed since the previous announcement, and share it.
+async fn notifier(
+    shared: std::sync::Weak<Shared>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    interval: std::time::Duration,
+) {
+    let mut last: Option<tokio::time::Instant> = None;
     while let Some(first) = rx.recv().await {
-        // A short window lets concurrent commits share one NOTIFY; readers wake that much later.
-        tokio::time::sleep(NOTIFY_WINDOW).await;
+        if let Some(last) = last {
+            tokio::time::sleep_until(last + interval).await;
+        }
         let mut tenants = vec![first];
         while let Ok(t) = rx.try_recv() {
             if !tenants.contains(&t) {
                 tenants.push(t);
             }
         }
+        last = Some(tokio::time::Instant::now());
         let Some(s) = shared.upgrade() else { return };
         // A lost notification only delays readers until their next poll.
         let _ = s.db.notify(&channel(&s.config.schema), &tenants).await;
@@ -271,7 +292,7 @@ impl EventStore for PostgresEventStore {
         self.shared.limits.check_append(stream, &events)?;
         let r = self.shared.db.append(stream, expected, &events).await?;
         if !r.deduplicated {
-            let _ = self.shared.notify.send(stream.tenant().to_string());
+            self.announce(stream);
         }
         Ok(r)
     }
@@ -292,7 +313,7 @@ impl EventStore for PostgresEventStore {
     async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
         match self.shared.db.delete(stream, mode).await? {
             Some(dropped) => {
-                let _ = self.shared.notify.send(stream.tenant().to_string());
+                self.announce(stream);
                 self.shared
                     .offload
                     .after_delete(stream, mode, dropped)
@@ -503,7 +524,7 @@ impl Store for PostgresEventStore {
     }
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::basic();
-        c.feed_notification = true;
+        c.feed_notification = self.shared.notify.is_some();
         c.feed_history = FeedHistory::Unbounded;
         c.stream_catalog = true;
         c

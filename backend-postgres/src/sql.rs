@@ -6,8 +6,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use deadpool_postgres::{
-    Hook, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts,
+    Hook, Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod, Runtime, Timeouts,
 };
+use futures::StreamExt;
 use sekiban_core::idempotency::{PriorEvent, match_resend};
 use sekiban_core::paging::{Page, PageRequest};
 use sekiban_core::snapshot::{
@@ -115,15 +116,19 @@ impl Statements {
     }
 
     fn new(s: &str) -> Self {
-        // The page comes from the (stream, version) index in order, whatever the statistics; the
-        // stream's row answers for a missing, erased or soft-deleted stream in the same statement.
+        // A page: first a row of the stream's own (its head version, and its soft-deleted-up-to
+        // version in the last column, -1 when erased; no row: no stream), then its events in
+        // order from the (stream, version) index, whatever the statistics, with the last column
+        // NULL. Nothing about the stream is repeated on the event rows.
         let read = |order: &str, cmp_from: &str, cmp_end: &str| {
             format!(
-                "SELECT st.erased, st.version, {EVENT_COLUMNS} FROM {s}.streams st \
-                 LEFT JOIN LATERAL (SELECT * FROM {s}.log l WHERE l.tenant = st.tenant AND l.category = st.category \
-                   AND l.stream_id = st.stream_id AND l.kind = 0 AND l.version > st.hidden_upto \
-                   AND l.version {cmp_from} $4 AND l.version {cmp_end} $5 ORDER BY l.version {order} LIMIT $6) l ON true \
-                 WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3"
+                "WITH st AS (SELECT version, hidden_upto, erased FROM {s}.streams WHERE {KEY}) \
+                 SELECT version, NULL::uuid, NULL::text, NULL::int, NULL::bytea, NULL::text, NULL::timestamptz, \
+                   CASE WHEN erased THEN -1 ELSE hidden_upto END FROM st \
+                 UNION ALL \
+                 (SELECT {EVENT_COLUMNS}, NULL::bigint FROM {s}.log l WHERE l.tenant = $1 AND l.category = $2 \
+                   AND l.stream_id = $3 AND l.kind = 0 AND l.version > (SELECT hidden_upto FROM st WHERE NOT erased) \
+                   AND l.version {cmp_from} $4 AND l.version {cmp_end} $5 ORDER BY l.version {order} LIMIT $6)"
             )
         };
         let feed = |filter: &str| {
@@ -372,6 +377,7 @@ impl Db {
         let warm = costs.clone();
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
+            .queue_mode(QueueMode::Lifo)
             .timeouts(timeouts)
             .runtime(Runtime::Tokio1)
             .post_create(Hook::async_fn(move |client, _| {
@@ -720,46 +726,64 @@ impl Db {
         }
     }
 
-    /// One page of a stream in one statement; `bool`: more may follow.
+    /// One page of a stream in one statement; `bool`: more may follow. Rows are decoded as they
+    /// arrive and the rest of the page is dropped unread once `page_bytes` is reached, so memory
+    /// stays within `page_bytes` plus one event whatever the events' sizes.
     pub(crate) async fn read_page(
         &self,
         s: &StreamId,
         page: PageRequest,
         page_bytes: usize,
     ) -> Result<Page> {
-        let limit = page.limit;
         let (sql, end) = match page.direction {
             Direction::Forward => (&self.sql.read_forward, u64::MAX),
             Direction::Backward => (&self.sql.read_backward, 1),
         };
         let (t, c, id) = (s.tenant(), s.category(), s.id());
-        // One row more than the page tells whether another page follows, without asking.
-        let (next, end, lim) = (i(page.from.0), i(end), i(limit as u64 + 1));
-        let rows = self
-            .query(OpKind::Read, 0, sql, &[&t, &c, &id, &next, &end, &lim])
-            .await?;
-        let mut events = Vec::new();
+        let (from, end, limit) = (i(page.from.0), i(end), i(page.limit as u64));
+        let params: [Param<'_>; 6] = [&t, &c, &id, &from, &end, &limit];
+        let client = self.client().await?;
+        let stmt = self.prepare(&client, OpKind::Read, sql).await?;
+        self.costs.record(OpKind::Read, 0, 0);
+        let rows = client
+            .query_raw(&stmt, params.iter().copied())
+            .await
+            .ctx("read")?;
+        futures::pin_mut!(rows);
+        let mut events: Vec<RecordedEvent> = Vec::with_capacity(page.limit.min(1024));
         let mut bytes = 0usize;
-        let mut more = false;
-        for row in &rows {
-            if get::<bool>(row, 0)? {
-                return Err(StoreError::StreamDeleted {
-                    stream: s.clone(),
-                    version: Version(u(get(row, 1)?)),
-                });
+        // The stream's head and soft-deleted-up-to versions, from its row.
+        let mut bounds = None;
+        while let Some(row) = rows.next().await {
+            let row = row.ctx("read")?;
+            if let Some(hidden_upto) = get::<Option<i64>>(&row, 7)? {
+                let head = u(get(&row, 0)?);
+                if hidden_upto < 0 {
+                    return Err(StoreError::StreamDeleted {
+                        stream: s.clone(),
+                        version: Version(head),
+                    });
+                }
+                bounds = Some((head, u(hidden_upto)));
+                continue;
             }
-            if get::<Option<i64>>(row, 2)?.is_none() {
-                break;
-            }
-            if bytes >= page_bytes || events.len() == limit {
-                more = true;
-                break;
-            }
-            let e = event_at(s.clone(), row, 2)?;
+            let e = event_at(s.clone(), &row, 0)?;
             bytes += e.data.len() + e.event_type.len() + e.metadata.size();
             events.push(e);
+            if bytes >= page_bytes {
+                break;
+            }
         }
         self.costs.record_bytes(OpKind::Read, 0, bytes as u64);
+        let more = match (events.last(), bounds) {
+            (None, _) => false,
+            (Some(last), Some((head, hidden_upto))) => match page.direction {
+                Direction::Forward => last.version.0 < head,
+                Direction::Backward => last.version.0 > hidden_upto + 1,
+            },
+            // The stream's row comes first; were it ever cut off, ask for the next page.
+            (Some(_), None) => true,
+        };
         Ok((events, more))
     }
 

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use sekiban_core::StoreError;
 use sekiban_postgres::{PostgresConfig, PostgresEventStore};
 
@@ -28,6 +30,7 @@ fn malformed_urls_are_refused() {
         ("mysql://x@127.0.0.1/db", "not a postgres:// URL"),
         ("postgres://x@127.0.0.1/db?schema=Drop-Table", "schema name"),
         ("postgres://x@127.0.0.1/db?pool=0", "pool=0"),
+        ("postgres://x@127.0.0.1/db?notify_ms=soon", "notify_ms=soon"),
         ("postgres://x@127.0.0.1:notaport/db", "PostgreSQL URL"),
     ] {
         let e = PostgresConfig::from_url(url).expect_err(url);
@@ -35,6 +38,21 @@ fn malformed_urls_are_refused() {
             matches!(e, StoreError::InvalidInput { .. }) && e.to_string().contains(words),
             "{url}: {e}"
         );
+    }
+    for (url, interval) in [
+        (
+            "postgres://x@127.0.0.1/db",
+            Some(sekiban_postgres::DEFAULT_NOTIFY_INTERVAL),
+        ),
+        (
+            "postgres://x@127.0.0.1/db?notify_ms=20",
+            Some(Duration::from_millis(20)),
+        ),
+        ("postgres://x@127.0.0.1/db?notify_ms=off", None),
+    ] {
+        let c = PostgresConfig::from_url(url).expect(url);
+        assert_eq!(c.notify_interval, interval, "{url}");
+        assert!(!c.url.contains("notify_ms"), "{url} → {}", c.url);
     }
     let c = PostgresConfig::from_url("postgres://app:hunter2@127.0.0.1/db").expect("valid");
     assert!(

@@ -35,7 +35,7 @@ macro_rules! sqlite_urls {
 macro_rules! postgres_urls {
     () => {
         ", postgres://user[:password]@host[:port]/database \
-         (postgres parameters: schema=NAME, pool=N, connect_timeout_ms=N, blobs=DIR)"
+         (postgres parameters: schema=NAME, pool=N, connect_timeout_ms=N, notify_ms=N|off, blobs=DIR)"
     };
 }
 #[cfg(not(feature = "postgres"))]

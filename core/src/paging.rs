@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use futures::StreamExt;
+use futures::future::Either;
 use futures::stream::{self, BoxStream};
 
 use crate::error::Result;
@@ -52,8 +53,9 @@ where
             direction: opts.direction,
             limit,
         };
+        // A page's events are handed out as they are, not copied into another list.
         match fetch(request).await {
-            Err(e) => Some((stream::iter(vec![Err(e)]), (fetch, None))),
+            Err(e) => Some((Either::Right(stream::iter([Err(e)])), (fetch, None))),
             Ok((events, more)) => {
                 let next = match (events.last(), more) {
                     (Some(last), true) => match opts.direction {
@@ -67,8 +69,8 @@ where
                 if events.is_empty() {
                     return None;
                 }
-                let items: Vec<Result<RecordedEvent>> = events.into_iter().map(Ok).collect();
-                Some((stream::iter(items), (fetch, next)))
+                let items = Either::Left(stream::iter(events.into_iter().map(Ok)));
+                Some((items, (fetch, next)))
             }
         }
     })

@@ -466,21 +466,24 @@ fn sekiban_append_copy(s: &str) -> (String, String) {
 }
 
 /// A copy of sekiban-postgres's forward read of one page (`read_forward` in
-/// `backend-postgres/src/sql.rs`), for the analysis only. The caller asks for one row more than
-/// the page, as sekiban does, to know whether another page follows.
+/// `backend-postgres/src/sql.rs`), for the analysis only: the stream's row (head version; the
+/// last column its soft-deleted-up-to version), then the page's events.
 fn sekiban_read_copy(s: &str) -> String {
+    let key = "tenant = $1 AND category = $2 AND stream_id = $3";
     format!(
-        "SELECT st.erased, st.version, l.version, l.event_id, l.event_type, l.schema_version, l.data, l.metadata::text, l.recorded_at \
-         FROM {s}.streams st \
-         LEFT JOIN LATERAL (SELECT * FROM {s}.log l WHERE l.tenant = st.tenant AND l.category = st.category \
-           AND l.stream_id = st.stream_id AND l.kind = 0 AND l.version > st.hidden_upto \
-           AND l.version >= $4 AND l.version <= $5 ORDER BY l.version ASC LIMIT $6) l ON true \
-         WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3"
+        "WITH st AS (SELECT version, hidden_upto, erased FROM {s}.streams WHERE {key}) \
+         SELECT version, NULL::uuid, NULL::text, NULL::int, NULL::bytea, NULL::text, NULL::timestamptz, \
+           CASE WHEN erased THEN -1 ELSE hidden_upto END FROM st \
+         UNION ALL \
+         (SELECT l.version, l.event_id, l.event_type, l.schema_version, l.data, l.metadata::text, l.recorded_at, NULL::bigint \
+           FROM {s}.log l WHERE l.tenant = $1 AND l.category = $2 \
+           AND l.stream_id = $3 AND l.kind = 0 AND l.version > (SELECT hidden_upto FROM st WHERE NOT erased) \
+           AND l.version >= $4 AND l.version <= $5 ORDER BY l.version ASC LIMIT $6)"
     )
 }
 
-/// sekiban's notifier window (`NOTIFY_WINDOW` in `backend-postgres/src/lib.rs`).
-const NOTIFY_WINDOW: std::time::Duration = std::time::Duration::from_millis(2);
+/// sekiban's notifier interval (`DEFAULT_NOTIFY_INTERVAL` in `backend-postgres/src/config.rs`).
+const NOTIFY_INTERVAL: std::time::Duration = sekiban_postgres::DEFAULT_NOTIFY_INTERVAL;
 
 const NOTIFY: &str = "SELECT pg_notify($1, t) FROM unnest($2::text[]) t";
 
@@ -576,7 +579,8 @@ impl Floor {
     }
 
     /// The same connections with another statement, and a background NOTIFY after each append
-    /// (coalesced like sekiban's: after a 2 ms window, one statement for all commits announced).
+    /// (throttled like sekiban's: at once after a quiet spell, else when the interval since the
+    /// previous one has passed, one statement for all commits announced meanwhile).
     pub fn variant(
         &self,
         name: &'static str,
@@ -587,9 +591,13 @@ impl Floor {
             let (tx, mut rx) = mpsc::unbounded_channel::<()>();
             let conns = self.conns.clone();
             tokio::spawn(async move {
+                let mut last: Option<tokio::time::Instant> = None;
                 while rx.recv().await.is_some() {
-                    tokio::time::sleep(NOTIFY_WINDOW).await;
+                    if let Some(last) = last {
+                        tokio::time::sleep_until(last + NOTIFY_INTERVAL).await;
+                    }
                     while rx.try_recv().is_ok() {}
+                    last = Some(tokio::time::Instant::now());
                     let Ok(c) = conns.checkout().await else {
                         return;
                     };
@@ -690,41 +698,40 @@ impl Floor {
 
 impl Floor {
     /// sekiban's read, statement for statement, on a raw connection: pages of `page` events
-    /// with a copy of its statement, each asking for one row more to know whether another page
-    /// follows; the same decoding as [`Floor::load`].
+    /// with a copy of its statement, another page while the last event read is below the head
+    /// the stream's row gives; the same decoding as [`Floor::load`].
     pub async fn load_paged(&self, stream: &str, page: i64) -> Result<usize> {
         let c = self.conns.checkout().await?;
         let mut next = 1i64;
         let mut n = 0;
         loop {
-            let ask = page + 1;
             let rows = c
                 .client
                 .query(
                     &c.sekiban_read,
-                    &[&TENANT, &CATEGORY, &stream, &next, &i64::MAX, &ask],
+                    &[&TENANT, &CATEGORY, &stream, &next, &i64::MAX, &page],
                 )
                 .await?;
-            let mut got = 0;
-            for r in rows.iter().take(page as usize) {
-                let Some(v) = r.try_get::<_, Option<i64>>(2)? else {
-                    break;
-                };
-                let _e: RawEvent = (
-                    v,
+            let mut head = 0;
+            for r in &rows {
+                if r.try_get::<_, Option<i64>>(7)?.is_some() {
+                    head = r.try_get(0)?;
+                    continue;
+                }
+                let e: RawEvent = (
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
                     r.try_get(3)?,
                     r.try_get(4)?,
                     r.try_get(5)?,
                     r.try_get(6)?,
-                    r.try_get(7)?,
-                    r.try_get(8)?,
                 );
-                next = v + 1;
-                got += 1;
+                next = e.0 + 1;
+                n += 1;
             }
-            n += got;
-            if rows.len() as i64 <= page {
-                return Ok(n as usize);
+            if next > head {
+                return Ok(n);
             }
         }
     }

@@ -346,13 +346,9 @@ async fn wire_phase(args: &Args, names: &Names, addr: std::net::SocketAddr) -> R
         settle().await;
         record(LOADS[4], b);
         let b = proxy.counted();
-        floor.load_paged(LOAD_STREAM, 500).await?;
-        settle().await;
-        record(LOADS[5], b);
-        let b = proxy.counted();
         floor.load_paged(LOAD_STREAM, 1000).await?;
         settle().await;
-        record(LOADS[6], b);
+        record(LOADS[5], b);
     }
     pges.pool.close().await;
     Ok(w)
@@ -362,13 +358,12 @@ async fn wire_phase(args: &Args, names: &Names, addr: std::net::SocketAddr) -> R
 // Loads
 
 const LOAD_STREAM: &str = "load-1000";
-const LOADS: [&str; 7] = [
+const LOADS: [&str; 6] = [
     "sekiban read (all pages)",
     "sekiban load_snapshot + tail",
     "postgres-es get_events",
     "postgres-es get_snapshot + get_last_events",
     "floor SELECT",
-    "floor with sekiban's read statement (pages of 500)",
     "floor with sekiban's read statement (one page of 1 000)",
 ];
 const LOAD_EVENTS: u64 = 1000;
@@ -401,7 +396,7 @@ async fn time_loads(
     reps: usize,
 ) -> Result<Loads> {
     let load = stream_id(LOAD_STREAM)?;
-    const WHAT: [&str; 7] = LOADS;
+    const WHAT: [&str; 6] = LOADS;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); WHAT.len()];
     let mut rts = [0u64; 2];
     let warm = 5;
@@ -417,7 +412,6 @@ async fn time_loads(
                 2 => pges.load(LOAD_STREAM).await?,
                 3 => pges.load_with_snapshot(LOAD_STREAM).await?,
                 4 => floor.load(LOAD_STREAM).await?,
-                5 => floor.load_paged(LOAD_STREAM, 500).await?,
                 _ => floor.load_paged(LOAD_STREAM, 1000).await?,
             };
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
