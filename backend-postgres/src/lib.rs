@@ -29,6 +29,20 @@ pub use tokio_postgres;
 
 use crate::sql::{Db, FeedPosition};
 
+/// The SQL the store sends for `schema`, by name (`append_new`, `append_existing`,
+/// `read_forward`, `notify`, …), for tools that replay or inspect it, such as the side-by-side
+/// benchmark; the names and texts follow the code and are not a stable interface.
+///
+/// ```
+/// let sql = sekiban_postgres::statement_texts("billing");
+/// let (_, read) = sql.iter().find(|(name, _)| *name == "read_forward").unwrap();
+/// assert!(read.contains("\"billing\".log"));
+/// ```
+#[doc(hidden)]
+pub fn statement_texts(schema: &str) -> Vec<(&'static str, String)> {
+    sql::statement_texts(schema)
+}
+
 /// An event store in a PostgreSQL schema: every trait of [`Store`].
 ///
 /// Cheap to clone; clones share the pool.

@@ -91,27 +91,33 @@ const POINTER_COLUMNS: &str =
 const KEY: &str = "tenant = $1 AND category = $2 AND stream_id = $3";
 
 impl Statements {
-    /// Every statement a connection prepares when it is created.
-    fn all(&self) -> Vec<&str> {
+    /// Every statement a connection prepares when it is created, by name.
+    fn all(&self) -> Vec<(&'static str, &str)> {
         let mut v = vec![
-            self.append_new.as_str(),
-            &self.append_existing,
-            &self.append_refused,
-            &self.version,
-            &self.read_forward,
-            &self.read_backward,
-            &self.xmin,
-            &self.save_pointer,
-            &self.load_pointer,
-            &self.soft_delete,
-            &self.hard_delete,
-            &self.load_checkpoint,
-            &self.insert_checkpoint,
-            &self.update_checkpoint,
-            &self.list_streams,
-            NOTIFY,
+            ("append_new", self.append_new.as_str()),
+            ("append_existing", &self.append_existing),
+            ("append_refused", &self.append_refused),
+            ("version", &self.version),
+            ("read_forward", &self.read_forward),
+            ("read_backward", &self.read_backward),
+            ("xmin", &self.xmin),
+            ("save_pointer", &self.save_pointer),
+            ("load_pointer", &self.load_pointer),
+            ("soft_delete", &self.soft_delete),
+            ("hard_delete", &self.hard_delete),
+            ("load_checkpoint", &self.load_checkpoint),
+            ("insert_checkpoint", &self.insert_checkpoint),
+            ("update_checkpoint", &self.update_checkpoint),
+            ("list_streams", &self.list_streams),
+            ("notify", NOTIFY),
         ];
-        v.extend(self.feed.iter().map(String::as_str));
+        let feeds = [
+            "feed",
+            "feed_tenant",
+            "feed_category",
+            "feed_tenant_category",
+        ];
+        v.extend(feeds.into_iter().zip(self.feed.iter().map(String::as_str)));
         v
     }
 
@@ -254,6 +260,15 @@ impl Statements {
     }
 }
 
+/// The store's statements for `schema`, by name (see [`crate::statement_texts`]).
+pub(crate) fn statement_texts(schema: &str) -> Vec<(&'static str, String)> {
+    Statements::new(&quote(schema))
+        .all()
+        .into_iter()
+        .map(|(name, text)| (name, text.to_string()))
+        .collect()
+}
+
 /// A quoted identifier.
 pub(crate) fn quote(schema: &str) -> String {
     format!("\"{}\"", schema.replace('"', "\"\""))
@@ -373,7 +388,7 @@ impl Db {
             recycle: Some(config.connect_timeout),
         };
         let statements: Arc<Vec<String>> =
-            Arc::new(sql.all().into_iter().map(str::to_string).collect());
+            Arc::new(sql.all().into_iter().map(|(_, t)| t.to_string()).collect());
         let warm = costs.clone();
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)

@@ -50,22 +50,14 @@ async fn main() -> Result<()> {
     let (raw, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let s = format!("\"{schema}\"");
-    let existing = format!(
-        "WITH head AS ( \
-           UPDATE {s}.streams st SET version = st.version + $4::bigint, \
-             last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint) \
-           WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 AND NOT st.erased \
-             AND (st.version = $5::bigint OR ($5::bigint < 0 AND st.version > 0)) \
-           RETURNING st.version, st.last_tx), \
-         ins AS ( \
-           INSERT INTO {s}.log (tx, kind, tenant, category, stream_id, version, event_id, event_type, \
-             schema_version, data, metadata, append_first, append_last) \
-           SELECT head.last_tx, 0, $1, $2, $3, head.version - $4::bigint + e.n, e.id, e.typ, e.sv, e.data, \
-             e.meta::jsonb, head.version - $4::bigint + 1, head.version \
-           FROM head, unnest($6::uuid[], $7::text[], $8::int[], $9::bytea[], $10::text[]) \
-             WITH ORDINALITY AS e(id, typ, sv, data, meta, n)) \
-         SELECT version FROM head"
-    );
+    let sql = sekiban_postgres::statement_texts(&schema);
+    let text = |name: &str| {
+        sql.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| anyhow::anyhow!("no statement {name}"))
+    };
+    let existing = text("append_existing")?;
     let stmt = raw.prepare(&existing).await?;
     let select = raw
         .prepare(&format!(
@@ -73,15 +65,7 @@ async fn main() -> Result<()> {
              FROM {s}.log WHERE tenant = $1 AND category = $2 AND stream_id = $3 AND kind = 0 ORDER BY version"
         ))
         .await?;
-    let paged = raw
-        .prepare(&format!(
-            "SELECT st.erased, st.version, st.hidden_upto, l.version, l.event_id, l.event_type, l.schema_version, l.data, l.metadata::text, l.recorded_at FROM {s}.streams st \
-             LEFT JOIN LATERAL (SELECT * FROM {s}.log l WHERE l.tenant = st.tenant AND l.category = st.category \
-               AND l.stream_id = st.stream_id AND l.kind = 0 AND l.version > st.hidden_upto \
-               AND l.version >= $4 AND l.version <= $5 ORDER BY l.version ASC LIMIT $6) l ON true \
-             WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3"
-        ))
-        .await?;
+    let paged = raw.prepare(&text("read_forward")?).await?;
     if mode.ends_with("load") {
         for _ in 0..9 {
             let batch: Vec<EventData> = (1..=111)
@@ -146,8 +130,11 @@ async fn main() -> Result<()> {
                     )
                     .await?
                 };
-                let at = if mode == "rawload" { 0 } else { 3 };
                 for r in &rows {
+                    // sekiban's statement sends the stream's row first (last column set).
+                    if mode == "stmtload" && r.try_get::<_, Option<i64>>(7)?.is_some() {
+                        continue;
+                    }
                     let _e: (
                         i64,
                         uuid::Uuid,
@@ -157,13 +144,13 @@ async fn main() -> Result<()> {
                         Option<String>,
                         std::time::SystemTime,
                     ) = (
-                        r.try_get(at)?,
-                        r.try_get(at + 1)?,
-                        r.try_get(at + 2)?,
-                        r.try_get(at + 3)?,
-                        r.try_get(at + 4)?,
-                        r.try_get(at + 5)?,
-                        r.try_get(at + 6)?,
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                        r.try_get(6)?,
                     );
                     loaded += 1;
                 }

@@ -367,8 +367,8 @@ impl Contender for PostgresEs {
 /// multi-row `INSERT … unnest` behind the head guard (the upsert of the stream's row with the
 /// expected version in its `WHERE`) — on a plain set of connections with prepared statements.
 ///
-/// For the analysis of a gap, the same connections can also send a copy of sekiban's own append
-/// statement ([`FloorSql::SekibanCopy`]) and a coalesced background NOTIFY after each commit as
+/// For the analysis of a gap, the same connections can also send sekiban's own append
+/// statement ([`FloorSql::Sekiban`]) and a throttled background NOTIFY after each commit as
 /// sekiban does ([`Floor::variant`]): floor → + sekiban's SQL → + NOTIFY → sekiban leaves the
 /// client library (pool, statement cache, notifier task) as the rest.
 pub struct Floor {
@@ -383,9 +383,9 @@ pub struct Floor {
 pub enum FloorSql {
     /// The floor's own: head guard + multi-row insert, nothing else.
     Floor,
-    /// A copy of sekiban-postgres's append statements (`backend-postgres/src/sql.rs`): the
+    /// sekiban-postgres's own append statements (`sekiban_postgres::statement_texts`): the
     /// head upsert for a new stream, the head `UPDATE` for `Exact(v > 0)`.
-    SekibanCopy,
+    Sekiban,
 }
 
 pub struct Conns {
@@ -431,61 +431,19 @@ pub fn floor_sql(schema: &str, read_schema: &str) -> (String, String, String) {
     (append, head, select)
 }
 
-/// Copies of sekiban-postgres's append statements (`append_new` and `append_existing` in
-/// `Statements::new`, `backend-postgres/src/sql.rs`), for the analysis only: (new, existing).
-fn sekiban_append_copy(s: &str) -> (String, String) {
-    let ins = format!(
-        "ins AS ( \
-           INSERT INTO {s}.log (tx, kind, tenant, category, stream_id, version, event_id, event_type, \
-             schema_version, data, metadata, append_first, append_last) \
-           SELECT head.last_tx, 0, $1, $2, $3, head.version - $4::bigint + e.n, e.id, e.typ, e.sv, e.data, \
-             e.meta::jsonb, head.version - $4::bigint + 1, head.version \
-           FROM head, unnest($6::uuid[], $7::text[], $8::int[], $9::bytea[], $10::text[]) \
-             WITH ORDINALITY AS e(id, typ, sv, data, meta, n)) \
-         SELECT version FROM head"
-    );
-    let new = format!(
-        "WITH head AS ( \
-           INSERT INTO {s}.streams AS st (tenant, category, stream_id, version, last_tx) \
-           VALUES ($1, $2, $3, $4::bigint, pg_current_xact_id()::text::bigint) \
-           ON CONFLICT (tenant, category, stream_id) DO UPDATE \
-             SET version = st.version + $4::bigint, \
-                 last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint) \
-             WHERE $5::bool AND NOT st.erased \
-           RETURNING st.version, st.last_tx), {ins}"
-    );
-    let existing = format!(
-        "WITH head AS ( \
-           UPDATE {s}.streams st SET version = st.version + $4::bigint, \
-             last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint) \
-           WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 AND NOT st.erased \
-             AND (st.version = $5::bigint OR ($5::bigint < 0 AND st.version > 0)) \
-           RETURNING st.version, st.last_tx), {ins}"
-    );
-    (new, existing)
-}
-
-/// A copy of sekiban-postgres's forward read of one page (`read_forward` in
-/// `backend-postgres/src/sql.rs`), for the analysis only: the stream's row (head version; the
-/// last column its soft-deleted-up-to version), then the page's events.
-fn sekiban_read_copy(s: &str) -> String {
-    let key = "tenant = $1 AND category = $2 AND stream_id = $3";
-    format!(
-        "WITH st AS (SELECT version, hidden_upto, erased FROM {s}.streams WHERE {key}) \
-         SELECT version, NULL::uuid, NULL::text, NULL::int, NULL::bytea, NULL::text, NULL::timestamptz, \
-           CASE WHEN erased THEN -1 ELSE hidden_upto END FROM st \
-         UNION ALL \
-         (SELECT l.version, l.event_id, l.event_type, l.schema_version, l.data, l.metadata::text, l.recorded_at, NULL::bigint \
-           FROM {s}.log l WHERE l.tenant = $1 AND l.category = $2 \
-           AND l.stream_id = $3 AND l.kind = 0 AND l.version > (SELECT hidden_upto FROM st WHERE NOT erased) \
-           AND l.version >= $4 AND l.version <= $5 ORDER BY l.version ASC LIMIT $6)"
-    )
+/// One of sekiban-postgres's own statements for `schema` ([`sekiban_postgres::statement_texts`]),
+/// for the analysis: the same text sekiban sends, with its parameters.
+fn sekiban_sql(schema: &str, name: &str) -> Result<String> {
+    let bare = schema.trim_matches('"');
+    sekiban_postgres::statement_texts(bare)
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| text)
+        .ok_or_else(|| anyhow!("sekiban-postgres has no statement {name}"))
 }
 
 /// sekiban's notifier interval (`DEFAULT_NOTIFY_INTERVAL` in `backend-postgres/src/config.rs`).
 const NOTIFY_INTERVAL: std::time::Duration = sekiban_postgres::DEFAULT_NOTIFY_INTERVAL;
-
-const NOTIFY: &str = "SELECT pg_notify($1, t) FROM unnest($2::text[]) t";
 
 /// One event as the raw load decodes it (the values sekiban returns).
 pub type RawEvent = (
@@ -541,8 +499,10 @@ impl Floor {
     /// `n` connections to `url`, with the statements prepared on each.
     pub async fn open(url: &str, schema: &str, read_schema: &str, n: usize) -> Result<Floor> {
         let (append, head, select) = floor_sql(schema, read_schema);
-        let (sekiban_new, sekiban_existing) = sekiban_append_copy(schema);
-        let sekiban_read = sekiban_read_copy(read_schema);
+        let sekiban_new = sekiban_sql(schema, "append_new")?;
+        let sekiban_existing = sekiban_sql(schema, "append_existing")?;
+        let sekiban_read = sekiban_sql(read_schema, "read_forward")?;
+        let notify = sekiban_sql(schema, "notify")?;
         let mut conns = Vec::new();
         for _ in 0..n {
             let client = connect(url).await?;
@@ -552,7 +512,7 @@ impl Floor {
                 .context("prepare the floor's append")?;
             let sekiban_append_new = client.prepare(&sekiban_new).await?;
             let sekiban_append_existing = client.prepare(&sekiban_existing).await?;
-            let notify = client.prepare(NOTIFY).await?;
+            let notify = client.prepare(&notify).await?;
             let head = client.prepare(&head).await?;
             let select = client.prepare(&select).await?;
             let sekiban_read = client.prepare(&sekiban_read).await?;
@@ -638,7 +598,7 @@ impl Floor {
                     .context("floor append")?;
                 written == k as u64
             }
-            FloorSql::SekibanCopy => {
+            FloorSql::Sekiban => {
                 let rows = if head == 0 {
                     let any = false;
                     conn.client
@@ -698,7 +658,7 @@ impl Floor {
 
 impl Floor {
     /// sekiban's read, statement for statement, on a raw connection: pages of `page` events
-    /// with a copy of its statement, another page while the last event read is below the head
+    /// with its own statement, another page while the last event read is below the head
     /// the stream's row gives; the same decoding as [`Floor::load`].
     pub async fn load_paged(&self, stream: &str, page: i64) -> Result<usize> {
         let c = self.conns.checkout().await?;

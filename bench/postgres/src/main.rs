@@ -3,7 +3,7 @@
 //! append, on distinct streams and on one contended stream; p50/p99 latency per append; round
 //! trips per append (sekiban's own counters, and every contender on the wire through a counting
 //! proxy); the load of a 1 000-event stream. Then, to show where a gap to the floor comes from,
-//! the floor's connections replay sekiban's own statements (copies) step by step. Prints
+//! the floor's connections replay sekiban's own statements (`sekiban_postgres::statement_texts`) step by step. Prints
 //! markdown tables on stdout, progress on stderr.
 //!
 //! `cargo run --release --manifest-path bench/postgres/Cargo.toml -- --url postgres://postgres@127.0.0.1:5432/test`
@@ -600,10 +600,10 @@ async fn run(args: &Args, names: &Names, admin: &tokio_postgres::Client) -> Resu
         let channel = format!("{}.feed", names.floor);
         let variants: Vec<Arc<dyn Contender>> = vec![
             Arc::new(floor.variant("floor", FloorSql::Floor, None)),
-            Arc::new(floor.variant("floor + sekiban's statement", FloorSql::SekibanCopy, None)),
+            Arc::new(floor.variant("floor + sekiban's statement", FloorSql::Sekiban, None)),
             Arc::new(floor.variant(
                 "floor + sekiban's statement + NOTIFY",
-                FloorSql::SekibanCopy,
+                FloorSql::Sekiban,
                 Some(channel),
             )),
             sekiban.clone(),
