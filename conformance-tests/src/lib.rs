@@ -136,6 +136,7 @@ macro_rules! __with_cases {
             read_backward,
             read_missing_stream_is_empty,
             read_pages_lazily_through_10000_events,
+            read_pages_by_bytes_through_large_events,
             tenant_isolation_in_reads,
             tenant_isolation_in_feed,
             snapshot_save_and_load_latest,

@@ -24,6 +24,7 @@ enum Fault {
     DuplicatesResend,
     ReordersFeed,
     LosesPageBoundaryEvent,
+    IgnoresPageBytes,
     SkipsHashCheck,
     LeaksAcrossTenants,
     ExtraRoundTripPerAppend,
@@ -33,6 +34,8 @@ enum Fault {
 #[derive(Debug)]
 struct Broken {
     inner: MemoryStore,
+    /// The limits it declares (a store that ignores its page bytes pages by count only).
+    limits: Limits,
     blobs: Arc<dyn BlobStore>,
     fault: Fault,
 }
@@ -191,7 +194,7 @@ impl CheckpointStore for Broken {
 
 impl Store for Broken {
     fn limits(&self) -> &Limits {
-        self.inner.limits()
+        &self.limits
     }
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
@@ -207,9 +210,15 @@ impl Store for Broken {
 async fn run_broken(fault: Fault) -> Report {
     run_all(|| async move {
         let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
-        let inner = MemoryStore::with_config(default_memory_limits(), blobs.clone());
+        let limits = default_memory_limits();
+        let mut actual = limits.clone();
+        if fault == Fault::IgnoresPageBytes {
+            actual.page_bytes = usize::MAX;
+        }
+        let inner = MemoryStore::with_config(actual, blobs.clone());
         let store = Broken {
             inner,
+            limits,
             blobs: blobs.clone(),
             fault,
         };
@@ -302,6 +311,15 @@ async fn loses_page_boundary_event() {
             "read_pages_lazily_through_10000_events",
             "budget_read_pages",
         ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignores_page_bytes() {
+    caught(
+        Fault::IgnoresPageBytes,
+        &["read_pages_by_bytes_through_large_events"],
     )
     .await;
 }

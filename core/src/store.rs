@@ -30,7 +30,9 @@ pub struct Limits {
     pub max_inline_snapshot_bytes: usize,
     /// Most events one read request returns.
     pub page_events: usize,
-    /// Most bytes one read request returns (a single larger event still comes alone).
+    /// Bytes after which a read page ends: a page holds events until their data, types and
+    /// metadata reach this many bytes, so it returns at most this much plus the one event that
+    /// crosses it (a single larger event still comes alone).
     pub page_bytes: usize,
     /// How often an idle change-feed reader polls.
     pub feed_poll_interval: Duration,

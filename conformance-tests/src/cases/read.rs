@@ -1,7 +1,8 @@
 //! Rule 4, reads: order, ranges, paging, listing.
 
+use bytes::Bytes;
 use futures::StreamExt;
-use sekiban_core::{ExpectedVersion, OpKind, ReadOptions, Version};
+use sekiban_core::{EventData, ExpectedVersion, OpKind, ReadOptions, Version};
 
 use crate::{CaseResult, Harness, check, check_eq, events, read_with, versions};
 
@@ -133,6 +134,69 @@ pub async fn read_pages_lazily_through_10000_events(h: &Harness) -> CaseResult {
         "{pages} read requests for {N} events with {}-event pages: reads are not paged as declared",
         limits.page_events
     );
+    Ok(())
+}
+
+/// Pages are cut by bytes as the limits declare: a stream of large events, about 2½ times
+/// `page_bytes`, reads back whole and byte-exact, forward and backward, and — where the store is
+/// budgeted — in about bytes / `page_bytes` requests: no more than one per `page_bytes` (or per
+/// `page_events`), no fewer than one per `page_bytes` plus one event.
+pub async fn read_pages_by_bytes_through_large_events(h: &Harness) -> CaseResult {
+    let l = h.store.limits().clone();
+    let size = l
+        .max_event_bytes
+        .min(l.page_bytes / 3)
+        .saturating_sub(64)
+        .max(1);
+    let n = (l.page_bytes * 5 / 2).div_ceil(size).max(3);
+    let body = |i: usize| Bytes::from(vec![b'a' + (i % 26) as u8; size]);
+    let s = h.new_stream("bytes");
+    let per_append = (l.max_append_bytes / (size + 64)).clamp(1, l.max_append_events);
+    let mut written = 0;
+    while written < n {
+        let k = (n - written).min(per_append);
+        let batch = (written..written + k)
+            .map(|i| EventData::new("Big", body(i)))
+            .collect();
+        h.store.append(&s, ExpectedVersion::Any, batch).await?;
+        written += k;
+    }
+    let event = (size + "Big".len()) as u64;
+    let bytes = event * n as u64;
+    for (what, opts) in [
+        ("forward", ReadOptions::forward()),
+        ("backward", ReadOptions::backward()),
+    ] {
+        let before = h.store.costs();
+        let got = read_with(&*h.store, &s, opts).await?;
+        let pages = (h.store.costs() - before).round_trips(OpKind::Read);
+        let mut expected: Vec<u64> = (1..=n as u64).collect();
+        if what == "backward" {
+            expected.reverse();
+        }
+        check_eq!(versions(&got), expected, "versions read {what}");
+        for e in &got {
+            let i = (e.version.0 - 1) as usize;
+            check!(
+                e.data == body(i),
+                "{what}: event {} came back with other data ({} bytes)",
+                e.version,
+                e.data.len()
+            );
+        }
+        check!(pages >= 1, "{what}: no read request was counted");
+        if h.store.capabilities().cost_budgets {
+            let most =
+                (n.div_ceil(l.page_events) as u64).max(bytes.div_ceil(l.page_bytes as u64)) + 1;
+            let least = bytes.div_ceil(l.page_bytes as u64 + event);
+            check!(
+                (least..=most).contains(&pages),
+                "{what}: {pages} read requests for {n} events of {event} bytes ({bytes} bytes) \
+                 with pages of {} bytes: expected {least}..={most}",
+                l.page_bytes
+            );
+        }
+    }
     Ok(())
 }
 
