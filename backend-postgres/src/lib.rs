@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, mpsc};
 pub use config::{DEFAULT_NOTIFY_INTERVAL, ENV_URL, PostgresConfig, check_schema, default_limits};
 pub use tokio_postgres;
 
-use crate::sql::{Db, FeedPosition};
+use crate::sql::{Db, FeedPoll, FeedPosition};
 
 /// The SQL the store sends for `schema`, by name (`append_new`, `append_existing`,
 /// `read_forward`, `notify`, …), for tools that replay or inspect it, such as the side-by-side
@@ -428,16 +428,20 @@ impl ChangeFeed for PostgresEventStore {
                             opts.tenant.as_deref(),
                             opts.category.as_deref(),
                             max,
+                            self.shared.limits.page_bytes,
                         )
                         .await;
-                    let (items, reached) = match polled {
+                    let FeedPoll {
+                        items,
+                        reached,
+                        at_end,
+                    } = match polled {
                         Ok(x) => x,
                         Err(e) => {
                             r.done = true;
                             return Some((Err(e), r));
                         }
                     };
-                    let at_end = items.len() < max;
                     r.position = reached;
                     if !items.is_empty() || (!opts.follow && at_end && !r.delivered) {
                         r.delivered = true;

@@ -358,6 +358,15 @@ impl On<'_> {
     }
 }
 
+/// One feed poll: the items with their positions, the position reached (at the end: everything
+/// below the snapshot's xmin, so filtered rows are not scanned again), and whether it got to the
+/// end of what is deliverable (not stopped by the batch's count or bytes).
+pub(crate) struct FeedPoll {
+    pub(crate) items: Vec<(FeedPosition, FeedItem)>,
+    pub(crate) reached: FeedPosition,
+    pub(crate) at_end: bool,
+}
+
 /// A feed position: after this (tx, global position).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct FeedPosition {
@@ -447,6 +456,25 @@ impl Db {
         let stmt = self.prepare(client, kind, sql).await?;
         self.costs.record(kind, sent as u64, 0);
         client.query(&stmt, params).await.ctx(sql_context(sql))
+    }
+
+    /// Sends one statement on a pooled connection and hands back its rows as they arrive, with
+    /// the connection, which stays out of the pool until both are dropped. Dropping the rows
+    /// early leaves the rest of the answer unread (the driver discards it).
+    async fn query_rows(
+        &self,
+        kind: OpKind,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<(Object, tokio_postgres::RowStream)> {
+        let client = self.client().await?;
+        let stmt = self.prepare(&client, kind, sql).await?;
+        self.costs.record(kind, 0, 0);
+        let rows = client
+            .query_raw(&stmt, params.iter().copied())
+            .await
+            .ctx(sql_context(sql))?;
+        Ok((client, rows))
     }
 
     async fn prepare(
@@ -757,13 +785,7 @@ impl Db {
         let (t, c, id) = (s.tenant(), s.category(), s.id());
         let (from, end, limit) = (i(page.from.0), i(end), i(page.limit as u64));
         let params: [Param<'_>; 6] = [&t, &c, &id, &from, &end, &limit];
-        let client = self.client().await?;
-        let stmt = self.prepare(&client, OpKind::Read, sql).await?;
-        self.costs.record(OpKind::Read, 0, 0);
-        let rows = client
-            .query_raw(&stmt, params.iter().copied())
-            .await
-            .ctx("read")?;
+        let (_client, rows) = self.query_rows(OpKind::Read, sql, &params).await?;
         futures::pin_mut!(rows);
         let mut events: Vec<RecordedEvent> = Vec::with_capacity(page.limit.min(1024));
         let mut bytes = 0usize;
@@ -812,15 +834,16 @@ impl Db {
         })
     }
 
-    /// One feed poll after `after`: items with their positions, and the position reached (at the
-    /// end: everything below the snapshot's xmin, so filtered rows are not scanned again).
+    /// One feed poll after `after`: at most `limit` items, ending with the one that reaches
+    /// `page_bytes`; rows are decoded as they arrive and the rest is left unread.
     pub(crate) async fn poll_feed(
         &self,
         after: FeedPosition,
         tenant: Option<&str>,
         category: Option<&str>,
         limit: usize,
-    ) -> Result<(Vec<(FeedPosition, FeedItem)>, FeedPosition)> {
+        page_bytes: usize,
+    ) -> Result<FeedPoll> {
         let lim = i(limit as u64);
         let mut params: Vec<Param<'_>> = vec![&after.tx, &after.position, &lim];
         let idx = match (&tenant, &category) {
@@ -835,53 +858,66 @@ impl Db {
         if let Some(c) = &category {
             params.push(c);
         }
-        let rows = self
-            .query(OpKind::Feed, 0, &self.sql.feed[idx], &params)
+        let (_client, rows) = self
+            .query_rows(OpKind::Feed, &self.sql.feed[idx], &params)
             .await?;
+        futures::pin_mut!(rows);
         let mut items = Vec::new();
         let mut xmin = after.tx;
         let mut bytes = 0;
-        for row in &rows {
-            xmin = get(row, 0)?;
-            let Some(tx) = get::<Option<i64>>(row, 1)? else {
+        let mut cut = false;
+        while let Some(row) = rows.next().await {
+            let row = row.ctx("read the feed")?;
+            xmin = get(&row, 0)?;
+            let Some(tx) = get::<Option<i64>>(&row, 1)? else {
                 break;
             };
             let pos = FeedPosition {
                 tx,
-                position: get(row, 2)?,
+                position: get(&row, 2)?,
             };
-            let kind: i16 = get(row, 3)?;
+            let kind: i16 = get(&row, 3)?;
             let stream = StreamId::new(
-                get::<String>(row, 4)?,
-                get::<String>(row, 5)?,
-                get::<String>(row, 6)?,
+                get::<String>(&row, 4)?,
+                get::<String>(&row, 5)?,
+                get::<String>(&row, 6)?,
             )
             .map_err(|e| decode("a stored stream id", e))?;
             let item = match LogKind::from_code(kind.into()) {
                 Some(LogKind::Event) => {
-                    let e = event_at(stream, row, 7)?;
-                    bytes += e.data.len();
+                    let e = event_at(stream, &row, 7)?;
+                    bytes += e.data.len() + e.event_type.len() + e.metadata.size();
                     FeedItem::Event(e)
                 }
                 Some(LogKind::Deleted(mode)) => FeedItem::Deleted {
                     stream,
-                    version: Version(u(get(row, 7)?)),
+                    version: Version(u(get(&row, 7)?)),
                     mode,
                 },
                 None => return Err(decode("a log row", format!("unknown kind {kind}"))),
             };
             items.push((pos, item));
+            // A batch ends with the event that reaches `page_bytes`; the rest is left unread.
+            if bytes >= page_bytes {
+                cut = true;
+                break;
+            }
         }
         self.costs.record_bytes(OpKind::Feed, 0, bytes as u64);
-        let reached = if items.len() == limit {
-            items.last().map_or(after, |(p, _)| *p)
-        } else {
+        let at_end = !cut && items.len() < limit;
+        let reached = if at_end {
             after.max(FeedPosition {
                 tx: xmin - 1,
                 position: i64::MAX,
             })
+        } else {
+            items.last().map_or(after, |(p, _)| *p)
         };
-        Ok((items, reached))
+        Ok(FeedPoll {
+            items,
+            reached,
+            at_end,
+        })
     }
 
     /// Step 2 of a snapshot save, in one statement.
