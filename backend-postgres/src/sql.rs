@@ -805,7 +805,7 @@ impl Db {
                 continue;
             }
             let e = event_at(s.clone(), &row, 0)?;
-            bytes += e.data.len() + e.event_type.len() + e.metadata.size();
+            bytes += e.size();
             events.push(e);
             if bytes >= page_bytes {
                 break;
@@ -886,7 +886,7 @@ impl Db {
             let item = match LogKind::from_code(kind.into()) {
                 Some(LogKind::Event) => {
                     let e = event_at(stream, &row, 7)?;
-                    bytes += e.data.len() + e.event_type.len() + e.metadata.size();
+                    bytes += e.size();
                     FeedItem::Event(e)
                 }
                 Some(LogKind::Deleted(mode)) => FeedItem::Deleted {

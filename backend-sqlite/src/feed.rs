@@ -51,7 +51,7 @@ async fn run(shared: Weak<Shared>) {
     let Some(s) = shared.upgrade() else { return };
     let mut committed = s.committed.subscribe();
     let poll = s.limits.feed_poll_interval;
-    let page = s.limits.page_events;
+    let (page, page_bytes) = (s.limits.page_events, s.limits.page_bytes);
     let mut position = match s.workers.read(sql::last_position).await {
         Ok(p) => p,
         Err(_) => {
@@ -73,18 +73,17 @@ async fn run(shared: Weak<Shared>) {
         let after = position;
         let polled = s
             .workers
-            .read(move |c| sql::poll_feed(c, after, None, None, page))
+            .read(move |c| sql::poll_feed(c, after, None, None, page, page_bytes))
             .await;
         let full = match polled {
-            Ok((items, reached)) => {
-                let full = items.len() == page;
-                position = reached;
+            Ok(p) => {
+                position = p.reached;
                 s.hub.tail.send_replace(Arc::new(TailPage {
                     from: after,
-                    to: reached,
-                    items,
+                    to: p.reached,
+                    items: p.items,
                 }));
-                full
+                !p.at_end
             }
             // Readers fall back to their own polls when the hub has nothing for them.
             Err(_) => false,

@@ -152,16 +152,21 @@ impl SqliteEventStore {
         }
     }
 
-    async fn poll(
-        &self,
-        after: u64,
-        opts: &FeedOptions,
-        max: usize,
-    ) -> Result<(Vec<(u64, FeedItem)>, u64)> {
+    async fn poll(&self, after: u64, opts: &FeedOptions, max: usize) -> Result<sql::FeedPoll> {
         let (tenant, category) = (opts.tenant.clone(), opts.category.clone());
+        let page_bytes = self.shared.limits.page_bytes;
         self.shared
             .workers
-            .read(move |c| sql::poll_feed(c, after, tenant.as_deref(), category.as_deref(), max))
+            .read(move |c| {
+                sql::poll_feed(
+                    c,
+                    after,
+                    tenant.as_deref(),
+                    category.as_deref(),
+                    max,
+                    page_bytes,
+                )
+            })
             .await
     }
 }
@@ -302,14 +307,17 @@ impl ChangeFeed for SqliteEventStore {
                             rx.borrow_and_update();
                             r.tail = Some(rx);
                         }
-                        let (items, reached) = match self.poll(r.position, &opts, max).await {
+                        let sql::FeedPoll {
+                            items,
+                            reached,
+                            at_end,
+                        } = match self.poll(r.position, &opts, max).await {
                             Ok(x) => x,
                             Err(e) => {
                                 r.done = true;
                                 return Some((Err(e), r));
                             }
                         };
-                        let at_end = items.len() < max;
                         r.position = reached;
                         r.caught_up = at_end;
                         if !items.is_empty() || (!opts.follow && at_end && !r.delivered) {
@@ -347,6 +355,8 @@ impl ChangeFeed for SqliteEventStore {
                         .filter(|(p, item)| *p > r.position && opts.matches(item.stream()))
                         .cloned()
                         .collect();
+                    // The hub's pages end at `page_bytes` as a batch does, so what is ours of one
+                    // fits a batch by bytes; by count it may not (a smaller `max_batch`).
                     if mine.len() > max {
                         r.caught_up = false;
                         continue;

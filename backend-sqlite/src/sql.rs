@@ -520,7 +520,7 @@ pub(crate) fn read_page(
                 return Ok(None);
             }
             let e = event_at(s.clone(), row, 2)?;
-            bytes += e.data.len() + e.event_type.len() + e.metadata.size();
+            bytes += e.size();
             count += 1;
             Ok(Some(e))
         },
@@ -554,10 +554,15 @@ pub(crate) fn poll_feed(
     tenant: Option<&str>,
     category: Option<&str>,
     limit: usize,
-) -> Result<(Vec<(u64, FeedItem)>, u64)> {
+    page_bytes: usize,
+) -> Result<FeedPoll> {
     let max = last_position(c)?;
     if max <= after {
-        return Ok((Vec::new(), after));
+        return Ok(FeedPoll {
+            items: Vec::new(),
+            reached: after,
+            at_end: true,
+        });
     }
     let (after_i, max_i, limit_i) = (i(after), i(max), i(limit as u64));
     let mut p: Vec<&dyn ToSql> = vec![&after_i, &max_i, &limit_i];
@@ -575,7 +580,13 @@ pub(crate) fn poll_feed(
          ORDER BY l.position LIMIT ?3"
     );
     let mut bytes = 0usize;
+    let mut cut = false;
     let items = c.rows(OpKind::Feed, &sql, p.as_slice(), |row| {
+        // A batch ends with the event that reaches `page_bytes`.
+        if bytes >= page_bytes {
+            cut = true;
+            return Ok(None);
+        }
         let position = u(col(row, 0)?);
         let kind: i64 = col(row, 1)?;
         let stream = StreamId::new(
@@ -587,7 +598,7 @@ pub(crate) fn poll_feed(
         let item = match LogKind::from_code(kind) {
             Some(LogKind::Event) => {
                 let e = event_at(stream, row, 5)?;
-                bytes += e.data.len();
+                bytes += e.size();
                 FeedItem::Event(e)
             }
             Some(LogKind::Deleted(mode)) => FeedItem::Deleted {
@@ -600,12 +611,25 @@ pub(crate) fn poll_feed(
         Ok(Some((position, item)))
     })?;
     c.costs().record_bytes(OpKind::Feed, 0, bytes as u64);
-    let reached = if items.len() == limit {
-        items.last().map_or(after, |(p, _)| *p)
-    } else {
+    let at_end = !cut && items.len() < limit;
+    let reached = if at_end {
         max
+    } else {
+        items.last().map_or(after, |(p, _)| *p)
     };
-    Ok((items, reached))
+    Ok(FeedPoll {
+        items,
+        reached,
+        at_end,
+    })
+}
+
+/// One feed poll: items with their positions, the position reached, and whether it got to the
+/// end of the log (not stopped by the batch's count or bytes).
+pub(crate) struct FeedPoll {
+    pub(crate) items: Vec<(u64, FeedItem)>,
+    pub(crate) reached: u64,
+    pub(crate) at_end: bool,
 }
 
 fn read_pointer(row: &Row<'_>, at: usize) -> Result<Option<StoredSnapshot>> {

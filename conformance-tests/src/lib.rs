@@ -153,6 +153,7 @@ macro_rules! __with_cases {
             feed_waiting_reader_wakes,
             feed_idle_round_trip_budget,
             feed_carries_deletion_markers,
+            feed_batches_end_at_page_bytes,
             feed_rejects_foreign_checkpoint,
             checkpoint_save_is_conditional,
             soft_delete_hides_and_continues_versions,

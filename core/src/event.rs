@@ -217,6 +217,11 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
+    /// Its size as the limits count it (data + type + metadata), as [`EventData::size`].
+    pub fn size(&self) -> usize {
+        self.data.len() + self.event_type.len() + self.metadata.size()
+    }
+
     /// The event as it was appended (for re-sending or copying between stores).
     pub fn to_event_data(&self) -> EventData {
         EventData {

@@ -158,6 +158,10 @@ impl FeedItem {
             FeedItem::Deleted { .. } => None,
         }
     }
+    /// Its size as the limits count it: an event's [`RecordedEvent::size`], 0 for a marker.
+    pub fn size(&self) -> usize {
+        self.as_event().map_or(0, RecordedEvent::size)
+    }
 }
 
 /// How a SQL backend stores a row of its log: an event, or a deletion marker. One encoding for

@@ -300,15 +300,18 @@ impl MemoryStore {
     }
 
     /// One feed poll: items after `after`, the position reached, and whether it reached the end.
+    /// One poll: at most `max` items, ending with the event that reaches `page_bytes`.
     fn poll_feed(&self, after: u64, opts: &FeedOptions, max: usize) -> (Vec<FeedItem>, u64, bool) {
+        let page_bytes = self.shared.limits.page_bytes;
         self.request(
             OpKind::Feed,
             0,
             |st| {
-                let mut items = Vec::new();
+                let mut items: Vec<FeedItem> = Vec::new();
                 let mut reached = after;
+                let mut bytes = 0;
                 for (pos, entry) in st.log.range(after + 1..) {
-                    if items.len() == max {
+                    if items.len() == max || bytes >= page_bytes {
                         return (items, reached, false);
                     }
                     reached = *pos;
@@ -317,6 +320,7 @@ impl MemoryStore {
                             if let Some(s) = st.streams.get(stream).filter(|s| *v > s.hidden_upto)
                                 && let Some(e) = s.get(*v)
                             {
+                                bytes += e.event.size();
                                 items.push(FeedItem::Event(e.event.clone()));
                             }
                         }
@@ -332,20 +336,9 @@ impl MemoryStore {
                 }
                 (items, st.last_position.max(after), true)
             },
-            |(items, _, _)| items.iter().map(item_size).sum(),
+            |(items, _, _)| items.iter().map(FeedItem::size).sum(),
         )
     }
-}
-
-fn item_size(item: &FeedItem) -> usize {
-    match item {
-        FeedItem::Event(e) => event_size(e),
-        FeedItem::Deleted { .. } => 0,
-    }
-}
-
-fn event_size(e: &RecordedEvent) -> usize {
-    e.data.len() + e.event_type.len() + e.metadata.size()
 }
 
 #[async_trait]
@@ -440,14 +433,14 @@ impl EventStore for MemoryStore {
                         {
                             return Ok((out, true));
                         }
-                        bytes += event_size(&e.event);
+                        bytes += e.event.size();
                         out.push(e.event.clone());
                     }
                     Ok((out, false))
                 },
                 |r| {
                     r.as_ref()
-                        .map_or(0, |(p, _)| p.iter().map(event_size).sum())
+                        .map_or(0, |(p, _)| p.iter().map(RecordedEvent::size).sum())
                 },
             );
             async move { r }

@@ -181,7 +181,7 @@ pub async fn budget_read_pages(h: &Harness) -> CaseResult {
         let mut r = h.store.read(&s, opts);
         while let Some(e) = r.next().await {
             let e = e?;
-            bytes += (e.data.len() + e.event_type.len() + e.metadata.size()) as u64;
+            bytes += e.size() as u64;
             got += 1;
         }
         check_eq!(got, count, "events read {what}");

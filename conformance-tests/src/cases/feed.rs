@@ -9,9 +9,10 @@ use sekiban_core::{
     StoreError, StreamId, Version,
 };
 
+use super::read::LargeStream;
 use crate::{
     CaseFailure, CaseResult, Harness, catch_up, catch_up_settled, check, check_eq, events,
-    expect_err, feed_events, follow_until, last_checkpoint,
+    expect_err, feed_events, follow_until, last_checkpoint, versions,
 };
 
 /// Checks each stream's events arrive in version order, each once, starting at `from`.
@@ -425,4 +426,66 @@ pub async fn checkpoint_save_is_conditional(h: &Harness) -> CaseResult {
     let other = format!("{}-other", h.tenant);
     check_eq!(h.store.load_checkpoint(&other).await?, None, "another name");
     Ok(())
+}
+
+/// Feed batches are bounded by bytes as well as by count: over a stream of large events (about
+/// 2½ times `page_bytes`) every batch ends with the event that reaches `page_bytes`, and the
+/// events all arrive, in order and byte-exact.
+pub async fn feed_batches_end_at_page_bytes(h: &Harness) -> CaseResult {
+    let page_bytes = h.store.limits().page_bytes;
+    let large = LargeStream::write(h).await?;
+    let batches =
+        catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), large.n).await?;
+    let got = feed_events(&batches);
+    check_eq!(
+        versions(&got),
+        (1..=large.n as u64).collect::<Vec<_>>(),
+        "versions delivered"
+    );
+    large.check_data(&got, "feed")?;
+    let bounded = |b: &sekiban_core::ChangeBatch, what: &str| -> CaseResult {
+        let before_last: usize = b.items.iter().rev().skip(1).map(FeedItem::size).sum();
+        check!(
+            before_last < page_bytes,
+            "{what}: a batch of {} items carries {before_last} bytes before its last item; a \
+             batch ends with the event that reaches page_bytes ({page_bytes})",
+            b.items.len()
+        );
+        Ok(())
+    };
+    for b in &batches {
+        bounded(b, "catching up")?;
+    }
+    // A waiting reader is held to the same bound, however the store hands it new commits.
+    let mut follow = h.store.changes(FeedStart::Now, h.feed_opts(true));
+    let _ = tokio::time::timeout(Duration::from_millis(200), follow.next()).await;
+    let more = LargeStream::write(h).await?;
+    let deadline = h.store.limits().feed_poll_interval * 3 + Duration::from_secs(10);
+    let mut got = Vec::new();
+    while got.len() < more.n {
+        match tokio::time::timeout(deadline, follow.next()).await {
+            Ok(Some(Ok(b))) => {
+                bounded(&b, "following")?;
+                got.extend(
+                    b.items
+                        .iter()
+                        .filter_map(FeedItem::as_event)
+                        .filter(|e| e.stream == more.stream)
+                        .cloned(),
+                );
+            }
+            other => check!(
+                false,
+                "following: {} of {} events within {deadline:?}, then {other:?}",
+                got.len(),
+                more.n
+            ),
+        }
+    }
+    check_eq!(
+        versions(&got),
+        (1..=more.n as u64).collect::<Vec<_>>(),
+        "versions delivered to a waiting reader"
+    );
+    more.check_data(&got, "following")
 }

@@ -2,9 +2,11 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use sekiban_core::{EventData, ExpectedVersion, OpKind, ReadOptions, Version};
+use sekiban_core::{
+    EventData, ExpectedVersion, OpKind, ReadOptions, RecordedEvent, StreamId, Version,
+};
 
-use crate::{CaseResult, Harness, check, check_eq, events, read_with, versions};
+use crate::{CaseFailure, CaseResult, Harness, check, check_eq, events, read_with, versions};
 
 async fn stream_of(h: &Harness, n: usize) -> Result<sekiban_core::StreamId, crate::CaseFailure> {
     let s = h.new_stream("read");
@@ -118,7 +120,7 @@ pub async fn read_pages_lazily_through_10000_events(h: &Harness) -> CaseResult {
             "version after {}",
             expected - 1
         );
-        bytes += (e.data.len() + e.event_type.len() + e.metadata.size()) as u64;
+        bytes += e.size() as u64;
         expected += 1;
     }
     check_eq!(expected - 1, N as u64, "events read");
@@ -137,53 +139,94 @@ pub async fn read_pages_lazily_through_10000_events(h: &Harness) -> CaseResult {
     Ok(())
 }
 
+/// A stream of large events written for the byte-paging cases: about 2½ times `page_bytes` in
+/// events of up to a third of a page each (and within `max_event_bytes`), each filled with one
+/// letter by its version.
+pub(crate) struct LargeStream {
+    pub(crate) stream: StreamId,
+    pub(crate) n: usize,
+    size: usize,
+}
+
+impl LargeStream {
+    pub(crate) async fn write(h: &Harness) -> Result<LargeStream, CaseFailure> {
+        let l = h.store.limits();
+        let size = l
+            .max_event_bytes
+            .min(l.page_bytes / 3)
+            .saturating_sub(64)
+            .max(1);
+        let n = (l.page_bytes * 5 / 2).div_ceil(size).max(3);
+        let large = LargeStream {
+            stream: h.new_stream("bytes"),
+            n,
+            size,
+        };
+        let per_append = (l.max_append_bytes / (size + 64)).clamp(1, l.max_append_events);
+        let mut written = 0;
+        while written < n {
+            let k = (n - written).min(per_append);
+            let batch = (written..written + k)
+                .map(|i| EventData::new("Big", large.body(i as u64 + 1)))
+                .collect();
+            h.store
+                .append(&large.stream, ExpectedVersion::Any, batch)
+                .await?;
+            written += k;
+        }
+        Ok(large)
+    }
+
+    fn body(&self, version: u64) -> Bytes {
+        Bytes::from(vec![b'a' + ((version - 1) % 26) as u8; self.size])
+    }
+
+    /// One event's size as the limits count it.
+    pub(crate) fn event_bytes(&self) -> u64 {
+        (self.size + "Big".len()) as u64
+    }
+
+    /// All events' size.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.event_bytes() * self.n as u64
+    }
+
+    /// Every event read back carries the data written at its version.
+    pub(crate) fn check_data(&self, got: &[RecordedEvent], what: &str) -> CaseResult {
+        for e in got {
+            check!(
+                e.stream == self.stream && e.data == self.body(e.version.0),
+                "{what}: event {} of {} came back with other data ({} bytes)",
+                e.version,
+                e.stream,
+                e.data.len()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Pages are cut by bytes as the limits declare: a stream of large events, about 2½ times
 /// `page_bytes`, reads back whole and byte-exact, forward and backward, and — where the store is
 /// budgeted — in about bytes / `page_bytes` requests: no more than one per `page_bytes` (or per
 /// `page_events`), no fewer than one per `page_bytes` plus one event.
 pub async fn read_pages_by_bytes_through_large_events(h: &Harness) -> CaseResult {
     let l = h.store.limits().clone();
-    let size = l
-        .max_event_bytes
-        .min(l.page_bytes / 3)
-        .saturating_sub(64)
-        .max(1);
-    let n = (l.page_bytes * 5 / 2).div_ceil(size).max(3);
-    let body = |i: usize| Bytes::from(vec![b'a' + (i % 26) as u8; size]);
-    let s = h.new_stream("bytes");
-    let per_append = (l.max_append_bytes / (size + 64)).clamp(1, l.max_append_events);
-    let mut written = 0;
-    while written < n {
-        let k = (n - written).min(per_append);
-        let batch = (written..written + k)
-            .map(|i| EventData::new("Big", body(i)))
-            .collect();
-        h.store.append(&s, ExpectedVersion::Any, batch).await?;
-        written += k;
-    }
-    let event = (size + "Big".len()) as u64;
-    let bytes = event * n as u64;
+    let large = LargeStream::write(h).await?;
+    let (s, n, event, bytes) = (&large.stream, large.n, large.event_bytes(), large.bytes());
     for (what, opts) in [
         ("forward", ReadOptions::forward()),
         ("backward", ReadOptions::backward()),
     ] {
         let before = h.store.costs();
-        let got = read_with(&*h.store, &s, opts).await?;
+        let got = read_with(&*h.store, s, opts).await?;
         let pages = (h.store.costs() - before).round_trips(OpKind::Read);
         let mut expected: Vec<u64> = (1..=n as u64).collect();
         if what == "backward" {
             expected.reverse();
         }
         check_eq!(versions(&got), expected, "versions read {what}");
-        for e in &got {
-            let i = (e.version.0 - 1) as usize;
-            check!(
-                e.data == body(i),
-                "{what}: event {} came back with other data ({} bytes)",
-                e.version,
-                e.data.len()
-            );
-        }
+        large.check_data(&got, what)?;
         check!(pages >= 1, "{what}: no read request was counted");
         if h.store.capabilities().cost_budgets {
             let most =
