@@ -69,9 +69,9 @@ impl<T> Context<T> for Result<T, tokio_postgres::Error> {
 }
 
 /// A pool error: connection failures are `Unavailable`, server answers are classified.
-pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+pub(crate) fn pool_error(e: deadpool::managed::PoolError<tokio_postgres::Error>) -> StoreError {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => classify("connect", e),
+        deadpool::managed::PoolError::Backend(e) => classify("open a connection", e),
         other => StoreError::Unavailable {
             source: format!("no database connection: {other}").into(),
         },

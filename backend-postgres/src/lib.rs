@@ -103,8 +103,7 @@ impl PostgresEventStore {
         check_schema(&config.schema)?;
         let costs = Arc::new(CostCounter::new());
         let db = Db::connect(&config, costs.clone())?;
-        db.check_schema(&config.schema).await?;
-        let system_id = db.system_id().await?;
+        let system_id = db.check_server(&config.schema).await?;
         db.fill_pool().await?;
         let offload = SnapshotOffload::new(
             Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone())),

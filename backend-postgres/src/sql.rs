@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use deadpool_postgres::{
-    Hook, Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod, Runtime, Timeouts,
-};
+use deadpool::Runtime;
+use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult, Timeouts};
 use futures::StreamExt;
 use sekiban_core::idempotency::{PriorEvent, match_resend};
 use sekiban_core::paging::{Page, PageRequest};
@@ -36,9 +35,147 @@ const NOTIFY: &str = "SELECT pg_notify($1, t) FROM unnest($2::text[]) t";
 /// The pool, the counter, and the statements with the schema filled in.
 pub(crate) struct Db {
     pool: Pool,
+    /// Where the pool's connections go; also used for the one-off connections of `migrate` and
+    /// of the checks at start-up, which run before the schema's statements can be prepared.
+    server: tokio_postgres::Config,
     costs: Arc<CostCounter>,
     schema: String,
-    sql: Statements,
+    sql: Arc<Statements>,
+}
+
+type Pool = managed::Pool<Connector>;
+type Object = managed::Object<Connector>;
+
+/// A pooled connection with every statement of the store prepared on it (in [`Sql::ALL`] order).
+pub(crate) struct Conn {
+    client: tokio_postgres::Client,
+    prepared: Vec<tokio_postgres::Statement>,
+}
+
+impl Conn {
+    fn statement(&self, which: Sql) -> Result<&tokio_postgres::Statement> {
+        self.prepared
+            .get(which as usize)
+            .ok_or_else(|| StoreError::backend("prepare", format!("{which:?} is not prepared")))
+    }
+}
+
+/// Opens the pool's connections: connects, then prepares every statement of the store (each
+/// counted as `Other`), so no operation later pays a hidden prepare; checkouts are not pinged.
+pub(crate) struct Connector {
+    server: tokio_postgres::Config,
+    sql: Arc<Statements>,
+    costs: Arc<CostCounter>,
+}
+
+impl managed::Manager for Connector {
+    type Type = Conn;
+    type Error = tokio_postgres::Error;
+
+    async fn create(&self) -> std::result::Result<Conn, tokio_postgres::Error> {
+        let client = connect(&self.server).await?;
+        let mut prepared = Vec::with_capacity(Sql::ALL.len());
+        for which in Sql::ALL {
+            self.costs.record(OpKind::Other, 0, 0);
+            prepared.push(client.prepare(self.sql.text(which)).await?);
+        }
+        Ok(Conn { client, prepared })
+    }
+
+    async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<tokio_postgres::Error> {
+        if conn.client.is_closed() {
+            Err(RecycleError::message("the connection is closed"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A connection with its driver task running.
+async fn connect(
+    server: &tokio_postgres::Config,
+) -> std::result::Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = server.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        // Ends when the client is dropped or the connection breaks; the client then reports it.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The store's statements by name; a pooled connection holds them prepared in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sql {
+    AppendNew,
+    AppendExisting,
+    AppendRefused,
+    Version,
+    ReadForward,
+    ReadBackward,
+    Xmin,
+    SavePointer,
+    LoadPointer,
+    SoftDelete,
+    HardDelete,
+    LoadCheckpoint,
+    InsertCheckpoint,
+    UpdateCheckpoint,
+    ListStreams,
+    Notify,
+    Feed,
+    FeedTenant,
+    FeedCategory,
+    FeedTenantCategory,
+}
+
+impl Sql {
+    const ALL: [Sql; 20] = [
+        Sql::AppendNew,
+        Sql::AppendExisting,
+        Sql::AppendRefused,
+        Sql::Version,
+        Sql::ReadForward,
+        Sql::ReadBackward,
+        Sql::Xmin,
+        Sql::SavePointer,
+        Sql::LoadPointer,
+        Sql::SoftDelete,
+        Sql::HardDelete,
+        Sql::LoadCheckpoint,
+        Sql::InsertCheckpoint,
+        Sql::UpdateCheckpoint,
+        Sql::ListStreams,
+        Sql::Notify,
+        Sql::Feed,
+        Sql::FeedTenant,
+        Sql::FeedCategory,
+        Sql::FeedTenantCategory,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Sql::AppendNew => "append_new",
+            Sql::AppendExisting => "append_existing",
+            Sql::AppendRefused => "append_refused",
+            Sql::Version => "version",
+            Sql::ReadForward => "read_forward",
+            Sql::ReadBackward => "read_backward",
+            Sql::Xmin => "xmin",
+            Sql::SavePointer => "save_pointer",
+            Sql::LoadPointer => "load_pointer",
+            Sql::SoftDelete => "soft_delete",
+            Sql::HardDelete => "hard_delete",
+            Sql::LoadCheckpoint => "load_checkpoint",
+            Sql::InsertCheckpoint => "insert_checkpoint",
+            Sql::UpdateCheckpoint => "update_checkpoint",
+            Sql::ListStreams => "list_streams",
+            Sql::Notify => "notify",
+            Sql::Feed => "feed",
+            Sql::FeedTenant => "feed_tenant",
+            Sql::FeedCategory => "feed_category",
+            Sql::FeedTenantCategory => "feed_tenant_category",
+        }
+    }
 }
 
 impl std::fmt::Debug for Db {
@@ -91,34 +228,30 @@ const POINTER_COLUMNS: &str =
 const KEY: &str = "tenant = $1 AND category = $2 AND stream_id = $3";
 
 impl Statements {
-    /// Every statement a connection prepares when it is created, by name.
-    fn all(&self) -> Vec<(&'static str, &str)> {
-        let mut v = vec![
-            ("append_new", self.append_new.as_str()),
-            ("append_existing", &self.append_existing),
-            ("append_refused", &self.append_refused),
-            ("version", &self.version),
-            ("read_forward", &self.read_forward),
-            ("read_backward", &self.read_backward),
-            ("xmin", &self.xmin),
-            ("save_pointer", &self.save_pointer),
-            ("load_pointer", &self.load_pointer),
-            ("soft_delete", &self.soft_delete),
-            ("hard_delete", &self.hard_delete),
-            ("load_checkpoint", &self.load_checkpoint),
-            ("insert_checkpoint", &self.insert_checkpoint),
-            ("update_checkpoint", &self.update_checkpoint),
-            ("list_streams", &self.list_streams),
-            ("notify", NOTIFY),
-        ];
-        let feeds = [
-            "feed",
-            "feed_tenant",
-            "feed_category",
-            "feed_tenant_category",
-        ];
-        v.extend(feeds.into_iter().zip(self.feed.iter().map(String::as_str)));
-        v
+    /// The text of one statement.
+    fn text(&self, which: Sql) -> &str {
+        match which {
+            Sql::AppendNew => &self.append_new,
+            Sql::AppendExisting => &self.append_existing,
+            Sql::AppendRefused => &self.append_refused,
+            Sql::Version => &self.version,
+            Sql::ReadForward => &self.read_forward,
+            Sql::ReadBackward => &self.read_backward,
+            Sql::Xmin => &self.xmin,
+            Sql::SavePointer => &self.save_pointer,
+            Sql::LoadPointer => &self.load_pointer,
+            Sql::SoftDelete => &self.soft_delete,
+            Sql::HardDelete => &self.hard_delete,
+            Sql::LoadCheckpoint => &self.load_checkpoint,
+            Sql::InsertCheckpoint => &self.insert_checkpoint,
+            Sql::UpdateCheckpoint => &self.update_checkpoint,
+            Sql::ListStreams => &self.list_streams,
+            Sql::Notify => NOTIFY,
+            Sql::Feed => &self.feed[0],
+            Sql::FeedTenant => &self.feed[1],
+            Sql::FeedCategory => &self.feed[2],
+            Sql::FeedTenantCategory => &self.feed[3],
+        }
     }
 
     fn new(s: &str) -> Self {
@@ -262,10 +395,10 @@ impl Statements {
 
 /// The store's statements for `schema`, by name (see [`crate::statement_texts`]).
 pub(crate) fn statement_texts(schema: &str) -> Vec<(&'static str, String)> {
-    Statements::new(&quote(schema))
-        .all()
+    let sql = Statements::new(&quote(schema));
+    Sql::ALL
         .into_iter()
-        .map(|(name, text)| (name, text.to_string()))
+        .map(|which| (which.name(), sql.text(which).to_string()))
         .collect()
 }
 
@@ -322,11 +455,11 @@ fn read_pointer(row: &Row, at: usize) -> Result<Option<StoredSnapshot>> {
     }))
 }
 
-/// Where a statement runs: a pooled connection (statements prepared once per connection) or a
+/// Where a statement runs: a pooled connection (statements prepared when it was created) or a
 /// caller's transaction (prepared on the spot, counted).
 #[derive(Clone, Copy)]
 enum On<'a> {
-    Pool(&'a Object),
+    Pool(&'a Conn),
     Tx(&'a tokio_postgres::Transaction<'a>),
 }
 
@@ -335,13 +468,15 @@ impl On<'_> {
         &self,
         db: &Db,
         kind: OpKind,
-        sql: &str,
+        which: Sql,
     ) -> Result<tokio_postgres::Statement> {
         match self {
-            On::Pool(client) => db.prepare(client, kind, sql).await,
+            On::Pool(conn) => conn.statement(which).cloned(),
             On::Tx(tx) => {
                 db.costs.record(kind, 0, 0);
-                tx.prepare(sql).await.ctx("prepare a statement")
+                tx.prepare(db.sql.text(which))
+                    .await
+                    .ctx("prepare a statement")
             }
         }
     }
@@ -352,7 +487,7 @@ impl On<'_> {
         params: &[Param<'_>],
     ) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
         match self {
-            On::Pool(client) => client.query(stmt, params).await,
+            On::Pool(conn) => conn.client.query(stmt, params).await,
             On::Tx(tx) => tx.query(stmt, params).await,
         }
     }
@@ -376,52 +511,36 @@ pub(crate) struct FeedPosition {
 
 impl Db {
     /// A pool on `config`'s server whose connections prepare every statement of the store when
-    /// they are created (counted as `Other`), so no operation pays a hidden prepare round trip;
-    /// checkouts are not pinged.
+    /// they are created ([`Connector`]); nothing is opened yet.
     pub(crate) fn connect(config: &PostgresConfig, costs: Arc<CostCounter>) -> Result<Self> {
         let quoted = quote(&config.schema);
-        let sql = Statements::new(&quoted);
-        let pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
+        let sql = Arc::new(Statements::new(&quoted));
+        let mut server: tokio_postgres::Config = config.url.parse().map_err(|e| {
             StoreError::invalid(format!("PostgreSQL URL {}: {e}", redact(&config.url)))
         })?;
-        let manager = Manager::from_config(
-            pg,
-            tokio_postgres::NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        server.connect_timeout(config.connect_timeout);
         let timeouts = Timeouts {
             wait: Some(config.connect_timeout),
             create: Some(config.connect_timeout),
             recycle: Some(config.connect_timeout),
         };
-        let statements: Arc<Vec<String>> =
-            Arc::new(sql.all().into_iter().map(|(_, t)| t.to_string()).collect());
-        let warm = costs.clone();
-        let pool = Pool::builder(manager)
+        let connector = Connector {
+            server: server.clone(),
+            sql: sql.clone(),
+            costs: costs.clone(),
+        };
+        let pool = Pool::builder(connector)
             .max_size(config.pool_size)
+            // The connection used last goes out first: a lightly loaded process keeps talking
+            // to the same few server processes instead of waking a different one each time.
             .queue_mode(QueueMode::Lifo)
             .timeouts(timeouts)
             .runtime(Runtime::Tokio1)
-            .post_create(Hook::async_fn(move |client, _| {
-                let (statements, costs) = (statements.clone(), warm.clone());
-                Box::pin(async move {
-                    for sql in statements.iter() {
-                        costs.record(OpKind::Other, 0, 0);
-                        // A schema that is not migrated yet fails here; statements are then
-                        // prepared on first use instead (and counted there).
-                        if client.prepare_cached(sql).await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(())
-                })
-            }))
             .build()
             .map_err(|e| StoreError::invalid(format!("PostgreSQL pool: {e}")))?;
         Ok(Db {
             pool,
+            server,
             costs,
             sql,
             schema: quoted,
@@ -432,66 +551,42 @@ impl Db {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// Sends one statement on a pooled connection: one round trip, plus one the first time a
-    /// connection prepares it (counted too).
+    /// A connection outside the pool, for work before the schema's statements can be prepared.
+    async fn direct(&self) -> Result<tokio_postgres::Client> {
+        connect(&self.server).await.ctx("connect")
+    }
+
+    /// Sends one of the store's statements on a pooled connection: one round trip.
     async fn query(
         &self,
         kind: OpKind,
         sent: usize,
-        sql: &str,
+        which: Sql,
         params: &[Param<'_>],
     ) -> Result<Vec<Row>> {
-        let client = self.client().await?;
-        self.query_on(&client, kind, sent, sql, params).await
-    }
-
-    async fn query_on(
-        &self,
-        client: &Object,
-        kind: OpKind,
-        sent: usize,
-        sql: &str,
-        params: &[Param<'_>],
-    ) -> Result<Vec<Row>> {
-        let stmt = self.prepare(client, kind, sql).await?;
+        let conn = self.client().await?;
+        let stmt = conn.statement(which)?;
         self.costs.record(kind, sent as u64, 0);
-        client.query(&stmt, params).await.ctx(sql_context(sql))
+        conn.client.query(stmt, params).await.ctx(which.name())
     }
 
-    /// Sends one statement on a pooled connection and hands back its rows as they arrive, with
-    /// the connection, which stays out of the pool until both are dropped. Dropping the rows
-    /// early leaves the rest of the answer unread (the driver discards it).
+    /// Sends one of the store's statements on a pooled connection and hands back its rows as
+    /// they arrive, with the connection, which stays out of the pool until both are dropped.
+    /// Dropping the rows early leaves the rest of the answer unread (the driver discards it).
     async fn query_rows(
         &self,
         kind: OpKind,
-        sql: &str,
+        which: Sql,
         params: &[Param<'_>],
     ) -> Result<(Object, tokio_postgres::RowStream)> {
-        let client = self.client().await?;
-        let stmt = self.prepare(&client, kind, sql).await?;
+        let conn = self.client().await?;
         self.costs.record(kind, 0, 0);
-        let rows = client
-            .query_raw(&stmt, params.iter().copied())
+        let rows = conn
+            .client
+            .query_raw(conn.statement(which)?, params.iter().copied())
             .await
-            .ctx(sql_context(sql))?;
-        Ok((client, rows))
-    }
-
-    async fn prepare(
-        &self,
-        client: &Object,
-        kind: OpKind,
-        sql: &str,
-    ) -> Result<tokio_postgres::Statement> {
-        let cached = client.statement_cache.size();
-        let stmt = client
-            .prepare_cached(sql)
-            .await
-            .ctx("prepare a statement")?;
-        if client.statement_cache.size() > cached {
-            self.costs.record(kind, 0, 0);
-        }
-        Ok(stmt)
+            .ctx(which.name())?;
+        Ok((conn, rows))
     }
 
     /// Opens every connection of the pool now, so their statements are prepared at start-up and
@@ -505,25 +600,9 @@ impl Db {
             .try_for_each(|c| c.map(drop).map_err(pool_error))
     }
 
-    /// The cluster's system identifier (checkpoints name it: xids restart after a restore).
-    pub(crate) async fn system_id(&self) -> Result<String> {
-        let rows = self
-            .query(
-                OpKind::Other,
-                0,
-                "SELECT system_identifier::text FROM pg_control_system()",
-                &[],
-            )
-            .await?;
-        rows.first()
-            .map(|r| get::<String>(r, 0))
-            .transpose()?
-            .ok_or_else(|| decode("pg_control_system()", "no row"))
-    }
-
     /// Creates or upgrades the schema in one transaction under an advisory lock.
     pub(crate) async fn migrate(&self, schema: &str) -> Result<i32> {
-        let mut client = self.client().await?;
+        let mut client = self.direct().await?;
         let tx = client.transaction().await.ctx("begin the migration")?;
         self.costs.record(OpKind::Other, 0, 0);
         let s = &self.schema;
@@ -565,16 +644,32 @@ impl Db {
         Ok(latest)
     }
 
-    /// The schema version, or a clear error when the schema is missing or older than the code.
-    pub(crate) async fn check_schema(&self, schema: &str) -> Result<()> {
-        let sql = "SELECT to_regclass($1)::text IS NOT NULL";
-        let meta = format!("{}.meta", self.schema);
-        let rows = self.query(OpKind::Other, 0, sql, &[&meta]).await?;
-        let exists = rows
-            .first()
-            .map(|r| get::<bool>(r, 0))
-            .transpose()?
-            .unwrap_or(false);
+    /// Before the pool opens, on one connection outside it: checks that the schema is there at
+    /// the version this code needs (else a clear error naming `sekiban init`), and returns the
+    /// cluster's system identifier (checkpoints name it: xids restart after a restore).
+    pub(crate) async fn check_server(&self, schema: &str) -> Result<String> {
+        let client = self.direct().await?;
+        // An unprepared statement costs two round trips: prepare, then execute.
+        let query = |sql: String, what: &'static str| {
+            let client = &client;
+            async move {
+                self.costs.record(OpKind::Other, 0, 0);
+                self.costs.record(OpKind::Other, 0, 0);
+                client.query(&sql, &[]).await.ctx(what)
+            }
+        };
+        let first = |rows: Vec<Row>| rows.into_iter().next();
+        let meta = format!("{}.meta", self.schema).replace('\'', "''");
+        let exists = first(
+            query(
+                format!("SELECT to_regclass('{meta}')::text IS NOT NULL"),
+                "look for the schema",
+            )
+            .await?,
+        )
+        .map(|r| get::<bool>(&r, 0))
+        .transpose()?
+        .unwrap_or(false);
         let missing = || {
             StoreError::invalid(format!(
                 "schema {schema:?} has no sekiban tables; run `sekiban init --store URL` (or PostgresEventStore::migrate) first"
@@ -583,26 +678,43 @@ impl Db {
         if !exists {
             return Err(missing());
         }
-        let sql = format!(
-            "SELECT value::int FROM {}.meta WHERE key = 'schema_version'",
-            self.schema
-        );
-        let rows = self.query(OpKind::Other, 0, &sql, &[]).await?;
-        let version: i32 = rows
-            .first()
-            .map(|r| get(r, 0))
-            .transpose()?
-            .ok_or_else(missing)?;
+        let version: i32 = first(
+            query(
+                format!(
+                    "SELECT value::int FROM {}.meta WHERE key = 'schema_version'",
+                    self.schema
+                ),
+                "read the schema version",
+            )
+            .await?,
+        )
+        .map(|r| get(&r, 0))
+        .transpose()?
+        .ok_or_else(missing)?;
         let latest = MIGRATIONS.last().map_or(0, |m| m.0);
         match version.cmp(&latest) {
-            std::cmp::Ordering::Equal => Ok(()),
-            std::cmp::Ordering::Less => Err(StoreError::invalid(format!(
-                "schema {schema:?} is at version {version}, this code needs {latest}; run `sekiban init --store URL` to migrate"
-            ))),
-            std::cmp::Ordering::Greater => Err(StoreError::invalid(format!(
-                "schema {schema:?} is at version {version}, newer than this sekiban-postgres ({latest}); upgrade it"
-            ))),
+            std::cmp::Ordering::Equal => {}
+            std::cmp::Ordering::Less => {
+                return Err(StoreError::invalid(format!(
+                    "schema {schema:?} is at version {version}, this code needs {latest}; run `sekiban init --store URL` to migrate"
+                )));
+            }
+            std::cmp::Ordering::Greater => {
+                return Err(StoreError::invalid(format!(
+                    "schema {schema:?} is at version {version}, newer than this sekiban-postgres ({latest}); upgrade it"
+                )));
+            }
         }
+        first(
+            query(
+                "SELECT system_identifier::text FROM pg_control_system()".into(),
+                "read the system identifier",
+            )
+            .await?,
+        )
+        .map(|r| get::<String>(&r, 0))
+        .transpose()?
+        .ok_or_else(|| decode("pg_control_system()", "no row"))
     }
 
     /// Appends in one statement; a refused append costs one more to say why (or to recognise a
@@ -613,8 +725,8 @@ impl Db {
         expected: ExpectedVersion,
         events: &[EventData],
     ) -> Result<AppendResult> {
-        let client = self.client().await?;
-        self.append_on(On::Pool(&client), s, expected, events).await
+        let conn = self.client().await?;
+        self.append_on(On::Pool(&conn), s, expected, events).await
     }
 
     /// Appends inside the caller's transaction, in a savepoint (so a refusal leaves the caller's
@@ -662,13 +774,13 @@ impl Db {
         let sent: usize = events.iter().map(EventData::size).sum();
         let (t, c, id) = (s.tenant(), s.category(), s.id());
         // One statement either way: a new-or-any head is upserted, an existing one updated.
-        let (sql, guard): (&str, Box<dyn ToSql + Sync + Send>) = match expected {
-            ExpectedVersion::Any => (&self.sql.append_new, Box::new(true)),
+        let (sql, guard): (Sql, Box<dyn ToSql + Sync + Send>) = match expected {
+            ExpectedVersion::Any => (Sql::AppendNew, Box::new(true)),
             ExpectedVersion::NoStream | ExpectedVersion::Exact(Version(0)) => {
-                (&self.sql.append_new, Box::new(false))
+                (Sql::AppendNew, Box::new(false))
             }
-            ExpectedVersion::StreamExists => (&self.sql.append_existing, Box::new(-1i64)),
-            ExpectedVersion::Exact(v) => (&self.sql.append_existing, Box::new(i(v.0))),
+            ExpectedVersion::StreamExists => (Sql::AppendExisting, Box::new(-1i64)),
+            ExpectedVersion::Exact(v) => (Sql::AppendExisting, Box::new(i(v.0))),
         };
         let params: [Param<'_>; 10] = [
             &t, &c, &id, &n, &*guard, &ids, &types, &schemas, &data, &meta,
@@ -700,7 +812,7 @@ impl Db {
         }
         // Refused by the head guard, or an event id already stored: find out which.
         let refused = on
-            .statement(self, OpKind::Append, &self.sql.append_refused)
+            .statement(self, OpKind::Append, Sql::AppendRefused)
             .await?;
         self.costs.record(OpKind::Append, 0, 0);
         let rows = on
@@ -757,7 +869,7 @@ impl Db {
     pub(crate) async fn stream_version(&self, s: &StreamId) -> Result<Version> {
         let (t, c, id) = (s.tenant(), s.category(), s.id());
         let rows = self
-            .query(OpKind::Read, 0, &self.sql.version, &[&t, &c, &id])
+            .query(OpKind::Read, 0, Sql::Version, &[&t, &c, &id])
             .await?;
         match rows.first() {
             None => Ok(Version::NONE),
@@ -779,8 +891,8 @@ impl Db {
         page_bytes: usize,
     ) -> Result<Page> {
         let (sql, end) = match page.direction {
-            Direction::Forward => (&self.sql.read_forward, u64::MAX),
-            Direction::Backward => (&self.sql.read_backward, 1),
+            Direction::Forward => (Sql::ReadForward, u64::MAX),
+            Direction::Backward => (Sql::ReadBackward, 1),
         };
         let (t, c, id) = (s.tenant(), s.category(), s.id());
         let (from, end, limit) = (i(page.from.0), i(end), i(page.limit as u64));
@@ -826,7 +938,7 @@ impl Db {
 
     /// The position `Now` starts after: everything below the current snapshot's xmin.
     pub(crate) async fn now(&self) -> Result<FeedPosition> {
-        let rows = self.query(OpKind::Feed, 0, &self.sql.xmin, &[]).await?;
+        let rows = self.query(OpKind::Feed, 0, Sql::Xmin, &[]).await?;
         let xmin: i64 = rows.first().map(|r| get(r, 0)).transpose()?.unwrap_or(0);
         Ok(FeedPosition {
             tx: xmin - 1,
@@ -846,11 +958,11 @@ impl Db {
     ) -> Result<FeedPoll> {
         let lim = i(limit as u64);
         let mut params: Vec<Param<'_>> = vec![&after.tx, &after.position, &lim];
-        let idx = match (&tenant, &category) {
-            (None, None) => 0,
-            (Some(_), None) => 1,
-            (None, Some(_)) => 2,
-            (Some(_), Some(_)) => 3,
+        let feed = match (&tenant, &category) {
+            (None, None) => Sql::Feed,
+            (Some(_), None) => Sql::FeedTenant,
+            (None, Some(_)) => Sql::FeedCategory,
+            (Some(_), Some(_)) => Sql::FeedTenantCategory,
         };
         if let Some(t) = &tenant {
             params.push(t);
@@ -858,9 +970,7 @@ impl Db {
         if let Some(c) = &category {
             params.push(c);
         }
-        let (_client, rows) = self
-            .query_rows(OpKind::Feed, &self.sql.feed[idx], &params)
-            .await?;
+        let (_client, rows) = self.query_rows(OpKind::Feed, feed, &params).await?;
         futures::pin_mut!(rows);
         let mut items = Vec::new();
         let mut xmin = after.tx;
@@ -945,7 +1055,7 @@ impl Db {
             .query(
                 OpKind::Snapshot,
                 sent,
-                &self.sql.save_pointer,
+                Sql::SavePointer,
                 &[
                     &t,
                     &c,
@@ -982,7 +1092,7 @@ impl Db {
     pub(crate) async fn load_pointer(&self, s: &StreamId) -> Result<Option<StoredSnapshot>> {
         let (t, c, id) = (s.tenant(), s.category(), s.id());
         let rows = self
-            .query(OpKind::Snapshot, 0, &self.sql.load_pointer, &[&t, &c, &id])
+            .query(OpKind::Snapshot, 0, Sql::LoadPointer, &[&t, &c, &id])
             .await?;
         let Some(row) = rows.first() else {
             return Ok(None);
@@ -1003,8 +1113,8 @@ impl Db {
         mode: DeleteMode,
     ) -> Result<Option<Option<StoredSnapshot>>> {
         let sql = match mode {
-            DeleteMode::Soft => &self.sql.soft_delete,
-            DeleteMode::Hard => &self.sql.hard_delete,
+            DeleteMode::Soft => Sql::SoftDelete,
+            DeleteMode::Hard => Sql::HardDelete,
         };
         let (t, c, id) = (s.tenant(), s.category(), s.id());
         let rows = self.query(OpKind::Delete, 0, sql, &[&t, &c, &id]).await?;
@@ -1019,7 +1129,7 @@ impl Db {
     /// A consumer's checkpoint and etag.
     pub(crate) async fn load_checkpoint(&self, name: &str) -> Result<Option<(Checkpoint, Etag)>> {
         let rows = self
-            .query(OpKind::Checkpoint, 0, &self.sql.load_checkpoint, &[&name])
+            .query(OpKind::Checkpoint, 0, Sql::LoadCheckpoint, &[&name])
             .await?;
         rows.first()
             .map(|r| {
@@ -1045,7 +1155,7 @@ impl Db {
                 self.query(
                     OpKind::Checkpoint,
                     sent,
-                    &self.sql.insert_checkpoint,
+                    Sql::InsertCheckpoint,
                     &[&name, &cp],
                 )
                 .await?
@@ -1055,7 +1165,7 @@ impl Db {
                     self.query(
                         OpKind::Checkpoint,
                         sent,
-                        &self.sql.update_checkpoint,
+                        Sql::UpdateCheckpoint,
                         &[&name, &cp, &tag],
                     )
                     .await?
@@ -1087,7 +1197,7 @@ impl Db {
             .query(
                 OpKind::Other,
                 0,
-                &self.sql.list_streams,
+                Sql::ListStreams,
                 &[&tenant, &category, &ac, &aid, &lim],
             )
             .await?;
@@ -1108,12 +1218,8 @@ impl Db {
 
     /// Sends one coalesced notification per tenant (outside any append transaction).
     pub(crate) async fn notify(&self, channel: &str, tenants: &[String]) -> Result<()> {
-        self.query(OpKind::Notify, 0, NOTIFY, &[&channel, &tenants])
+        self.query(OpKind::Notify, 0, Sql::Notify, &[&channel, &tenants])
             .await?;
         Ok(())
     }
-}
-
-fn sql_context(sql: &str) -> &str {
-    sql.split_whitespace().next().unwrap_or("statement")
 }

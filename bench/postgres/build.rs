@@ -15,7 +15,7 @@ fn main() {
                 "cqrs-es",
                 "sqlx",
                 "tokio-postgres",
-                "deadpool-postgres",
+                "deadpool",
                 "tokio",
             ]
             .contains(&name)
