@@ -18,8 +18,8 @@ use sekiban_core::paging::paged;
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
     CostCounter, CostSnapshot, CountingBlobStore, DeleteMode, Etag, EventData, EventStore,
-    ExpectedVersion, FeedHistory, FeedOptions, FeedStart, Limits, ObjectBlobStore, OpKind,
-    ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload, SnapshotStore, Store,
+    ExpectedVersion, FeedHistory, FeedOptions, FeedPoll, FeedStart, Limits, ObjectBlobStore,
+    OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload, SnapshotStore, Store,
     StoreError, StreamCatalog, StreamId, StreamInfo, Version,
 };
 use tokio::sync::{broadcast, mpsc};
@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, mpsc};
 pub use config::{DEFAULT_NOTIFY_INTERVAL, ENV_URL, PostgresConfig, check_schema, default_limits};
 pub use tokio_postgres;
 
-use crate::sql::{Db, FeedPoll, FeedPosition};
+use crate::sql::{Db, FeedPosition};
 
 /// The SQL the store sends for `schema`, by name (`append_new`, `append_existing`,
 /// `read_forward`, `notify`, …), for tools that replay or inspect it, such as the side-by-side

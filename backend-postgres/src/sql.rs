@@ -15,8 +15,8 @@ use sekiban_core::snapshot::{
 };
 use sekiban_core::{
     AppendResult, Checkpoint, CostCounter, DeleteMode, Direction, Etag, EventData, EventId,
-    ExpectedVersion, FeedItem, LogKind, Metadata, OpKind, RecordedEvent, StoreError, StreamId,
-    StreamInfo, Version,
+    ExpectedVersion, FeedItem, FeedPoll, LogKind, Metadata, OpKind, RecordedEvent, StoreError,
+    StreamId, StreamInfo, Version,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -493,15 +493,6 @@ impl On<'_> {
     }
 }
 
-/// One feed poll: the items with their positions, the position reached (at the end: everything
-/// below the snapshot's xmin, so filtered rows are not scanned again), and whether it got to the
-/// end of what is deliverable (not stopped by the batch's count or bytes).
-pub(crate) struct FeedPoll {
-    pub(crate) items: Vec<(FeedPosition, FeedItem)>,
-    pub(crate) reached: FeedPosition,
-    pub(crate) at_end: bool,
-}
-
 /// A feed position: after this (tx, global position).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct FeedPosition {
@@ -955,7 +946,7 @@ impl Db {
         category: Option<&str>,
         limit: usize,
         page_bytes: usize,
-    ) -> Result<FeedPoll> {
+    ) -> Result<FeedPoll<FeedPosition>> {
         let lim = i(limit as u64);
         let mut params: Vec<Param<'_>> = vec![&after.tx, &after.position, &lim];
         let feed = match (&tenant, &category) {
@@ -1014,20 +1005,12 @@ impl Db {
             }
         }
         self.costs.record_bytes(OpKind::Feed, 0, bytes as u64);
-        let at_end = !cut && items.len() < limit;
-        let reached = if at_end {
-            after.max(FeedPosition {
-                tx: xmin - 1,
-                position: i64::MAX,
-            })
-        } else {
-            items.last().map_or(after, |(p, _)| *p)
-        };
-        Ok(FeedPoll {
-            items,
-            reached,
-            at_end,
-        })
+        // At the end: everything below the snapshot's xmin has been seen.
+        let end = after.max(FeedPosition {
+            tx: xmin - 1,
+            position: i64::MAX,
+        });
+        Ok(FeedPoll::new(items, limit, cut, after, end))
     }
 
     /// Step 2 of a snapshot save, in one statement.

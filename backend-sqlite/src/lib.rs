@@ -18,9 +18,9 @@ use sekiban_core::paging::paged;
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
     CostCounter, CostSnapshot, CountingBlobStore, DeleteMode, Etag, EventData, EventStore,
-    ExpectedVersion, FeedHistory, FeedItem, FeedOptions, FeedStart, Limits, ObjectBlobStore,
-    OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload, SnapshotStore, Store,
-    StoreError, StreamCatalog, StreamId, StreamInfo, Version,
+    ExpectedVersion, FeedHistory, FeedItem, FeedOptions, FeedPoll, FeedStart, Limits,
+    ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload,
+    SnapshotStore, Store, StoreError, StreamCatalog, StreamId, StreamInfo, Version,
 };
 use tokio::sync::watch;
 
@@ -152,7 +152,7 @@ impl SqliteEventStore {
         }
     }
 
-    async fn poll(&self, after: u64, opts: &FeedOptions, max: usize) -> Result<sql::FeedPoll> {
+    async fn poll(&self, after: u64, opts: &FeedOptions, max: usize) -> Result<FeedPoll<u64>> {
         let (tenant, category) = (opts.tenant.clone(), opts.category.clone());
         let page_bytes = self.shared.limits.page_bytes;
         self.shared
@@ -307,7 +307,7 @@ impl ChangeFeed for SqliteEventStore {
                             rx.borrow_and_update();
                             r.tail = Some(rx);
                         }
-                        let sql::FeedPoll {
+                        let FeedPoll {
                             items,
                             reached,
                             at_end,

@@ -14,8 +14,8 @@ use sekiban_core::snapshot::{
 };
 use sekiban_core::{
     AppendResult, Checkpoint, CostCounter, DeleteMode, Direction, Etag, EventData, EventId,
-    ExpectedVersion, FeedItem, LogKind, Metadata, OpKind, RecordedEvent, StoreError, StreamId,
-    StreamInfo, Version,
+    ExpectedVersion, FeedItem, FeedPoll, LogKind, Metadata, OpKind, RecordedEvent, StoreError,
+    StreamId, StreamInfo, Version,
 };
 
 use crate::config::{SqliteConfig, SqlitePath, Synchronous};
@@ -555,14 +555,10 @@ pub(crate) fn poll_feed(
     category: Option<&str>,
     limit: usize,
     page_bytes: usize,
-) -> Result<FeedPoll> {
+) -> Result<FeedPoll<u64>> {
     let max = last_position(c)?;
     if max <= after {
-        return Ok(FeedPoll {
-            items: Vec::new(),
-            reached: after,
-            at_end: true,
-        });
+        return Ok(FeedPoll::new(Vec::new(), limit, false, after, after));
     }
     let (after_i, max_i, limit_i) = (i(after), i(max), i(limit as u64));
     let mut p: Vec<&dyn ToSql> = vec![&after_i, &max_i, &limit_i];
@@ -611,25 +607,7 @@ pub(crate) fn poll_feed(
         Ok(Some((position, item)))
     })?;
     c.costs().record_bytes(OpKind::Feed, 0, bytes as u64);
-    let at_end = !cut && items.len() < limit;
-    let reached = if at_end {
-        max
-    } else {
-        items.last().map_or(after, |(p, _)| *p)
-    };
-    Ok(FeedPoll {
-        items,
-        reached,
-        at_end,
-    })
-}
-
-/// One feed poll: items with their positions, the position reached, and whether it got to the
-/// end of the log (not stopped by the batch's count or bytes).
-pub(crate) struct FeedPoll {
-    pub(crate) items: Vec<(u64, FeedItem)>,
-    pub(crate) reached: u64,
-    pub(crate) at_end: bool,
+    Ok(FeedPoll::new(items, limit, cut, after, max))
 }
 
 fn read_pointer(row: &Row<'_>, at: usize) -> Result<Option<StoredSnapshot>> {

@@ -203,3 +203,47 @@ pub struct ChangeBatch {
     /// Resume after the last item of this batch.
     pub checkpoint: Checkpoint,
 }
+
+/// One poll of a store's log for a change feed, in the store's own positions `P`: the items in
+/// order with their positions, the position reached, and whether the poll got to the end of what
+/// is deliverable now. Backends that read their log in batches share the rule of where a batch
+/// stops and where the next one starts ([`FeedPoll::new`]).
+#[derive(Clone, Debug)]
+pub struct FeedPoll<P> {
+    /// The items, with the log position of each.
+    pub items: Vec<(P, FeedItem)>,
+    /// Where the next poll starts after.
+    pub reached: P,
+    /// The poll was not stopped by the batch's count or bytes: nothing more is deliverable yet.
+    pub at_end: bool,
+}
+
+impl<P: Copy> FeedPoll<P> {
+    /// A poll after `after` that read `items`, asked for at most `limit`, and was `cut` short at
+    /// the batch's byte limit. Stopped by count or bytes, it has reached its last item; otherwise
+    /// it has reached `end`, everything the store can deliver now (so the rows the poll's filter
+    /// skipped are not read again).
+    ///
+    /// ```
+    /// use sekiban_core::feed::FeedPoll;
+    /// let full: FeedPoll<u64> = FeedPoll::new(Vec::new(), 10, false, 4, 9);
+    /// assert!(full.at_end);
+    /// assert_eq!(full.reached, 9);
+    /// let cut: FeedPoll<u64> = FeedPoll::new(Vec::new(), 10, true, 4, 9);
+    /// assert!(!cut.at_end);
+    /// assert_eq!(cut.reached, 4);
+    /// ```
+    pub fn new(items: Vec<(P, FeedItem)>, limit: usize, cut: bool, after: P, end: P) -> Self {
+        let at_end = !cut && items.len() < limit;
+        let reached = if at_end {
+            end
+        } else {
+            items.last().map_or(after, |(p, _)| *p)
+        };
+        FeedPoll {
+            items,
+            reached,
+            at_end,
+        }
+    }
+}

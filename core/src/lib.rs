@@ -22,7 +22,9 @@ pub use event::{
     AppendResult, DeleteMode, Direction, EventData, ExpectedVersion, Metadata, ReadOptions,
     RecordedEvent,
 };
-pub use feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedStart, LogKind};
+pub use feed::{
+    ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedPoll, FeedStart, LogKind,
+};
 pub use id::{EventId, StreamId, Version};
 pub use memory::MemoryStore;
 pub use snapshot::{Snapshot, SnapshotOffload};
