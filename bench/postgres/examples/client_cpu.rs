@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use sekiban_bench_postgres::contenders::raw_event;
 use sekiban_core::{EventData, EventStore, ExpectedVersion, ReadOptions, StreamId, Version};
 use sekiban_postgres::{PostgresConfig, PostgresEventStore};
 
@@ -135,23 +136,7 @@ async fn main() -> Result<()> {
                     if mode == "stmtload" && r.try_get::<_, Option<i64>>(7)?.is_some() {
                         continue;
                     }
-                    let _e: (
-                        i64,
-                        uuid::Uuid,
-                        String,
-                        i32,
-                        Vec<u8>,
-                        Option<String>,
-                        std::time::SystemTime,
-                    ) = (
-                        r.try_get(0)?,
-                        r.try_get(1)?,
-                        r.try_get(2)?,
-                        r.try_get(3)?,
-                        r.try_get(4)?,
-                        r.try_get(5)?,
-                        r.try_get(6)?,
-                    );
+                    let _e = raw_event(r, 0)?;
                     loaded += 1;
                 }
             }

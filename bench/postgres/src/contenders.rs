@@ -456,6 +456,20 @@ pub type RawEvent = (
     SystemTime,
 );
 
+/// The event in `row` from column `at` on (version, id, type, schema version, data, metadata,
+/// recorded at), decoded as the raw load does.
+pub fn raw_event(row: &tokio_postgres::Row, at: usize) -> Result<RawEvent, tokio_postgres::Error> {
+    Ok((
+        row.try_get(at)?,
+        row.try_get(at + 1)?,
+        row.try_get(at + 2)?,
+        row.try_get(at + 3)?,
+        row.try_get(at + 4)?,
+        row.try_get(at + 5)?,
+        row.try_get(at + 6)?,
+    ))
+}
+
 /// A connection taken from the floor's set, put back when dropped.
 pub struct Checkout<'a> {
     conns: &'a Conns,
@@ -640,17 +654,7 @@ impl Floor {
             .await?;
         let events: Vec<RawEvent> = rows
             .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    r.try_get(5)?,
-                    r.try_get(6)?,
-                ))
-            })
+            .map(|r| raw_event(r, 0))
             .collect::<Result<_, tokio_postgres::Error>>()?;
         Ok(events.len())
     }
@@ -678,15 +682,7 @@ impl Floor {
                     head = r.try_get(0)?;
                     continue;
                 }
-                let e: RawEvent = (
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    r.try_get(5)?,
-                    r.try_get(6)?,
-                );
+                let e = raw_event(r, 0)?;
                 next = e.0 + 1;
                 n += 1;
             }

@@ -10,9 +10,6 @@
 //! (`scripts/bench-postgres.sh` runs it). Everything is written into three fresh schemas
 //! `bench_<random>_{sekiban,floor,pges}`, dropped at the end (`--keep` keeps them).
 
-mod contenders;
-mod proxy;
-
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +18,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use sekiban_core::{CostSnapshot, OpKind};
 use tokio::sync::Barrier;
 
-use crate::contenders::{Contender, Floor, FloorSql, PostgresEs, Sekiban, connect, stream_id};
-use crate::proxy::Proxy;
+use sekiban_bench_postgres::contenders::{
+    self, Contender, Floor, FloorSql, PostgresEs, Sekiban, connect, stream_id,
+};
+use sekiban_bench_postgres::proxy::{self, Proxy};
 
 const USAGE: &str = "usage: sekiban-bench-postgres [--url URL] [--appends-1 N] [--appends-16 N] \
 [--contended-16 N] [--rounds R] [--load-reps N] [--pool N] [--no-wire] [--no-analysis] [--keep] [--quick]";

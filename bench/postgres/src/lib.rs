@@ -1,0 +1,5 @@
+//! The side-by-side PostgreSQL benchmark's parts: the contenders and the counting proxy, used
+//! by the benchmark binary (`src/main.rs`) and the `client_cpu` example.
+
+pub mod contenders;
+pub mod proxy;
