@@ -11,7 +11,7 @@ use futures::StreamExt;
 use sekiban_core::idempotency::{PriorEvent, match_resend};
 use sekiban_core::paging::{Page, PageRequest};
 use sekiban_core::snapshot::{
-    BlobRef, PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
+    PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
 };
 use sekiban_core::{
     AppendResult, Checkpoint, CostCounter, DeleteMode, Direction, Etag, EventData, EventId,
@@ -438,14 +438,7 @@ fn read_pointer(row: &Row, at: usize) -> Result<Option<StoredSnapshot>> {
     let Some(version) = get::<Option<i64>>(row, at)? else {
         return Ok(None);
     };
-    let body = match get::<Option<String>>(row, at + 4)? {
-        Some(json) => SnapshotBody::Offloaded(
-            serde_json::from_str::<BlobRef>(&json).map_err(|e| decode("a snapshot pointer", e))?,
-        ),
-        None => SnapshotBody::Inline(Bytes::from(
-            get::<Option<Vec<u8>>>(row, at + 3)?.unwrap_or_default(),
-        )),
-    };
+    let body = SnapshotBody::from_columns(get(row, at + 3)?, get(row, at + 4)?)?;
     Ok(Some(StoredSnapshot {
         version: Version(u(version)),
         state_type: get::<Option<String>>(row, at + 1)?.unwrap_or_default(),
@@ -1020,16 +1013,7 @@ impl Db {
         stored: StoredSnapshot,
     ) -> Result<PointerWrite> {
         let s = &snapshot.stream;
-        let (inline, blob) = match &stored.body {
-            SnapshotBody::Inline(b) => (Some(b.to_vec()), None),
-            SnapshotBody::Offloaded(r) => (
-                None,
-                Some(
-                    serde_json::to_string(r)
-                        .map_err(|e| StoreError::backend("encode a snapshot pointer", e))?,
-                ),
-            ),
-        };
+        let (inline, blob) = stored.body.to_columns()?;
         let (t, c, id) = (s.tenant(), s.category(), s.id());
         let version = i(stored.version.0);
         let schema = i32::try_from(stored.schema_version).unwrap_or(i32::MAX);

@@ -18,12 +18,7 @@ fn tenant() -> String {
 }
 
 async fn store(config: PostgresConfig) -> PostgresEventStore {
-    PostgresEventStore::migrate(&config)
-        .await
-        .unwrap_or_else(|e| panic!("migrate: {e}"));
-    PostgresEventStore::connect_with_blobs(config, Arc::new(ObjectBlobStore::memory()))
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"))
+    common::open(config, Arc::new(ObjectBlobStore::memory())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

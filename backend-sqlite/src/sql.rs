@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row, ToSql, par
 use sekiban_core::idempotency::{PriorEvent, match_resend};
 use sekiban_core::paging::{Page, PageRequest};
 use sekiban_core::snapshot::{
-    BlobRef, PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
+    PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
 };
 use sekiban_core::{
     AppendResult, Checkpoint, CostCounter, DeleteMode, Direction, Etag, EventData, EventId,
@@ -614,14 +614,7 @@ fn read_pointer(row: &Row<'_>, at: usize) -> Result<Option<StoredSnapshot>> {
     let Some(version) = col::<Option<i64>>(row, at)? else {
         return Ok(None);
     };
-    let body = match col::<Option<String>>(row, at + 4)? {
-        Some(json) => SnapshotBody::Offloaded(
-            serde_json::from_str::<BlobRef>(&json).map_err(|e| decode("a snapshot pointer", e))?,
-        ),
-        None => SnapshotBody::Inline(Bytes::from(
-            col::<Option<Vec<u8>>>(row, at + 3)?.unwrap_or_default(),
-        )),
-    };
+    let body = SnapshotBody::from_columns(col(row, at + 3)?, col(row, at + 4)?)?;
     Ok(Some(StoredSnapshot {
         version: Version(u(version)),
         state_type: col(row, at + 1)?,
@@ -660,16 +653,7 @@ fn write_pointer_columns(c: &Conn, s: &StreamId, p: Option<&StoredSnapshot>) -> 
     let (version, state_type, schema, inline, blob) = match p {
         None => (None, None, None, None, None),
         Some(p) => {
-            let (inline, blob) = match &p.body {
-                SnapshotBody::Inline(b) => (Some(b.to_vec()), None),
-                SnapshotBody::Offloaded(r) => (
-                    None,
-                    Some(
-                        serde_json::to_string(r)
-                            .map_err(|e| StoreError::backend("encode a snapshot pointer", e))?,
-                    ),
-                ),
-            };
+            let (inline, blob) = p.body.to_columns()?;
             (
                 Some(i(p.version.0)),
                 Some(p.state_type.clone()),

@@ -60,6 +60,41 @@ pub enum SnapshotBody {
     Offloaded(BlobRef),
 }
 
+impl SnapshotBody {
+    /// The body as a SQL row keeps it, in two nullable columns: the inline bytes, or the blob
+    /// reference as JSON.
+    pub fn to_columns(&self) -> Result<(Option<Vec<u8>>, Option<String>)> {
+        match self {
+            SnapshotBody::Inline(b) => Ok((Some(b.to_vec()), None)),
+            SnapshotBody::Offloaded(r) => serde_json::to_string(r)
+                .map(|json| (None, Some(json)))
+                .map_err(|e| StoreError::backend("encode a snapshot pointer", e)),
+        }
+    }
+
+    /// The body from the two columns of [`SnapshotBody::to_columns`]; a blob reference that
+    /// does not parse is [`StoreError::Corrupt`].
+    ///
+    /// ```
+    /// use sekiban_core::snapshot::SnapshotBody;
+    /// let body = SnapshotBody::Inline(bytes::Bytes::from_static(b"state"));
+    /// let (inline, blob) = body.to_columns().unwrap();
+    /// assert_eq!(SnapshotBody::from_columns(inline, blob).unwrap(), body);
+    /// ```
+    pub fn from_columns(inline: Option<Vec<u8>>, blob: Option<String>) -> Result<SnapshotBody> {
+        match blob {
+            Some(json) => serde_json::from_str::<BlobRef>(&json)
+                .map(SnapshotBody::Offloaded)
+                .map_err(|e| StoreError::Corrupt {
+                    what: format!("a snapshot pointer: {e}"),
+                }),
+            None => Ok(SnapshotBody::Inline(Bytes::from(
+                inline.unwrap_or_default(),
+            ))),
+        }
+    }
+}
+
 /// A pointer to an offloaded snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRef {

@@ -58,13 +58,17 @@ pub fn config() -> PostgresConfig {
     c
 }
 
-/// A store on this run's schema (migrated first), with snapshot blobs in memory.
+/// A store on this run's schema (migrated first), offloading snapshots to `blobs`.
 pub async fn store_with(blobs: Arc<dyn BlobStore>) -> PostgresEventStore {
-    let c = config();
-    PostgresEventStore::migrate(&c)
+    open(config(), blobs).await
+}
+
+/// A store with `config` (its schema migrated first), offloading snapshots to `blobs`.
+pub async fn open(config: PostgresConfig, blobs: Arc<dyn BlobStore>) -> PostgresEventStore {
+    PostgresEventStore::migrate(&config)
         .await
         .unwrap_or_else(|e| panic!("migrate: {e}"));
-    PostgresEventStore::connect_with_blobs(c, blobs)
+    PostgresEventStore::connect_with_blobs(config, blobs)
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"))
 }
