@@ -535,6 +535,7 @@ impl StreamCatalog for PostgresEventStore {
     }
 }
 
+#[async_trait]
 impl Store for PostgresEventStore {
     fn limits(&self) -> &Limits {
         &self.shared.limits
@@ -551,5 +552,8 @@ impl Store for PostgresEventStore {
     }
     fn catalog(&self) -> Option<&dyn StreamCatalog> {
         Some(self)
+    }
+    async fn close(&self) -> Result<()> {
+        Ok(())
     }
 }

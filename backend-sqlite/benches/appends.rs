@@ -130,7 +130,7 @@ async fn level(dir: &std::path::Path, appends: usize, c: usize, json: bool) -> R
             r#"{{"impl":"sekiban-sqlite","concurrency":{c},"appends":{done},"seconds":{secs:.4},"appends_per_s":{rate:.1},"p50_ms":{p50:.3},"p99_ms":{p99:.3},"synchronous":"full"}}"#
         );
     }
-    drop(store);
+    store.close().await.map_err(|e| e.to_string())?;
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.clone().into_os_string();
         p.push(suffix);

@@ -35,6 +35,9 @@ pub enum Synchronous {
 /// assert_eq!(c.path, SqlitePath::File("/var/lib/app/events.db".into()));
 /// assert_eq!(c.synchronous, Synchronous::Normal);
 /// assert_eq!(SqliteConfig::from_url("sqlite::memory:").unwrap().path, SqlitePath::Memory);
+/// let c = SqliteConfig::from_url("sqlite://events.db?wal_limit_kib=1024&watch_ms=off").unwrap();
+/// assert_eq!((c.wal_limit, c.watch_interval), (1024 * 1024, None));
+/// assert!(SqliteConfig::from_url("sqlite://events.db?wal_limit_kib=8").is_err());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -51,9 +54,25 @@ pub struct SqliteConfig {
     /// Directory for offloaded snapshots; default: `<database file>.blobs/`, or memory for
     /// an in-memory database.
     pub blob_dir: Option<PathBuf>,
+    /// The bound of the `-wal` file, in bytes (default [`DEFAULT_WAL_LIMIT`]): SQLite's own
+    /// checkpoints start at half of it, a commit that leaves the file larger is followed by a
+    /// checkpoint that waits for readers and truncates it, and a WAL reset truncates it to this
+    /// size (`journal_size_limit`). It can exceed the bound by the commit that crosses it until
+    /// that checkpoint is done.
+    pub wal_limit: u64,
+    /// How often a store with following feed readers checks whether another process committed
+    /// (`PRAGMA data_version`, a read of shared memory); `None`: never, so commits of other
+    /// processes are seen at the feed poll interval.
+    pub watch_interval: Option<Duration>,
     /// The store's limits.
     pub limits: Limits,
 }
+
+/// The default bound of the `-wal` file: 4 MiB.
+pub const DEFAULT_WAL_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// How often a store with following feed readers checks for other processes' commits: 10 ms.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(10);
 
 /// The limits of a SQLite store.
 pub fn default_limits() -> Limits {
@@ -93,13 +112,17 @@ impl SqliteConfig {
             busy_timeout: Duration::from_secs(30),
             readers: 2,
             blob_dir: None,
+            wal_limit: DEFAULT_WAL_LIMIT,
+            watch_interval: Some(DEFAULT_WATCH_INTERVAL),
             limits: default_limits(),
         }
     }
 
     /// Parses `sqlite::memory:`, `sqlite://:memory:`, `sqlite:///abs/path.db`,
     /// `sqlite://rel/path.db` or a plain path, with optional query parameters `synchronous`
-    /// (`full`|`normal`), `busy_timeout_ms`, `readers` and `blobs` (a directory or `file://` URL).
+    /// (`full`|`normal`), `busy_timeout_ms`, `readers`, `blobs` (a directory or `file://` URL),
+    /// `wal_limit_kib` (the WAL bound in KiB, at least 64) and `watch_ms` (how often followers
+    /// look for other processes' commits, 1 to 1000, or `off`).
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let path = match base {
@@ -142,6 +165,25 @@ impl SqliteConfig {
                         value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
                             bad(url, format!("readers={value} is not a number ≥ 1"))
                         })?;
+                }
+                "wal_limit_kib" => {
+                    let kib: u64 = value.parse().ok().filter(|n| *n >= 64).ok_or_else(|| {
+                        bad(url, format!("wal_limit_kib={value} is not a number ≥ 64"))
+                    })?;
+                    config.wal_limit = kib.saturating_mul(1024);
+                }
+                "watch_ms" => {
+                    config.watch_interval = match value {
+                        "off" => None,
+                        ms => Some(Duration::from_millis(
+                            ms.parse()
+                                .ok()
+                                .filter(|n| (1..=1000).contains(n))
+                                .ok_or_else(|| {
+                                    bad(url, format!("watch_ms={ms} is not 1 to 1000 or off"))
+                                })?,
+                        )),
+                    }
                 }
                 "blobs" => {
                     let dir = value.strip_prefix("file://").unwrap_or(value);

@@ -64,7 +64,7 @@ async fn run(shared: Weak<Shared>) {
         let Some(s) = shared.upgrade() else { return };
         {
             let mut running = s.hub.running.lock().unwrap_or_else(|p| p.into_inner());
-            if s.hub.tail.receiver_count() == 0 {
+            if s.hub.tail.receiver_count() == 0 || s.workers.is_closed() {
                 *running = false;
                 return;
             }

@@ -24,11 +24,26 @@ use sekiban_core::{
 };
 use tokio::sync::watch;
 
-pub use config::{ENV_URL, SqliteConfig, SqlitePath, Synchronous, default_limits};
+pub use config::{
+    DEFAULT_WAL_LIMIT, DEFAULT_WATCH_INTERVAL, ENV_URL, SqliteConfig, SqlitePath, Synchronous,
+    default_limits,
+};
 
 use crate::feed::{Hub, TailPage};
 use crate::sql::{Conn, Role};
-use crate::worker::Workers;
+use crate::worker::{IDLE_CHECKPOINT, Upkeep, Workers};
+
+/// The `-wal` file of a file database.
+fn wal_path(config: &SqliteConfig) -> Option<std::path::PathBuf> {
+    match &config.path {
+        SqlitePath::Memory => None,
+        SqlitePath::File(p) => {
+            let mut wal = p.clone().into_os_string();
+            wal.push("-wal");
+            Some(wal.into())
+        }
+    }
+}
 
 /// An event store in one SQLite file (or in memory): every trait of [`Store`].
 ///
@@ -91,6 +106,13 @@ impl SqliteEventStore {
             };
             let writer = Conn::open(&cfg, Role::Writer, open_costs.clone())?;
             let store_id = sql::migrate(&writer, &what)?;
+            // A WAL left past its bound (a process killed mid-way, or an older version that
+            // never closed) is emptied now rather than carried along.
+            if let Some(wal) = wal_path(&cfg)
+                && std::fs::metadata(&wal).is_ok_and(|m| m.len() > cfg.wal_limit)
+            {
+                writer.checkpoint_truncate(IDLE_CHECKPOINT, cfg.busy_timeout)?;
+            }
             let readers = match cfg.path {
                 SqlitePath::Memory => Vec::new(),
                 SqlitePath::File(_) => (0..cfg.readers.max(1))
@@ -102,7 +124,13 @@ impl SqliteEventStore {
         .await
         .map_err(|e| StoreError::backend("open the SQLite database", e))??;
         let committed = watch::channel(0).0;
-        let workers = Workers::start(writer, readers, committed.clone())?;
+        let upkeep = Upkeep {
+            wal: wal_path(&config),
+            wal_limit: config.wal_limit,
+            watch: config.watch_interval,
+            busy_timeout: config.busy_timeout,
+        };
+        let workers = Workers::start(writer, readers, committed.clone(), upkeep)?;
         Ok(SqliteEventStore {
             shared: Arc::new(Shared {
                 workers,
@@ -425,6 +453,7 @@ impl StreamCatalog for SqliteEventStore {
     }
 }
 
+#[async_trait]
 impl Store for SqliteEventStore {
     fn limits(&self) -> &Limits {
         &self.shared.limits
@@ -443,5 +472,15 @@ impl Store for SqliteEventStore {
     }
     fn catalog(&self) -> Option<&dyn StreamCatalog> {
         Some(self)
+    }
+    /// Finishes the writes already queued, stops the feed notifier, closes the reader
+    /// connections and then the writer's: the last connection to the file (when no other
+    /// process has it open) checkpoints it and removes the `-wal` and `-shm` files. Later
+    /// operations on any clone fail with [`StoreError::Unavailable`].
+    async fn close(&self) -> Result<()> {
+        let closed = self.shared.workers.close().await;
+        // Wakes the notifier, which sees the store closed and stops.
+        self.shared.committed.send_modify(|g| *g += 1);
+        closed
     }
 }

@@ -108,6 +108,22 @@ impl Conn {
                     )));
                 }
             }
+            if role == Role::Writer {
+                // SQLite's own (passive) checkpoints start at half the WAL bound; a WAL reset
+                // truncates the file to the bound.
+                let page: i64 = c
+                    .conn
+                    .query_row("PRAGMA page_size", [], |r| r.get(0))
+                    .ctx("read the page size")?;
+                let pages =
+                    (config.wal_limit / 2 / u64::try_from(page.max(512)).unwrap_or(4096)).max(16);
+                c.conn
+                    .execute_batch(&format!(
+                        "PRAGMA journal_size_limit = {}; PRAGMA wal_autocheckpoint = {pages}",
+                        i(config.wal_limit)
+                    ))
+                    .ctx("set the WAL bound")?;
+            }
             let sync = match config.synchronous {
                 Synchronous::Full => "FULL",
                 Synchronous::Normal => "NORMAL",
@@ -195,6 +211,42 @@ impl Conn {
 
     pub(crate) fn costs(&self) -> &CostCounter {
         &self.costs
+    }
+
+    /// `PRAGMA data_version`: changes when another connection (another process, for the
+    /// writer's connection) committed since the previous call on this connection.
+    pub(crate) fn data_version(&self) -> Result<i64> {
+        self.costs.record(OpKind::Feed, 0, 0);
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .ctx("PRAGMA data_version")
+    }
+
+    /// A checkpoint that waits up to `wait` for readers and writers of other connections, copies
+    /// the whole WAL into the database and truncates the WAL file to zero bytes. `Ok(false)`
+    /// when others kept it from completing (the WAL is then left as it was, or partly copied).
+    pub(crate) fn checkpoint_truncate(&self, wait: Duration, busy: Duration) -> Result<bool> {
+        self.costs.record(OpKind::Other, 0, 0);
+        self.conn.busy_timeout(wait).ctx("set the busy timeout")?;
+        let r = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        self.conn.busy_timeout(busy).ctx("set the busy timeout")?;
+        match r {
+            Ok(blocked) => Ok(blocked == 0),
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => Ok(false),
+            Err(e) => Err(classify("PRAGMA wal_checkpoint(TRUNCATE)", e)),
+        }
+    }
+
+    /// Closes the connection; the last connection to a WAL database checkpoints it and removes
+    /// the `-wal` and `-shm` files.
+    pub(crate) fn close(self) -> Result<()> {
+        self.conn
+            .close()
+            .map_err(|(_, e)| classify("close the database connection", e))
     }
 }
 
@@ -488,7 +540,7 @@ pub(crate) fn read_page(
     let sql = format!(
         "SELECT s.erased, s.version, {EVENT_COLUMNS} FROM sekiban_streams s \
          LEFT JOIN sekiban_log l ON l.tenant = s.tenant AND l.category = s.category AND l.stream_id = s.stream_id \
-           AND l.kind = 0 AND l.version > s.hidden_upto AND l.version >= ?4 AND l.version <= ?5 \
+           AND l.kind = 0 AND l.version >= max(?4, s.hidden_upto + 1) AND l.version <= ?5 \
          WHERE s.tenant = ?1 AND s.category = ?2 AND s.stream_id = ?3 ORDER BY l.version {order} LIMIT ?6"
     );
     let mut bytes = 0usize;

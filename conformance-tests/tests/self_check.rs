@@ -192,6 +192,7 @@ impl CheckpointStore for Broken {
     }
 }
 
+#[async_trait]
 impl Store for Broken {
     fn limits(&self) -> &Limits {
         &self.limits
@@ -204,6 +205,9 @@ impl Store for Broken {
     }
     fn catalog(&self) -> Option<&dyn StreamCatalog> {
         self.inner.catalog()
+    }
+    async fn close(&self) -> Result<()> {
+        self.inner.close().await
     }
 }
 

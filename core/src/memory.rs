@@ -687,6 +687,7 @@ impl StreamCatalog for MemoryStore {
     }
 }
 
+#[async_trait]
 impl Store for MemoryStore {
     fn limits(&self) -> &Limits {
         &self.shared.limits
@@ -705,5 +706,10 @@ impl Store for MemoryStore {
     }
     fn catalog(&self) -> Option<&dyn StreamCatalog> {
         Some(self)
+    }
+    /// Nothing to release: the data lives in this process until the last clone is dropped, and
+    /// the store keeps working after a close.
+    async fn close(&self) -> Result<()> {
+        Ok(())
     }
 }

@@ -219,6 +219,7 @@ pub trait StreamCatalog: Send + Sync + Debug {
 }
 
 /// Everything a tool or the conformance suite needs, as one object: `Arc<dyn Store>`.
+#[async_trait]
 pub trait Store: EventStore + SnapshotStore + ChangeFeed + CheckpointStore {
     /// The store's limits.
     fn limits(&self) -> &Limits;
@@ -228,6 +229,19 @@ pub trait Store: EventStore + SnapshotStore + ChangeFeed + CheckpointStore {
     fn costs(&self) -> CostSnapshot;
     /// Stream listing, if the store has it.
     fn catalog(&self) -> Option<&dyn StreamCatalog>;
+    /// Closes the store gracefully, for every clone: writes already handed to the store finish,
+    /// what a background task still owes goes out (a pending feed notification), background
+    /// tasks stop and every connection closes. Returns once that is done; a second call does
+    /// nothing. Operations after a close fail with [`StoreError::Unavailable`] (or, for a store
+    /// with nothing to release, keep working).
+    ///
+    /// A process should close its stores before it exits: a thread or task still running at
+    /// exit is cut off, so a database may be left with work to redo on the next open (SQLite's
+    /// WAL) or a reader in another process may wait for a notification that never comes.
+    /// Dropping the last clone without closing releases the same resources in the background
+    /// where the backend can do so safely; a store killed without closing recovers on the next
+    /// open.
+    async fn close(&self) -> Result<()>;
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use sekiban_core::{
 };
 
 use crate::args::BenchArgs;
-use crate::commands::{fresh_temp_dir, open, print};
+use crate::commands::{fresh_temp_dir, print, with_store};
+use crate::open::OpenedStore;
 use crate::output::table;
 use crate::progress;
 
@@ -126,7 +127,19 @@ pub async fn run(store: Option<String>, args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(url: &str, made_here: bool, args: &BenchArgs) -> anyhow::Result<()> {
-    let opened = open(url).await?;
+    with_store(url, async |opened| {
+        measure(opened, url, made_here, args).await
+    })
+    .await
+}
+
+async fn measure(
+    opened: &OpenedStore,
+    url: &str,
+    made_here: bool,
+    args: &BenchArgs,
+) -> anyhow::Result<()> {
+    let opened = opened.clone();
     let kind = opened.kind;
     let store = opened.store;
     let tenant = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);

@@ -36,10 +36,18 @@ pub async fn run(url: &str, args: ConformanceArgs) -> anyhow::Result<()> {
         selected.len(),
         CASES.len()
     ))?;
-    // Every case gets the store opened anew, so its cost counters count that case alone.
+    // Every case gets the store opened anew, so its cost counters count that case alone; each
+    // is closed at the end.
+    let opened = std::sync::Mutex::new(Vec::new());
     let make = || async {
         match open_store(url).await {
-            Ok(o) => Harness::new(o.store, o.blobs),
+            Ok(o) => {
+                opened
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(o.store.clone());
+                Harness::new(o.store, o.blobs)
+            }
             Err(e) => {
                 eprintln!(
                     "warning: reopening the store failed ({e}); this case runs on the first one"
@@ -59,6 +67,12 @@ pub async fn run(url: &str, args: ConformanceArgs) -> anyhow::Result<()> {
         }
     }
     let elapsed = clock.elapsed();
+    let stores = std::mem::take(&mut *opened.lock().unwrap_or_else(|p| p.into_inner()));
+    for store in stores.iter().chain([&first.store]) {
+        if let Err(e) = store.close().await {
+            eprintln!("warning: closing the store failed: {e}");
+        }
+    }
     let failed = report.failed();
     let mut summary = format!(
         "{} passed, {} failed ({:.2} s)\n",

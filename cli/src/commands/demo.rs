@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use sekiban_examples::bank::{DemoOptions, run_demo};
 
 use crate::args::DemoArgs;
-use crate::commands::{fresh_temp_dir, open, print};
+use crate::commands::{fresh_temp_dir, print, with_store};
+use crate::open::OpenedStore;
 use crate::progress;
 
 /// Runs the demo on `store` (default: a SQLite file in a fresh temporary directory, kept so it
@@ -19,9 +20,20 @@ pub async fn run(store: Option<String>, args: DemoArgs) -> anyhow::Result<()> {
             (format!("sqlite://{}", dir.join("demo.db").display()), true)
         }
     };
-    let opened = open(&url).await?;
+    with_store(&url, async |opened| {
+        demo(opened, &url, made_here, args).await
+    })
+    .await
+}
+
+async fn demo(
+    opened: &OpenedStore,
+    url: &str,
+    made_here: bool,
+    args: DemoArgs,
+) -> anyhow::Result<()> {
     let shown = if made_here {
-        url.clone()
+        url.to_string()
     } else {
         format!("the {} store of --store", opened.kind)
     };

@@ -5,13 +5,21 @@ use std::fmt::Write as _;
 use sekiban_core::FeedHistory;
 
 use crate::args::InitArgs;
-use crate::commands::{open, print};
+use crate::commands::{print, with_store};
+use crate::open::OpenedStore;
 
 /// Opens the store at `url` and says what that did.
 pub async fn run(url: &str, _args: InitArgs) -> anyhow::Result<()> {
     let existed = sqlite_file(url).map(|p| (p.exists(), p));
     crate::open::prepare_store(url).await?;
-    let opened = open(url).await?;
+    with_store(url, async |opened| describe(opened, existed).await).await
+}
+
+/// Says what opening the store did, its limits and capabilities.
+async fn describe(
+    opened: &OpenedStore,
+    existed: Option<(bool, std::path::PathBuf)>,
+) -> anyhow::Result<()> {
     let mut out = String::new();
     match (opened.kind, existed) {
         ("sqlite", Some((true, path))) => writeln!(

@@ -21,10 +21,16 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Init(a) => init::run(&required(store)?, a).await,
         Command::Demo(a) => demo::run(store, a).await,
-        Command::Streams(a) => streams::run(&open(&required(store)?).await?, a).await,
-        Command::Events(a) => events::run(&open(&required(store)?).await?, a).await,
-        Command::Append(a) => append::run(&open(&required(store)?).await?, a).await,
-        Command::Tail(a) => tail::run(&open(&required(store)?).await?, a).await,
+        Command::Streams(a) => {
+            with_store(&required(store)?, async |o| streams::run(o, a).await).await
+        }
+        Command::Events(a) => {
+            with_store(&required(store)?, async |o| events::run(o, a).await).await
+        }
+        Command::Append(a) => {
+            with_store(&required(store)?, async |o| append::run(o, a).await).await
+        }
+        Command::Tail(a) => with_store(&required(store)?, async |o| tail::run(o, a).await).await,
         Command::Conformance(a) => conformance::run(&required(store)?, a).await,
         Command::Bench(a) => bench::run(store, a).await,
     }
@@ -38,6 +44,21 @@ fn required(store: Option<String>) -> anyhow::Result<String> {
             supported_urls()
         ))
     })
+}
+
+/// Opens the store at `url`, runs `f` on it, then closes the store whatever `f` returned (its
+/// error first, then a failed close), so queued work is finished, pending notifications are
+/// sent and a SQLite file is checkpointed before the command exits.
+pub async fn with_store<T>(
+    url: &str,
+    f: impl AsyncFnOnce(&OpenedStore) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let opened = open(url).await?;
+    let result = f(&opened).await;
+    let closed = opened.store.close().await;
+    let value = result?;
+    closed.map_err(|e| anyhow::Error::from(e).context("close the store"))?;
+    Ok(value)
 }
 
 /// Opens the store (see [`open_store`]), its error as an `anyhow::Error`.

@@ -20,6 +20,13 @@ async fn main() -> Result<(), StoreError> {
     let path = dir.path().join("quickstart.db");
     let store: Arc<dyn Store> = Arc::new(SqliteEventStore::open(SqliteConfig::file(&path)).await?);
     println!("store: {}", path.display());
+    let result = walk_through(&store).await;
+    // Closing finishes queued writes and checkpoints the file before the process exits.
+    store.close().await?;
+    result
+}
+
+async fn walk_through(store: &Arc<dyn Store>) -> Result<(), StoreError> {
     let tenant = "acme";
 
     // A projector follows the feed of one tenant from the beginning, in the background.
