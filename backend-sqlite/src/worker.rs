@@ -28,8 +28,8 @@ const MAX_GROUP: usize = 256;
 pub(crate) const IDLE_CHECKPOINT: Duration = Duration::from_millis(500);
 
 /// How long a WAL checkpoint waits for other connections' readers and writers; past it, the
-/// checkpoint is tried again after a later commit.
-const CHECKPOINT_WAIT: Duration = Duration::from_millis(100);
+/// checkpoint is tried again after the next commit.
+const CHECKPOINT_WAIT: Duration = Duration::from_millis(20);
 
 type ReadJob = Box<dyn FnOnce(&Conn) + Send>;
 
@@ -303,8 +303,6 @@ struct Writer {
     dirty_since: Option<Instant>,
     /// The last `data_version` seen, while watching for other processes.
     data_version: Option<i64>,
-    /// The WAL size above which a commit is followed by a truncating checkpoint.
-    check_above: u64,
 }
 
 impl Writer {
@@ -348,20 +346,15 @@ impl Writer {
     }
 
     /// After a commit: a WAL past its bound is checkpointed and truncated at once. When others
-    /// keep that from completing, the next try waits until the file grew by another bound, so
-    /// a reader holding a snapshot in another process does not slow every commit.
+    /// keep that from completing within [`CHECKPOINT_WAIT`], the next commit tries again.
     fn after_commit(&mut self) {
         self.committed.send_modify(|generation| *generation += 1);
         let Some(wal) = &self.upkeep.wal else { return };
         self.dirty_since = Some(Instant::now());
-        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
-        if size > self.check_above {
-            if self.checkpoint() {
-                self.dirty_since = None;
-                self.check_above = self.upkeep.wal_limit;
-            } else {
-                self.check_above = size.saturating_add(self.upkeep.wal_limit);
-            }
+        if std::fs::metadata(wal).is_ok_and(|m| m.len() > self.upkeep.wal_limit)
+            && self.checkpoint()
+        {
+            self.dirty_since = None;
         }
     }
 
@@ -377,7 +370,6 @@ fn writer_loop(conn: Conn, rx: Receiver<Msg>, committed: watch::Sender<u64>, upk
     let mut w = Writer {
         conn,
         committed,
-        check_above: upkeep.wal_limit,
         upkeep,
         dirty_since: None,
         data_version: None,
