@@ -40,6 +40,8 @@ impl Hub {
         if !*running {
             *running = true;
             tokio::spawn(run(Arc::downgrade(shared)));
+            // The writer looks for other processes' commits while the hub runs.
+            shared.workers.wake_writer();
         }
         rx
     }

@@ -225,19 +225,29 @@ impl Conn {
     /// A checkpoint that waits up to `wait` for readers and writers of other connections, copies
     /// the whole WAL into the database and truncates the WAL file to zero bytes. `Ok(false)`
     /// when others kept it from completing (the WAL is then left as it was, or partly copied).
+    /// A checkpoint another connection runs at the same moment (SQLite's own passive one after
+    /// a commit) makes it fail at once; it is then tried again until `wait` has passed.
     pub(crate) fn checkpoint_truncate(&self, wait: Duration, busy: Duration) -> Result<bool> {
-        self.costs.record(OpKind::Other, 0, 0);
-        self.conn.busy_timeout(wait).ctx("set the busy timeout")?;
-        let r = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            });
-        self.conn.busy_timeout(busy).ctx("set the busy timeout")?;
-        match r {
-            Ok(blocked) => Ok(blocked == 0),
-            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => Ok(false),
-            Err(e) => Err(classify("PRAGMA wal_checkpoint(TRUNCATE)", e)),
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            self.costs.record(OpKind::Other, 0, 0);
+            self.conn.busy_timeout(left).ctx("set the busy timeout")?;
+            let r = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                });
+            self.conn.busy_timeout(busy).ctx("set the busy timeout")?;
+            let done = match r {
+                Ok(blocked) => blocked == 0,
+                Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => false,
+                Err(e) => return Err(classify("PRAGMA wal_checkpoint(TRUNCATE)", e)),
+            };
+            if done || left.is_zero() {
+                return Ok(done);
+            }
+            std::thread::sleep(left.min(Duration::from_millis(2)));
         }
     }
 

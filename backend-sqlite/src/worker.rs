@@ -27,9 +27,13 @@ const MAX_GROUP: usize = 256;
 /// How long the writer waits after its last commit before it empties the WAL.
 pub(crate) const IDLE_CHECKPOINT: Duration = Duration::from_millis(500);
 
-/// How long a WAL checkpoint waits for other connections' readers and writers; past it, the
-/// checkpoint is tried again after the next commit.
-const CHECKPOINT_WAIT: Duration = Duration::from_millis(20);
+/// How long the checkpoint of a WAL past its bound waits for other connections' readers and
+/// writers (while it waits, it keeps new writers out, so it gets its turn between two commits of
+/// other processes); past it, it is tried again after the next commit.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
+
+/// How long the checkpoint of an idle writer waits for others: it is only tidying up.
+const IDLE_CHECKPOINT_WAIT: Duration = Duration::from_millis(20);
 
 type ReadJob = Box<dyn FnOnce(&Conn) + Send>;
 
@@ -105,6 +109,8 @@ enum Msg {
     Read(ReadJob),
     Write(Box<dyn WriteJob>),
     Close(Close),
+    /// Nothing to do: the writer recomputes how long it may wait (feed readers came).
+    Wake,
 }
 
 enum ReaderMsg {
@@ -237,6 +243,12 @@ impl Workers {
         rx.await.map_err(|_| stopped())?
     }
 
+    /// Has the writer recompute how long it may wait for work (feed readers began to follow,
+    /// so it should look for other processes' commits).
+    pub(crate) fn wake_writer(&self) {
+        let _ = self.writer.send(Msg::Wake);
+    }
+
     /// Refuses new work, lets the queued work finish, closes the reader connections, then the
     /// writer's. With `reply`, the writer answers once its connection is closed. Only the first
     /// call does anything (`false` after that).
@@ -341,7 +353,7 @@ impl Writer {
             .is_some_and(|t| t.elapsed() >= IDLE_CHECKPOINT)
         {
             // Kept from completing (another process reads or writes): try again after a pause.
-            self.dirty_since = (!self.checkpoint()).then(Instant::now);
+            self.dirty_since = (!self.checkpoint(IDLE_CHECKPOINT_WAIT)).then(Instant::now);
         }
     }
 
@@ -352,16 +364,16 @@ impl Writer {
         let Some(wal) = &self.upkeep.wal else { return };
         self.dirty_since = Some(Instant::now());
         if std::fs::metadata(wal).is_ok_and(|m| m.len() > self.upkeep.wal_limit)
-            && self.checkpoint()
+            && self.checkpoint(CHECKPOINT_WAIT)
         {
             self.dirty_since = None;
         }
     }
 
-    /// A truncating checkpoint; whether it completed.
-    fn checkpoint(&self) -> bool {
+    /// A truncating checkpoint that waits up to `wait` for others; whether it completed.
+    fn checkpoint(&self, wait: Duration) -> bool {
         self.conn
-            .checkpoint_truncate(CHECKPOINT_WAIT, self.upkeep.busy_timeout)
+            .checkpoint_truncate(wait.min(self.upkeep.busy_timeout), self.upkeep.busy_timeout)
             .unwrap_or(false)
     }
 }
@@ -395,6 +407,7 @@ fn writer_loop(conn: Conn, rx: Receiver<Msg>, committed: watch::Sender<u64>, upk
         };
         match msg {
             Msg::Read(job) => job(&w.conn),
+            Msg::Wake => {}
             Msg::Close(c) => break Some(c),
             Msg::Write(first) => {
                 let mut group = vec![first];
