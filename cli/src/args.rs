@@ -19,7 +19,7 @@ Exit codes:
 const STORE_HELP: &str = "\
 The store to use. URL forms: memory://[?blobs=DIR] (this process only), sqlite:///abs/path.db, \
 sqlite://rel/path.db, sqlite::memory: (sqlite parameters: synchronous=full|normal, \
-busy_timeout_ms=N, readers=N, blobs=DIR). A SQLite file is created with its schema when missing; \
+busy_timeout_ms=N, readers=N, blobs=DIR, wal_limit_kib=N, watch_ms=N|off). A SQLite file is created with its schema when missing; \
 its directory must exist";
 
 /// `sekiban`: look into, write to and test a sekiban event store.

@@ -22,7 +22,8 @@ pub struct OpenedStore {
 macro_rules! sqlite_urls {
     () => {
         ", sqlite:///abs/path.db, sqlite://rel/path.db, sqlite::memory: \
-         (sqlite parameters: synchronous=full|normal, busy_timeout_ms=N, readers=N, blobs=DIR)"
+         (sqlite parameters: synchronous=full|normal, busy_timeout_ms=N, readers=N, blobs=DIR, \
+         wal_limit_kib=N, watch_ms=N|off)"
     };
 }
 #[cfg(not(feature = "sqlite"))]
