@@ -71,8 +71,8 @@ pub struct SqliteConfig {
 /// The default bound of the `-wal` file: 4 MiB.
 pub const DEFAULT_WAL_LIMIT: u64 = 4 * 1024 * 1024;
 
-/// How often a store with following feed readers checks for other processes' commits: 10 ms.
-pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(10);
+/// How often a store with following feed readers checks for other processes' commits: 20 ms.
+pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The limits of a SQLite store.
 pub fn default_limits() -> Limits {

@@ -39,8 +39,10 @@ impl Hub {
         let mut running = shared.hub.running.lock().unwrap_or_else(|p| p.into_inner());
         if !*running {
             *running = true;
-            tokio::spawn(run(Arc::downgrade(shared)));
-            // The writer looks for other processes' commits while the hub runs.
+            // Subscribed before the writer is woken: it looks for other processes' commits
+            // while the hub holds this receiver.
+            let committed = shared.committed.subscribe();
+            tokio::spawn(run(Arc::downgrade(shared), committed));
             shared.workers.wake_writer();
         }
         rx
@@ -49,9 +51,8 @@ impl Hub {
 
 /// The hub task: polls after each commit notification or poll interval while readers wait;
 /// ends when no reader is subscribed or the store is dropped.
-async fn run(shared: Weak<Shared>) {
+async fn run(shared: Weak<Shared>, mut committed: watch::Receiver<u64>) {
     let Some(s) = shared.upgrade() else { return };
-    let mut committed = s.committed.subscribe();
     let poll = s.limits.feed_poll_interval;
     let (page, page_bytes) = (s.limits.page_events, s.limits.page_bytes);
     let mut position = match s.workers.read(sql::last_position).await {

@@ -217,8 +217,8 @@ impl Conn {
     /// writer's connection) committed since the previous call on this connection.
     pub(crate) fn data_version(&self) -> Result<i64> {
         self.costs.record(OpKind::Feed, 0, 0);
-        self.conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
+        self.prepare("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))
             .ctx("PRAGMA data_version")
     }
 
