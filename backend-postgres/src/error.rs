@@ -68,10 +68,18 @@ impl<T> Context<T> for Result<T, tokio_postgres::Error> {
     }
 }
 
+/// What every operation on a closed store returns.
+pub(crate) fn closed() -> StoreError {
+    StoreError::Unavailable {
+        source: "the store is closed (close() was called); open a new store to go on".into(),
+    }
+}
+
 /// A pool error: connection failures are `Unavailable`, server answers are classified.
 pub(crate) fn pool_error(e: deadpool::managed::PoolError<tokio_postgres::Error>) -> StoreError {
     match e {
         deadpool::managed::PoolError::Backend(e) => classify("open a connection", e),
+        deadpool::managed::PoolError::Closed => closed(),
         other => StoreError::Unavailable {
             source: format!("no database connection: {other}").into(),
         },

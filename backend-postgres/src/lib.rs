@@ -22,11 +22,13 @@ use sekiban_core::{
     OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload, SnapshotStore, Store,
     StoreError, StreamCatalog, StreamId, StreamInfo, Version,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
 
 pub use config::{DEFAULT_NOTIFY_INTERVAL, ENV_URL, PostgresConfig, check_schema, default_limits};
 pub use tokio_postgres;
 
+use crate::error::closed;
 use crate::sql::{Db, FeedPosition};
 
 /// The SQL the store sends for `schema`, by name (`append_new`, `append_existing`,
@@ -43,9 +45,20 @@ pub fn statement_texts(schema: &str) -> Vec<(&'static str, String)> {
     sql::statement_texts(schema)
 }
 
+/// The settings each of the store's pooled connections makes once when it opens (no bitmap
+/// scans: its reads walk an index in order and stop at their LIMIT), for tools that replay or
+/// inspect its statements on a connection of their own; not a stable interface.
+#[doc(hidden)]
+pub fn session_settings() -> &'static str {
+    sql::SESSION
+}
+
 /// An event store in a PostgreSQL schema: every trait of [`Store`].
 ///
-/// Cheap to clone; clones share the pool.
+/// Cheap to clone; clones share the pool. [`Store::close`] closes it for every clone: writes in
+/// flight finish, the pending `NOTIFY` goes out, the background tasks stop and every connection
+/// closes. Dropping the last clone without closing still announces pending commits from the
+/// background (while the Tokio runtime runs) and then closes the connections.
 #[derive(Clone, Debug)]
 pub struct PostgresEventStore {
     shared: Arc<Shared>,
@@ -61,10 +74,41 @@ struct Shared {
     blobs: Arc<dyn BlobStore>,
     system_id: String,
     /// Tenants with new commits, for the notifier task (`None`: notifications are off).
-    notify: Option<mpsc::UnboundedSender<String>>,
+    notify: Option<mpsc::UnboundedSender<Note>>,
+    /// The notifier task, until `close` awaits it.
+    notifier: Mutex<Option<JoinHandle<()>>>,
     /// The tenant of every notification the listener receives.
     wake: broadcast::Sender<Arc<str>>,
-    listening: Mutex<bool>,
+    /// The LISTEN connection's task.
+    listener: Arc<Mutex<Listen>>,
+    /// `true` once `close` has begun: writes are refused, waiting feed readers stop waiting.
+    /// Its receivers also see the store dropped (the sender goes with the last clone).
+    closed: watch::Sender<bool>,
+    /// Held shared by every write in flight; `close` takes it exclusively to let them finish
+    /// (and hand their commits to the notifier) before the last notification.
+    writes: tokio::sync::RwLock<()>,
+    /// Serialises `close` calls, so a second call returns once the first is done.
+    closing: tokio::sync::Mutex<()>,
+}
+
+/// What the notifier task is told.
+#[derive(Debug)]
+enum Note {
+    /// A commit of this tenant.
+    Commit(String),
+    /// The store is closing: announce what is pending now and end.
+    Close,
+}
+
+/// The state of the LISTEN connection's task.
+#[derive(Debug)]
+enum Listen {
+    /// Not running: the next following reader starts it.
+    Idle,
+    /// Running.
+    Running(JoinHandle<()>),
+    /// The store is closed: it never starts again.
+    Closed,
 }
 
 fn channel(schema: &str) -> String {
@@ -109,10 +153,20 @@ impl PostgresEventStore {
             Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone())),
             config.limits.max_inline_snapshot_bytes,
         );
-        let (notify, notifier_rx) = match config.notify_interval {
+        let (closed, _) = watch::channel(false);
+        // The notifier owns what it needs to send (a handle on the pool), so the commits it
+        // still owes go out even when the last clone of the store is dropped without `close`.
+        let (notify, notifier) = match config.notify_interval {
             Some(interval) => {
                 let (tx, rx) = mpsc::unbounded_channel();
-                (Some(tx), Some((rx, interval)))
+                let task = tokio::spawn(notifier(
+                    db.clone(),
+                    channel(&config.schema),
+                    rx,
+                    interval,
+                    closed.subscribe(),
+                ));
+                (Some(tx), Some(task))
             }
             None => (None, None),
         };
@@ -125,12 +179,13 @@ impl PostgresEventStore {
             blobs,
             system_id,
             notify,
+            notifier: Mutex::new(notifier),
             wake: broadcast::channel(1024).0,
-            listening: Mutex::new(false),
+            listener: Arc::new(Mutex::new(Listen::Idle)),
+            closed,
+            writes: tokio::sync::RwLock::new(()),
+            closing: tokio::sync::Mutex::new(()),
         });
-        if let Some((rx, interval)) = notifier_rx {
-            tokio::spawn(notifier(Arc::downgrade(&shared), rx, interval));
-        }
         Ok(PostgresEventStore { shared })
     }
 
@@ -146,6 +201,9 @@ impl PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<EventData>,
     ) -> Result<AppendResult> {
+        if self.is_closed() {
+            return Err(closed());
+        }
         self.shared.limits.check_append(stream, &events)?;
         self.shared
             .db
@@ -192,105 +250,159 @@ impl PostgresEventStore {
         }
     }
 
+    /// Whether `close` has begun.
+    fn is_closed(&self) -> bool {
+        *self.shared.closed.borrow()
+    }
+
+    /// Admits a write: the guard keeps `close` waiting until the write (and its announcement)
+    /// is done; once `close` has begun, writes are refused.
+    async fn admit_write(&self) -> Result<tokio::sync::RwLockReadGuard<'_, ()>> {
+        let guard = self.shared.writes.read().await;
+        if self.is_closed() {
+            return Err(closed());
+        }
+        Ok(guard)
+    }
+
     /// Hands a commit of `stream`'s tenant to the notifier (when notifications are on).
     fn announce(&self, stream: &StreamId) {
         if let Some(n) = &self.shared.notify {
-            let _ = n.send(stream.tenant().to_string());
+            let _ = n.send(Note::Commit(stream.tenant().to_string()));
         }
     }
 
     /// Starts the LISTEN connection once; readers fall back to polling when it fails.
     fn listen(&self) {
-        let mut listening = self
-            .shared
-            .listening
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if *listening {
-            return;
+        let state = &self.shared.listener;
+        let mut listen = lock(state);
+        if matches!(*listen, Listen::Idle) {
+            *listen = Listen::Running(tokio::spawn(listener(
+                self.shared.config.url.clone(),
+                channel(&self.shared.config.schema),
+                self.shared.wake.clone(),
+                self.shared.costs.clone(),
+                self.shared.closed.subscribe(),
+                state.clone(),
+            )));
         }
-        *listening = true;
-        tokio::spawn(listener(Arc::downgrade(&self.shared)));
     }
+}
+
+/// Locks a std mutex, whether or not a holder panicked (the states it guards stay valid).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Sends one coalesced NOTIFY per tenant after commits, outside the append's statement: a NOTIFY
 /// inside an append would take a cluster-wide lock until commit and serialise every writer.
 /// The first commit after a quiet spell is announced at once; later ones wait until `interval`
 /// has passed since the previous announcement, and share it.
+///
+/// It owns a handle on the pool, so it can always send what it owes. When the store closes
+/// (`closed` turns `true`, or its sender goes with the last clone of the store) it stops
+/// throttling; it ends after announcing everything received before [`Note::Close`] or before
+/// the channel closed (the last clone dropped), and with it goes its handle on the pool.
 async fn notifier(
-    shared: std::sync::Weak<Shared>,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    db: Db,
+    channel: String,
+    mut rx: mpsc::UnboundedReceiver<Note>,
     interval: std::time::Duration,
+    mut closed: watch::Receiver<bool>,
 ) {
     let mut last: Option<tokio::time::Instant> = None;
-    while let Some(first) = rx.recv().await {
-        if let Some(last) = last {
-            tokio::time::sleep_until(last + interval).await;
+    let mut tenants: Vec<String> = Vec::new();
+    let add = |tenants: &mut Vec<String>, t: String| {
+        if !tenants.contains(&t) {
+            tenants.push(t);
         }
-        let mut tenants = vec![first];
-        while let Ok(t) = rx.try_recv() {
-            if !tenants.contains(&t) {
-                tenants.push(t);
+    };
+    loop {
+        match rx.recv().await {
+            Some(Note::Commit(t)) => tenants.push(t),
+            Some(Note::Close) | None => return,
+        }
+        if let Some(last) = last {
+            tokio::select! {
+                () = tokio::time::sleep_until(last + interval) => {}
+                // Closing, or the store dropped: what is pending goes out at once.
+                _ = closed.wait_for(|c| *c) => {}
+            }
+        }
+        let mut end = false;
+        loop {
+            match rx.try_recv() {
+                Ok(Note::Commit(t)) => add(&mut tenants, t),
+                Ok(Note::Close) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                    end = true;
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
             }
         }
         last = Some(tokio::time::Instant::now());
-        let Some(s) = shared.upgrade() else { return };
         // A lost notification only delays readers until their next poll.
-        let _ = s.db.notify(&channel(&s.config.schema), &tenants).await;
+        let _ = db.notify(&channel, &tenants).await;
+        tenants.clear();
+        if end {
+            return;
+        }
     }
 }
 
-/// Holds a connection that LISTENs for the schema's channel and wakes waiting readers.
-async fn listener(shared: std::sync::Weak<Shared>) {
-    let Some(s) = shared.upgrade() else { return };
-    let url = s.config.url.clone();
-    let chan = channel(&s.config.schema);
-    drop(s);
-    let Ok((client, mut connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-    else {
-        if let Some(s) = shared.upgrade() {
-            *s.listening.lock().unwrap_or_else(|p| p.into_inner()) = false;
-        }
-        return;
-    };
-    let messages = stream::poll_fn(move |cx| connection.poll_message(cx));
-    let forward = {
-        let shared = shared.clone();
-        messages.for_each(move |m| {
-            if let (Ok(tokio_postgres::AsyncMessage::Notification(n)), Some(s)) =
-                (m, shared.upgrade())
-            {
-                let _ = s.wake.send(Arc::from(n.payload()));
-            }
-            futures::future::ready(())
-        })
-    };
-    let sql = format!("LISTEN \"{}\"", chan.replace('"', "\"\""));
-    let listen = async {
-        if let Some(s) = shared.upgrade() {
-            s.costs.record(OpKind::Feed, 0, 0);
-        }
-        client.batch_execute(&sql).await
-    };
-    let (_, listened) = tokio::join!(
-        async {
-            // Keeps the connection (and so the LISTEN) until the store is dropped or it breaks.
-            let watch_store = async {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-                    if shared.strong_count() == 0 {
-                        return;
+/// Holds a connection that LISTENs on the schema's channel and wakes waiting readers, until the
+/// connection breaks or the store closes or is dropped (`closed`); then it closes the connection
+/// (the server is told, not left to notice) and marks itself idle unless the store is closed.
+async fn listener(
+    url: String,
+    chan: String,
+    wake: broadcast::Sender<Arc<str>>,
+    costs: Arc<CostCounter>,
+    mut closed: watch::Receiver<bool>,
+    state: Arc<Mutex<Listen>>,
+) {
+    if let Ok((client, mut connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+    {
+        let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
+        let sql = format!("LISTEN \"{}\"", chan.replace('"', "\"\""));
+        costs.record(OpKind::Feed, 0, 0);
+        let mut listen = Box::pin(client.batch_execute(&sql));
+        let mut listening = false;
+        let mut broken = false;
+        loop {
+            tokio::select! {
+                r = &mut listen, if !listening => {
+                    listening = true;
+                    if r.is_err() {
+                        break;
                     }
                 }
-            };
-            tokio::select! { _ = forward => {}, _ = watch_store => {} }
-        },
-        listen
-    );
-    let _ = listened;
-    if let Some(s) = shared.upgrade() {
-        *s.listening.lock().unwrap_or_else(|p| p.into_inner()) = false;
+                m = messages.next() => match m {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        let _ = wake.send(Arc::from(n.payload()));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        broken = true;
+                        break;
+                    }
+                },
+                // Closing, or the store dropped (the sender is gone).
+                _ = closed.wait_for(|c| *c) => break,
+            }
+        }
+        if !broken {
+            // Without its client the connection says goodbye to the server (Terminate), then
+            // ends; a server that does not answer is not waited for long.
+            drop(listen);
+            drop(client);
+            let drain = async { while messages.next().await.is_some() {} };
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
+        }
+    }
+    let mut listen = lock(&state);
+    if matches!(*listen, Listen::Running(_)) {
+        *listen = Listen::Idle;
     }
 }
 
@@ -303,6 +415,7 @@ impl EventStore for PostgresEventStore {
         events: Vec<EventData>,
     ) -> Result<AppendResult> {
         self.shared.limits.check_append(stream, &events)?;
+        let _write = self.admit_write().await?;
         let r = self.shared.db.append(stream, expected, &events).await?;
         if !r.deduplicated {
             self.announce(stream);
@@ -324,6 +437,7 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
+        let _write = self.admit_write().await?;
         match self.shared.db.delete(stream, mode).await? {
             Some(dropped) => {
                 self.announce(stream);
@@ -340,6 +454,7 @@ impl EventStore for PostgresEventStore {
 #[async_trait]
 impl SnapshotStore for PostgresEventStore {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        let _write = self.admit_write().await?;
         let write = |stored| self.shared.db.save_pointer(&snapshot, stored);
         self.shared.offload.save(&snapshot, write).await
     }
@@ -362,6 +477,8 @@ impl ChangeFeed for PostgresEventStore {
             /// Polls since an announcement found nothing deliverable yet (0: not announced).
             announced: u32,
             wake: Option<broadcast::Receiver<Arc<str>>>,
+            /// Turns `true` when the store closes: a waiting reader wakes and ends.
+            closed: watch::Receiver<bool>,
         }
         let max = opts
             .max_batch
@@ -377,6 +494,7 @@ impl ChangeFeed for PostgresEventStore {
             wait_first: false,
             announced: 0,
             wake: None,
+            closed: self.shared.closed.subscribe(),
         };
         stream::unfold(reader, move |mut r| {
             let opts = opts.clone();
@@ -402,12 +520,18 @@ impl ChangeFeed for PostgresEventStore {
                     }
                 }
                 loop {
+                    if *r.closed.borrow() {
+                        r.done = true;
+                        return Some((Err(closed()), r));
+                    }
                     if opts.follow && r.wake.is_none() {
                         self.listen();
                         r.wake = Some(self.shared.wake.subscribe());
                     }
                     if std::mem::take(&mut r.wait_first) {
-                        let woken = wait(r.wake.as_mut(), opts.tenant.as_deref(), poll).await;
+                        let woken =
+                            wait(r.wake.as_mut(), opts.tenant.as_deref(), poll, &mut r.closed)
+                                .await;
                         r.announced = u32::from(woken);
                         continue;
                     }
@@ -464,7 +588,8 @@ impl ChangeFeed for PostgresEventStore {
                         r.announced += 1;
                         continue;
                     }
-                    let woken = wait(r.wake.as_mut(), opts.tenant.as_deref(), poll).await;
+                    let woken =
+                        wait(r.wake.as_mut(), opts.tenant.as_deref(), poll, &mut r.closed).await;
                     r.announced = u32::from(woken);
                 }
             }
@@ -474,15 +599,25 @@ impl ChangeFeed for PostgresEventStore {
 }
 
 /// Sleeps until a commit of `tenant` (any, when `None`) is announced (`true`), or one poll
-/// interval passes (`false`: commits of other processes without notifications, or lost ones).
+/// interval passes (`false`: commits of other processes without notifications, or lost ones),
+/// or the store closes (`true`: the reader looks at once, and ends).
 async fn wait(
     wake: Option<&mut broadcast::Receiver<Arc<str>>>,
     tenant: Option<&str>,
     poll: std::time::Duration,
+    closed: &mut watch::Receiver<bool>,
 ) -> bool {
+    let closing = async {
+        if closed.wait_for(|c| *c).await.is_err() {
+            // The store is gone; a reader borrows it, so this does not happen.
+            std::future::pending::<()>().await;
+        }
+    };
     let Some(w) = wake else {
-        tokio::time::sleep(poll).await;
-        return false;
+        return tokio::select! {
+            () = tokio::time::sleep(poll) => false,
+            () = closing => true,
+        };
     };
     let wanted = async {
         loop {
@@ -494,7 +629,10 @@ async fn wait(
             }
         }
     };
-    tokio::time::timeout(poll, wanted).await.is_ok()
+    tokio::select! {
+        r = tokio::time::timeout(poll, wanted) => r.is_ok(),
+        () = closing => true,
+    }
 }
 
 #[async_trait]
@@ -511,6 +649,7 @@ impl CheckpointStore for PostgresEventStore {
         expected: Option<&Etag>,
     ) -> Result<Etag> {
         check_checkpoint_name(name)?;
+        let _write = self.admit_write().await?;
         self.shared
             .db
             .save_checkpoint(name, checkpoint, expected)
@@ -553,7 +692,43 @@ impl Store for PostgresEventStore {
     fn catalog(&self) -> Option<&dyn StreamCatalog> {
         Some(self)
     }
+    /// Closes the store for every clone, in this order: writes are refused from now on (and
+    /// waiting feed readers end with `Unavailable`); writes in flight finish; the notifier sends
+    /// the pending `NOTIFY` at once (no throttle wait) and ends; the LISTEN connection closes;
+    /// every pooled connection closes (one in use by a read in flight closes when the read
+    /// gives it back). Later operations fail with [`StoreError::Unavailable`] ("the store is
+    /// closed"). A second call does nothing (a concurrent one returns when the first is done).
     async fn close(&self) -> Result<()> {
-        Ok(())
+        let s = &self.shared;
+        let _one = s.closing.lock().await;
+        s.closed.send_replace(true);
+        drop(s.writes.write().await);
+        let notifier = lock(&s.notifier).take();
+        let mut failed = None;
+        if let Some(task) = notifier {
+            if let Some(n) = &s.notify {
+                let _ = n.send(Note::Close);
+            }
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                failed = Some(format!("the notifier task failed: {e}"));
+            }
+        }
+        let listener = std::mem::replace(&mut *lock(&s.listener), Listen::Closed);
+        if let Listen::Running(task) = listener
+            && let Err(e) = task.await
+            && e.is_panic()
+        {
+            failed = Some(format!("the listener task failed: {e}"));
+        }
+        s.db.close().await;
+        match failed {
+            None => Ok(()),
+            Some(why) => Err(StoreError::backend(
+                "close",
+                format!("{why}; the store is closed, but pending notifications may be lost"),
+            )),
+        }
     }
 }

@@ -32,7 +32,18 @@ pub(crate) const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/
 
 const NOTIFY: &str = "SELECT pg_notify($1, t) FROM unnest($2::text[]) t";
 
-/// The pool, the counter, and the statements with the schema filled in.
+/// What every pooled connection sets once, when it opens: no bitmap scans. The store's reads
+/// (pages, feed polls, listings) walk an index in its order from where they start and stop at
+/// their LIMIT; the rest touch a few rows by key. A bitmap scan never helps them, but when the
+/// planner expects about as many rows as the LIMIT — a range bound it cannot estimate, or
+/// correlated columns (a tenant whose commits are all recent) — it prefers a bitmap scan and a
+/// sort, which read every row of the range: a feed poll far behind, or a page far from the
+/// head, would read the rest of the log or stream each time. Without bitmap scans an ordered
+/// index scan stopped by the LIMIT is the cheapest plan whatever the estimate.
+pub(crate) const SESSION: &str = "SET enable_bitmapscan = off";
+
+/// The pool, the counter, and the statements with the schema filled in. Clones share the pool.
+#[derive(Clone)]
 pub(crate) struct Db {
     pool: Pool,
     /// Where the pool's connections go; also used for the one-off connections of `migrate` and
@@ -50,9 +61,25 @@ type Object = managed::Object<Connector>;
 pub(crate) struct Conn {
     client: tokio_postgres::Client,
     prepared: Vec<tokio_postgres::Statement>,
+    /// The task driving the connection; it ends once the client is dropped and the server has
+    /// been told goodbye.
+    driver: tokio::task::JoinHandle<()>,
 }
 
 impl Conn {
+    /// Closes the connection and waits (up to `timeout`) until the server has been told.
+    async fn close(self, timeout: std::time::Duration) {
+        let Conn {
+            client,
+            prepared,
+            driver,
+        } = self;
+        // The client first: its statements then have nobody to send their own close through.
+        drop(client);
+        drop(prepared);
+        let _ = tokio::time::timeout(timeout, driver).await;
+    }
+
     fn statement(&self, which: Sql) -> Result<&tokio_postgres::Statement> {
         self.prepared
             .get(which as usize)
@@ -60,8 +87,9 @@ impl Conn {
     }
 }
 
-/// Opens the pool's connections: connects, then prepares every statement of the store (each
-/// counted as `Other`), so no operation later pays a hidden prepare; checkouts are not pinged.
+/// Opens the pool's connections: connects, sets [`SESSION`], then prepares every statement of
+/// the store (each counted as `Other`), so no operation later pays a hidden prepare; checkouts
+/// are not pinged.
 pub(crate) struct Connector {
     server: tokio_postgres::Config,
     sql: Arc<Statements>,
@@ -73,13 +101,19 @@ impl managed::Manager for Connector {
     type Error = tokio_postgres::Error;
 
     async fn create(&self) -> std::result::Result<Conn, tokio_postgres::Error> {
-        let client = connect(&self.server).await?;
+        let (client, driver) = connect(&self.server).await?;
+        self.costs.record(OpKind::Other, 0, 0);
+        client.batch_execute(SESSION).await?;
         let mut prepared = Vec::with_capacity(Sql::ALL.len());
         for which in Sql::ALL {
             self.costs.record(OpKind::Other, 0, 0);
             prepared.push(client.prepare(self.sql.text(which)).await?);
         }
-        Ok(Conn { client, prepared })
+        Ok(Conn {
+            client,
+            prepared,
+            driver,
+        })
     }
 
     async fn recycle(&self, conn: &mut Conn, _: &Metrics) -> RecycleResult<tokio_postgres::Error> {
@@ -94,13 +128,15 @@ impl managed::Manager for Connector {
 /// A connection with its driver task running.
 async fn connect(
     server: &tokio_postgres::Config,
-) -> std::result::Result<tokio_postgres::Client, tokio_postgres::Error> {
+) -> std::result::Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>
+{
     let (client, connection) = server.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
-        // Ends when the client is dropped or the connection breaks; the client then reports it.
+    let driver = tokio::spawn(async move {
+        // Ends when the client is dropped (after a Terminate to the server) or the connection
+        // breaks; the client then reports it.
         let _ = connection.await;
     });
-    Ok(client)
+    Ok((client, driver))
 }
 
 /// The store's statements by name; a pooled connection holds them prepared in this order.
@@ -121,6 +157,7 @@ pub(crate) enum Sql {
     InsertCheckpoint,
     UpdateCheckpoint,
     ListStreams,
+    ListCategory,
     Notify,
     Feed,
     FeedTenant,
@@ -129,7 +166,7 @@ pub(crate) enum Sql {
 }
 
 impl Sql {
-    const ALL: [Sql; 20] = [
+    const ALL: [Sql; 21] = [
         Sql::AppendNew,
         Sql::AppendExisting,
         Sql::AppendRefused,
@@ -145,6 +182,7 @@ impl Sql {
         Sql::InsertCheckpoint,
         Sql::UpdateCheckpoint,
         Sql::ListStreams,
+        Sql::ListCategory,
         Sql::Notify,
         Sql::Feed,
         Sql::FeedTenant,
@@ -169,6 +207,7 @@ impl Sql {
             Sql::InsertCheckpoint => "insert_checkpoint",
             Sql::UpdateCheckpoint => "update_checkpoint",
             Sql::ListStreams => "list_streams",
+            Sql::ListCategory => "list_category",
             Sql::Notify => "notify",
             Sql::Feed => "feed",
             Sql::FeedTenant => "feed_tenant",
@@ -220,6 +259,7 @@ struct Statements {
     insert_checkpoint: String,
     update_checkpoint: String,
     list_streams: String,
+    list_category: String,
 }
 
 const EVENT_COLUMNS: &str = "l.version, l.event_id, l.event_type, l.schema_version, l.data, l.metadata::text, l.recorded_at";
@@ -246,6 +286,7 @@ impl Statements {
             Sql::InsertCheckpoint => &self.insert_checkpoint,
             Sql::UpdateCheckpoint => &self.update_checkpoint,
             Sql::ListStreams => &self.list_streams,
+            Sql::ListCategory => &self.list_category,
             Sql::Notify => NOTIFY,
             Sql::Feed => &self.feed[0],
             Sql::FeedTenant => &self.feed[1],
@@ -257,27 +298,57 @@ impl Statements {
     fn new(s: &str) -> Self {
         // A page: first a row of the stream's own (its head version, and its soft-deleted-up-to
         // version in the last column, -1 when erased; no row: no stream), then its events in
-        // order from the (stream, version) index, whatever the statistics, with the last column
-        // NULL. Nothing about the stream is repeated on the event rows.
-        let read = |order: &str, cmp_from: &str, cmp_end: &str| {
+        // order from the (stream, version) index, with the last column NULL. Nothing about the
+        // stream is repeated on the event rows.
+        //
+        // The index scan is bounded where the page starts — `from`, and going forward the
+        // soft-deleted prefix too — and ends at the LIMIT. The bounds at the page's far end
+        // (`$5`, and going backward the soft-deleted prefix) are applied after the LIMIT: the
+        // rows they drop form the tail of the ordered scan, so the page is the same, and the
+        // planner never sees a range whose one end is unknown when it plans (the soft-deleted
+        // bound comes from the stream's row): for such a range it assumes 0.5 % of the table,
+        // expects a handful of rows and picks a bitmap scan and a sort that read every row of
+        // the range, i.e. the whole stream from `from` on, for every page.
+        let read = |forward: bool| {
+            let hidden = "(SELECT hidden_upto FROM st WHERE NOT erased)";
+            let (start, order, far) = if forward {
+                (
+                    format!("l.version > {hidden} AND l.version >= $4"),
+                    "ASC",
+                    "page.version <= $5".to_string(),
+                )
+            } else {
+                (
+                    "l.version <= $4".to_string(),
+                    "DESC",
+                    format!("page.version >= $5 AND page.version > {hidden}"),
+                )
+            };
             format!(
                 "WITH st AS (SELECT version, hidden_upto, erased FROM {s}.streams WHERE {KEY}) \
                  SELECT version, NULL::uuid, NULL::text, NULL::int, NULL::bytea, NULL::text, NULL::timestamptz, \
                    CASE WHEN erased THEN -1 ELSE hidden_upto END FROM st \
                  UNION ALL \
-                 (SELECT {EVENT_COLUMNS}, NULL::bigint FROM {s}.log l WHERE l.tenant = $1 AND l.category = $2 \
-                   AND l.stream_id = $3 AND l.kind = 0 AND l.version > (SELECT hidden_upto FROM st WHERE NOT erased) \
-                   AND l.version {cmp_from} $4 AND l.version {cmp_end} $5 ORDER BY l.version {order} LIMIT $6)"
+                 SELECT * FROM (SELECT {EVENT_COLUMNS}, NULL::bigint FROM {s}.log l WHERE l.tenant = $1 \
+                   AND l.category = $2 AND l.stream_id = $3 AND l.kind = 0 AND {start} \
+                   ORDER BY l.version {order} LIMIT $6) page WHERE {far}"
             )
         };
+        // A feed poll walks the (tx, position) index from its position and stops at the LIMIT,
+        // whatever the statistics. Whether a row's stream hides it (soft-deleted events) is
+        // looked up per row read (a primary-key probe of the stream's row, NULL when it has
+        // none, like an inner join). A join there instead gives the planner a row estimate it
+        // cannot make (one row), so it plans a hash join of every row after the position and a
+        // sort: each poll of a reader far behind would read the whole rest of the log.
         let feed = |filter: &str| {
             format!(
                 "WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin) \
                  SELECT snap.xmin, f.* FROM snap LEFT JOIN LATERAL ( \
                    SELECT l.tx, l.global_position, l.kind, l.tenant, l.category, l.stream_id, {EVENT_COLUMNS} \
-                   FROM {s}.log l JOIN {s}.streams st ON st.tenant = l.tenant AND st.category = l.category AND st.stream_id = l.stream_id \
+                   FROM {s}.log l \
                    WHERE (l.tx, l.global_position) > ($1, $2) AND l.tx < snap.xmin{filter} \
-                     AND (l.kind <> 0 OR l.version > st.hidden_upto) \
+                     AND (SELECT l.kind <> 0 OR l.version > st.hidden_upto FROM {s}.streams st \
+                       WHERE st.tenant = l.tenant AND st.category = l.category AND st.stream_id = l.stream_id) \
                    ORDER BY l.tx, l.global_position LIMIT $3) f ON true"
             )
         };
@@ -352,8 +423,8 @@ impl Statements {
                    AND l.kind = 0 AND l.event_id = ANY($4::uuid[])"
             ),
             version: format!("SELECT version, erased FROM {s}.streams WHERE {KEY}"),
-            read_forward: read("ASC", ">=", "<="),
-            read_backward: read("DESC", "<=", ">="),
+            read_forward: read(true),
+            read_backward: read(false),
             feed: [
                 feed(""),
                 feed(" AND l.tenant = $4"),
@@ -384,10 +455,23 @@ impl Statements {
             update_checkpoint: format!(
                 "UPDATE {s}.checkpoints SET checkpoint = $2, etag = etag + 1 WHERE name = $1 AND etag = $3 RETURNING etag"
             ),
+            // A page of streams starts at the key after the previous page, in the primary key:
+            // one statement per shape, so a generic plan keeps every bound in its index
+            // condition (an optional category in one statement would be a filter there, and a
+            // listing of a small category would scan the tenant's later categories).
             list_streams: format!(
                 "SELECT category, stream_id, version, hidden_upto, erased FROM {s}.streams \
-                 WHERE tenant = $1 AND ($2::text IS NULL OR category = $2) AND (category, stream_id) > ($3, $4) \
-                 ORDER BY category, stream_id LIMIT $5"
+                 WHERE tenant = $1 AND (category, stream_id) > ($2, $3) \
+                 ORDER BY category, stream_id LIMIT $4"
+            ),
+            // After ($3, $4) in (category, stream_id) order, compared by the server (its
+            // collation orders the key): the whole category when $3 sorts before it, after $4
+            // when $3 is the category, nothing when $3 sorts after it.
+            list_category: format!(
+                "SELECT category, stream_id, version, hidden_upto, erased FROM {s}.streams \
+                 WHERE tenant = $1 AND category = $2 AND $3::text <= $2 \
+                   AND stream_id > CASE WHEN $3::text = $2 THEN $4::text ELSE '' END \
+                 ORDER BY stream_id LIMIT $5"
             ),
         }
     }
@@ -537,7 +621,24 @@ impl Db {
 
     /// A connection outside the pool, for work before the schema's statements can be prepared.
     async fn direct(&self) -> Result<tokio_postgres::Client> {
-        connect(&self.server).await.ctx("connect")
+        connect(&self.server)
+            .await
+            .map(|(client, _)| client)
+            .ctx("connect")
+    }
+
+    /// Closes the pool: later checkouts fail with `Unavailable` ("the store is closed"); the
+    /// idle connections close now (each waited for until the server has been told, up to the
+    /// connect timeout), a connection in use closes when it comes back.
+    pub(crate) async fn close(&self) {
+        let idle = self.pool.retain(|_, _| false).removed;
+        self.pool.close();
+        let timeout = self
+            .server
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(std::time::Duration::from_secs(5));
+        futures::future::join_all(idle.into_iter().map(|c| c.close(timeout))).await;
     }
 
     /// Sends one of the store's statements on a pooled connection: one round trip.
@@ -1160,14 +1261,26 @@ impl Db {
             .filter(|a| a.tenant() == tenant)
             .map_or(("", ""), |a| (a.category(), a.id()));
         let lim = i(limit as u64);
-        let rows = self
-            .query(
-                OpKind::Other,
-                0,
-                Sql::ListStreams,
-                &[&tenant, &category, &ac, &aid, &lim],
-            )
-            .await?;
+        let rows = match category {
+            None => {
+                self.query(
+                    OpKind::Other,
+                    0,
+                    Sql::ListStreams,
+                    &[&tenant, &ac, &aid, &lim],
+                )
+                .await?
+            }
+            Some(category) => {
+                self.query(
+                    OpKind::Other,
+                    0,
+                    Sql::ListCategory,
+                    &[&tenant, &category, &ac, &aid, &lim],
+                )
+                .await?
+            }
+        };
         rows.iter()
             .map(|r| {
                 let stream = StreamId::new(tenant, get::<String>(r, 0)?, get::<String>(r, 1)?)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{assert_woken_promptly, cross_process_delays, sekiban_ok};
+use common::{assert_woken_promptly, cross_process_delays, parse_rfc3339, sekiban_ok};
 
 fn side_file(db: &Path, suffix: &str) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
@@ -105,4 +105,11 @@ fn a_follower_in_another_process_sees_short_lived_writers_at_once() {
     sekiban_ok(&url, &["init"]);
     let delays = cross_process_delays(&url, "wake", 10, Duration::from_millis(100));
     assert_woken_promptly(&delays);
+}
+
+#[test]
+fn parses_the_times_tail_prints() {
+    let t = parse_rfc3339("2024-02-29T13:05:09.250000Z");
+    let secs = t.duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    assert_eq!(secs, Duration::new(1_709_211_909, 250_000_000));
 }

@@ -105,42 +105,57 @@ impl Drop for Follower {
     }
 }
 
+impl Follower {
+    /// Starts a follower of `tenant` and makes sure it follows: `--from now` starts when the
+    /// follower has opened the store, so warm-up events are appended until one shows.
+    pub fn following(url: &str, tenant: &str) -> Follower {
+        let follower = Follower::start(url, tenant);
+        for k in 0..20 {
+            append_one(url, &format!("{tenant}/warm/{k}"));
+            if follower.next(Duration::from_secs(1)).is_some() {
+                while follower.next(Duration::from_millis(300)).is_some() {}
+                return follower;
+            }
+        }
+        panic!("the follower printed nothing for 20 appends");
+    }
+
+    /// Reads lines until none came for `quiet`; the arrival of the last one.
+    pub fn last_until_quiet(&self, quiet: Duration) -> Option<SystemTime> {
+        let mut last = None;
+        while let Some((arrived, _)) = self.next(quiet) {
+            last = Some(arrived);
+        }
+        last
+    }
+}
+
+/// One short-lived `sekiban append` process writing one event to `stream`.
+pub fn append_one(url: &str, stream: &str) {
+    sekiban_ok(
+        url,
+        &[
+            "append",
+            stream,
+            "--expected",
+            "any",
+            "--type",
+            "Ticked",
+            "--data",
+            "{}",
+        ],
+    );
+}
+
 /// Starts a follower of `tenant`, makes sure it follows, then runs `n` short-lived
 /// `sekiban append` processes one after the other, `gap` apart, and returns how late each
-/// event reached the follower (arrival − `recorded_at`).
+/// event reached the follower (arrival − `recorded_at`), sorted.
 pub fn cross_process_delays(url: &str, tenant: &str, n: usize, gap: Duration) -> Vec<Duration> {
-    let follower = Follower::start(url, tenant);
-    let append = |id: &str| {
-        sekiban_ok(
-            url,
-            &[
-                "append",
-                &format!("{tenant}/acct/{id}"),
-                "--expected",
-                "any",
-                "--type",
-                "Deposited",
-                "--data",
-                "{}",
-            ],
-        );
-    };
-    // `--from now` starts when the follower has opened the store: append until a line shows it
-    // follows.
-    let mut following = false;
-    for k in 0..20 {
-        append(&format!("warm-up-{k}"));
-        if follower.next(Duration::from_secs(1)).is_some() {
-            following = true;
-            break;
-        }
-    }
-    assert!(following, "the follower printed nothing for 20 appends");
-    while follower.next(Duration::from_millis(300)).is_some() {}
+    let follower = Follower::following(url, tenant);
     let mut delays = Vec::new();
     for k in 0..n {
         let stream = format!("{tenant}/acct/e-{k}");
-        append(&format!("e-{k}"));
+        append_one(url, &stream);
         let (arrived, line) = follower
             .next(Duration::from_secs(10))
             .unwrap_or_else(|| panic!("event {k} did not reach the follower within 10 s"));
