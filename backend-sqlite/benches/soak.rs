@@ -134,6 +134,8 @@ struct Phase {
     /// (appends/s, events/s) over the first and the last `window` appends.
     start: (f64, f64),
     end: (f64, f64),
+    /// Appends/s over each tenth of the phase, in order.
+    tenths: Vec<f64>,
     total: Duration,
     wal: WalSamples,
 }
@@ -162,6 +164,12 @@ fn phase_of(
         window: w,
         start: rates(&durations[..w], &sizes[..w]),
         end: rates(&durations[k - w..], &sizes[k - w..]),
+        tenths: (0..10)
+            .map(|t| {
+                let (a, b) = (k * t / 10, (k * (t + 1) / 10).max(k * t / 10 + 1).min(k));
+                rates(&durations[a..b], &sizes[a..b]).0
+            })
+            .collect(),
         total,
         wal,
     }
@@ -480,6 +488,15 @@ fn print_phases(phases: &[&Phase]) {
             mib(p.wal.median()),
             mib(p.wal.last()),
         );
+    }
+    println!();
+    println!("Appends/s over each tenth of a phase, in order:");
+    println!();
+    println!("| phase | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10 |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for p in phases {
+        let cells: Vec<String> = p.tenths.iter().map(|r| format!("{r:.0}")).collect();
+        println!("| {} | {} |", p.name, cells.join(" | "));
     }
     println!();
     println!(

@@ -51,6 +51,7 @@ impl Limits {
             )));
         }
         let mut bytes = 0usize;
+        let mut ids = std::collections::HashSet::with_capacity(events.len());
         for (index, e) in events.iter().enumerate() {
             e.validate()?;
             let size = e.size();
@@ -63,7 +64,7 @@ impl Limits {
                 });
             }
             bytes += size;
-            if events[..index].iter().any(|p| p.id == e.id) {
+            if !ids.insert(e.id) {
                 return Err(StoreError::invalid(format!(
                     "append to {stream} carries event id {} twice; give each event its own id",
                     e.id

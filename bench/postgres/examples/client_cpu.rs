@@ -8,7 +8,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use sekiban_bench_postgres::contenders::raw_event;
-use sekiban_core::{EventData, EventStore, ExpectedVersion, ReadOptions, StreamId, Version};
+use sekiban_core::{
+    EventData, EventStore, ExpectedVersion, ReadOptions, Store as _, StreamId, Version,
+};
 use sekiban_postgres::{PostgresConfig, PostgresEventStore};
 
 fn cpu_seconds() -> f64 {
@@ -151,6 +153,7 @@ async fn main() -> Result<()> {
         wall / n as f64 * 1e6,
         n as f64 / wall
     );
+    store.close().await?;
     if std::env::var_os("KEEP").is_none() {
         raw.batch_execute(&format!("DROP SCHEMA {s} CASCADE"))
             .await?;

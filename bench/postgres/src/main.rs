@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use sekiban_core::{CostSnapshot, OpKind};
+use sekiban_core::{CostSnapshot, OpKind, Store as _};
 use tokio::sync::Barrier;
 
 use sekiban_bench_postgres::contenders::{
@@ -350,6 +350,7 @@ async fn wire_phase(args: &Args, names: &Names, addr: std::net::SocketAddr) -> R
         record(LOADS[5], b);
     }
     pges.pool.close().await;
+    sekiban.store.close().await?;
     Ok(w)
 }
 
@@ -629,6 +630,7 @@ async fn run(args: &Args, names: &Names, admin: &tokio_postgres::Client) -> Resu
             }
         }
     }
+    sekiban.store.close().await?;
     Ok(Results {
         rows,
         wire,
