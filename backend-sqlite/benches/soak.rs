@@ -606,6 +606,9 @@ async fn run(a: &Args, tmp: &Path) -> Res<()> {
         eprintln!("soak: no --cli given: the `sekiban events` reads are skipped");
     }
 
+    eprintln!("soak: the full file beside an empty one");
+    let side = beside_empty(&big, &stream, a.events, &tmp.join("soak-empty.db")).await?;
+
     println!("## SQLite soak");
     println!();
     println!(
@@ -624,7 +627,83 @@ async fn run(a: &Args, tmp: &Path) -> Res<()> {
         ("2 (100 streams)", p2.events, &rest2),
     ]);
     print_reads(a.events, &reads);
+    print_beside(a.events, &side);
     Ok(())
+}
+
+/// Rounds of [`BESIDE_APPENDS`] appends of [`BATCH`] events, alternating the full file and an
+/// empty one.
+const BESIDE_ROUNDS: usize = 10;
+const BESIDE_APPENDS: usize = 5;
+
+/// Appends/s of the full file and of an empty one, measured in alternating rounds (so a machine
+/// that speeds up or slows down over the run weighs on both alike): per round (full, empty).
+async fn beside_empty(
+    big: &Path,
+    stream: &StreamId,
+    events: usize,
+    empty: &Path,
+) -> Res<Vec<(f64, f64)>> {
+    let full_store = SqliteEventStore::from_url(&url_of(big))
+        .await
+        .map_err(err)?;
+    let empty_store = SqliteEventStore::from_url(&url_of(empty))
+        .await
+        .map_err(err)?;
+    let mut heads = [events as u64, 0];
+    let mut rounds = Vec::new();
+    for round in 0..BESIDE_ROUNDS {
+        let mut rate = [0.0; 2];
+        for k in 0..2 {
+            // Which goes first alternates too.
+            let which = (k + round) % 2;
+            let store = if which == 0 {
+                &full_store
+            } else {
+                &empty_store
+            };
+            let t0 = Instant::now();
+            for _ in 0..BESIDE_APPENDS {
+                let batch: Vec<_> = (1..=BATCH)
+                    .map(|j| EventData::new("Ticked", payload(heads[which] as usize + j)))
+                    .collect();
+                store
+                    .append(stream, ExpectedVersion::Exact(Version(heads[which])), batch)
+                    .await
+                    .map_err(err)?;
+                heads[which] += BATCH as u64;
+            }
+            rate[which] = BESIDE_APPENDS as f64 / t0.elapsed().as_secs_f64();
+        }
+        rounds.push((rate[0], rate[1]));
+    }
+    Store::close(&full_store).await.map_err(err)?;
+    Store::close(&empty_store).await.map_err(err)?;
+    Ok(rounds)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn print_beside(events: usize, rounds: &[(f64, f64)]) {
+    let full = median(rounds.iter().map(|r| r.0).collect());
+    let empty = median(rounds.iter().map(|r| r.1).collect());
+    let ratio = median(rounds.iter().map(|r| r.0 / r.1).collect());
+    println!();
+    println!("### The full file beside an empty one");
+    println!();
+    println!(
+        "{BESIDE_ROUNDS} rounds of {BESIDE_APPENDS} appends of {BATCH} events to the {events}-event \
+         stream and to a new file, alternating (medians over the rounds):"
+    );
+    println!();
+    println!(
+        "| full file appends/s | empty file appends/s | full / empty, median of the rounds' ratios |"
+    );
+    println!("|---|---|---|");
+    println!("| {full:.0} | {empty:.0} | {ratio:.2} |");
 }
 
 fn runtime() -> tokio::runtime::Runtime {
