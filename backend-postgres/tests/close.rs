@@ -35,14 +35,6 @@ async fn open(config: PostgresConfig) -> PostgresEventStore {
     common::open(config, Arc::new(ObjectBlobStore::memory())).await
 }
 
-async fn raw() -> Client {
-    let (client, connection) = tokio_postgres::connect(&common::url(), NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
-
 /// The schema's notifications as a LISTEN connection of the test's own receives them: the
 /// tenant each names, with the instant it arrived. Unlike a follower's delivery, which waits for
 /// every older transaction of the cluster to end (other tests' included), their arrival says
@@ -199,7 +191,7 @@ async fn close_sends_the_pending_notify_before_it_returns() {
     );
     let follower = open(named(&app, 2)).await;
     let poll = follower.limits().feed_poll_interval;
-    let client = raw().await;
+    let client = common::raw().await;
     let mut notifications = Notifications::listen().await;
     let mut arrivals = follow(follower.clone(), t.clone());
     // Following: its LISTEN is on the server.
@@ -248,7 +240,7 @@ async fn close_closes_every_connection_and_later_operations_are_unavailable() {
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     let store = open(named(&app, 3)).await;
-    let client = raw().await;
+    let client = common::raw().await;
     let s = StreamId::new(&t, "order", "1").expect("stream id");
     store
         .append(&s, ExpectedVersion::NoStream, events("a", 2))
@@ -353,7 +345,7 @@ async fn dropping_the_last_clone_still_announces_pending_commits() {
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     let follower = open(named(&fapp, 2)).await;
-    let client = raw().await;
+    let client = common::raw().await;
     let app = format!(
         "dropped_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]

@@ -12,15 +12,7 @@ use sekiban_core::{
     StreamId,
 };
 use sekiban_postgres::PostgresEventStore;
-use sekiban_postgres::tokio_postgres::{self, Client, NoTls};
-
-async fn raw() -> Client {
-    let (client, connection) = tokio_postgres::connect(&common::url(), NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
-    client
-}
+use sekiban_postgres::tokio_postgres::{self, Client};
 
 async fn store() -> PostgresEventStore {
     common::store_with(std::sync::Arc::new(sekiban_core::ObjectBlobStore::memory())).await
@@ -71,7 +63,7 @@ async fn a_late_commit_is_delivered() {
     let store = store().await;
     let t = tenant();
     let (_, start) = feed_after(&store, FeedStart::Now, &t).await;
-    let mut c1 = raw().await;
+    let mut c1 = common::raw().await;
     let (tx1, _) = begin_with_xid(&mut c1).await;
     let early = StreamId::new(&t, "acc", "early").expect("id");
     let late = StreamId::new(&t, "acc", "late").expect("id");
@@ -105,7 +97,7 @@ async fn lower_position_higher_xid_is_not_lost() {
     let store = store().await;
     let t = tenant();
     let (_, start) = feed_after(&store, FeedStart::Now, &t).await;
-    let (mut c1, mut c2) = (raw().await, raw().await);
+    let (mut c1, mut c2) = (common::raw().await, common::raw().await);
     let (tx1, x1) = begin_with_xid(&mut c1).await;
     let (tx2, x2) = begin_with_xid(&mut c2).await;
     assert!(x1 < x2);
@@ -138,7 +130,7 @@ async fn one_stream_stays_in_version_order() {
     let store = store().await;
     let t = tenant();
     let (_, start) = feed_after(&store, FeedStart::Now, &t).await;
-    let (mut c1, mut c2) = (raw().await, raw().await);
+    let (mut c1, mut c2) = (common::raw().await, common::raw().await);
     let (tx1, x1) = begin_with_xid(&mut c1).await;
     let (tx2, x2) = begin_with_xid(&mut c2).await;
     assert!(x1 < x2);
@@ -171,7 +163,7 @@ async fn now_starts_at_the_snapshot_xmin() {
         .append(&before, ExpectedVersion::NoStream, events("b", 1))
         .await
         .expect("append");
-    let mut c1 = raw().await;
+    let mut c1 = common::raw().await;
     let (tx1, _) = begin_with_xid(&mut c1).await;
     store
         .append_in_transaction(&tx1, &open, ExpectedVersion::NoStream, events("o", 1))
@@ -213,7 +205,7 @@ async fn a_refused_append_keeps_the_callers_transaction() {
         .append(&s, ExpectedVersion::NoStream, first.clone())
         .await
         .expect("append");
-    let mut c = raw().await;
+    let mut c = common::raw().await;
     let tx = c.transaction().await.expect("begin");
     let resent = store
         .append_in_transaction(&tx, &s, ExpectedVersion::Any, first)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use sekiban_conformance::events;
 use sekiban_core::{EventStore, ExpectedVersion, ObjectBlobStore, Store, StreamId};
-use sekiban_postgres::tokio_postgres::{self, Client, NoTls, SimpleQueryMessage};
+use sekiban_postgres::tokio_postgres::{Client, SimpleQueryMessage};
 use serde_json::Value;
 
 /// Events in the deep stream.
@@ -30,10 +30,7 @@ const PAGE_BLOCKS: i64 = 40;
 /// A connection of its own; `as_store`: set up as the store sets up its connections
 /// (`sekiban_postgres::session_settings`), else with the server's defaults.
 async fn raw(as_store: bool) -> Client {
-    let (client, connection) = tokio_postgres::connect(&common::url(), NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect: {e}"));
-    tokio::spawn(connection);
+    let client = common::raw().await;
     if as_store {
         client
             .batch_execute(sekiban_postgres::session_settings())

@@ -5,6 +5,8 @@
 //! `cargo bench -p sekiban-sqlite --bench appends -- --dir DIR --appends N --concurrency 1,16`
 //! (`scripts/bench-sqlite.sh` runs it and the Python peer in one run).
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -55,9 +57,7 @@ fn args() -> Result<Args, String> {
 
 /// 100 bytes of JSON, like the Python side's state.
 fn payload(n: usize) -> String {
-    let head = format!(r#"{{"tag":"bench","n":{n},"pad":""#);
-    let pad = "x".repeat(100 - head.len() - 2);
-    format!("{head}{pad}\"}}")
+    common::payload("bench", n)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

@@ -19,6 +19,8 @@
 //! Everything goes into a fresh temporary directory under DIR (default /var/tmp/sekiban-soak,
 //! a real disk), removed at the end. Prints markdown on stdout, progress on stderr.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -72,9 +74,7 @@ fn args() -> Res<Args> {
 
 /// 100 bytes of JSON.
 fn payload(n: usize) -> String {
-    let head = format!(r#"{{"tag":"soak","n":{n},"pad":""#);
-    let pad = "x".repeat(100 - head.len() - 2);
-    format!("{head}{pad}\"}}")
+    common::payload("soak", n)
 }
 
 fn file_len(p: &Path) -> u64 {

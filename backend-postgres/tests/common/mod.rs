@@ -79,3 +79,13 @@ pub async fn harness() -> Harness {
     let store = store_with(blobs.clone()).await;
     Harness::new(Arc::new(store), blobs)
 }
+
+/// A plain connection of its own to the test server, outside any store.
+pub async fn raw() -> sekiban_postgres::tokio_postgres::Client {
+    let (client, connection) =
+        sekiban_postgres::tokio_postgres::connect(&url(), sekiban_postgres::tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+    tokio::spawn(connection);
+    client
+}
