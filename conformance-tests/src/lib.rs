@@ -146,6 +146,8 @@ macro_rules! __with_cases {
             snapshot_replaced_blob_deleted,
             snapshot_bad_input_rejected,
             feed_from_beginning_delivers_all,
+            feed_events_match_reads,
+            feed_category_filter,
             feed_from_now_sees_only_new,
             feed_resumes_from_every_checkpoint,
             feed_complete_under_concurrent_writers,

@@ -145,6 +145,42 @@ pub fn feed_events(batches: &[ChangeBatch]) -> Vec<RecordedEvent> {
         .collect()
 }
 
+/// Checks every event a feed delivered against what a read of its stream returns: the same
+/// id, type, schema version, data bytes, metadata and recorded time at that version, not only
+/// the same (stream, version).
+pub async fn check_feed_matches_reads(
+    store: &dyn Store,
+    got: &[RecordedEvent],
+) -> Result<(), CaseFailure> {
+    let mut by_stream: std::collections::BTreeMap<&StreamId, Vec<&RecordedEvent>> =
+        std::collections::BTreeMap::new();
+    for e in got {
+        by_stream.entry(&e.stream).or_default().push(e);
+    }
+    for (stream, fed) in by_stream {
+        let read = read_all(store, stream).await?;
+        for e in fed {
+            let Some(r) = read.iter().find(|r| r.version == e.version) else {
+                return Err(CaseFailure {
+                    message: format!(
+                        "the feed delivered {stream} v{} that a read does not return",
+                        e.version
+                    ),
+                });
+            };
+            if e != r {
+                return Err(CaseFailure {
+                    message: format!(
+                        "the feed's {stream} v{} differs from what a read returns:\n  feed: {e:?}\n  read: {r:?}",
+                        e.version
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The checkpoint of the last batch.
 pub fn last_checkpoint(batches: &[ChangeBatch]) -> Result<Checkpoint, CaseFailure> {
     batches.last().map(|b| b.checkpoint.clone()).ok_or_else(|| CaseFailure {

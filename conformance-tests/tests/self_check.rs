@@ -10,8 +10,8 @@ use sekiban_conformance::{Harness, Report, run_all};
 use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
-    CostSnapshot, DeleteMode, EventData, EventStore, ExpectedVersion, FeedOptions, FeedStart,
-    Limits, MemoryStore, ObjectBlobStore, ReadOptions, RecordedEvent, Result, Snapshot,
+    CostSnapshot, DeleteMode, EventData, EventStore, ExpectedVersion, FeedItem, FeedOptions,
+    FeedStart, Limits, MemoryStore, ObjectBlobStore, ReadOptions, RecordedEvent, Result, Snapshot,
     SnapshotStore, Store, StoreError, StreamCatalog, StreamId, Version,
     memory::default_memory_limits,
 };
@@ -28,6 +28,9 @@ enum Fault {
     SkipsHashCheck,
     LeaksAcrossTenants,
     ExtraRoundTripPerAppend,
+    FeedIgnoresCategory,
+    FeedLosesMetadata,
+    FeedLosesSchemaVersion,
 }
 
 /// A memory store with one fault.
@@ -169,6 +172,30 @@ impl ChangeFeed for Broken {
                     })
                 })
                 .boxed(),
+            Fault::FeedIgnoresCategory => {
+                opts.category = None;
+                self.inner.changes(from, opts)
+            }
+            Fault::FeedLosesMetadata | Fault::FeedLosesSchemaVersion => {
+                let fault = self.fault;
+                self.inner
+                    .changes(from, opts)
+                    .map(move |b| {
+                        b.map(|mut b| {
+                            for item in &mut b.items {
+                                if let FeedItem::Event(e) = item {
+                                    if fault == Fault::FeedLosesMetadata {
+                                        e.metadata = Default::default();
+                                    } else {
+                                        e.schema_version = 1;
+                                    }
+                                }
+                            }
+                            b
+                        })
+                    })
+                    .boxed()
+            }
             _ => self.inner.changes(from, opts),
         }
     }
@@ -356,6 +383,25 @@ async fn extra_round_trip_per_append() {
         &["budget_append_round_trips"],
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_ignores_category() {
+    caught(Fault::FeedIgnoresCategory, &["feed_category_filter"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_loses_metadata() {
+    caught(
+        Fault::FeedLosesMetadata,
+        &["feed_events_match_reads", "metadata_round_trip"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_loses_schema_version() {
+    caught(Fault::FeedLosesSchemaVersion, &["feed_events_match_reads"]).await;
 }
 
 /// The healthy store passes the same run, so the failures above come from the faults.

@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use sekiban_core::{EventData, ExpectedVersion, Metadata, Version};
+use sekiban_core::{EventData, ExpectedVersion, FeedStart, Metadata, Version};
 
-use crate::{CaseResult, Harness, check_eq, check_events, events, read_all};
+use crate::{
+    CaseResult, Harness, catch_up_settled, check_eq, check_events, events, feed_events, read_all,
+};
 
 /// JSON with odd whitespace and key order, non-JSON binary, empty data, unicode: byte-for-byte.
 pub async fn payload_bytes_round_trip(h: &Harness) -> CaseResult {
@@ -36,13 +38,19 @@ pub async fn payload_bytes_round_trip(h: &Harness) -> CaseResult {
     )
 }
 
-/// Empty, full and unicode metadata come back exactly.
+/// Empty, full and unicode metadata come back exactly, through reads and the feed: keys that
+/// differ only in case stay apart, an empty key and empty values stay, nothing changes case.
 pub async fn metadata_round_trip(h: &Harness) -> CaseResult {
     let s = h.new_stream("payload");
     let mut extra = BTreeMap::new();
     extra.insert("tenant-region".to_string(), "eu-west-1".to_string());
     extra.insert("ключ".to_string(), "значение ✓".to_string());
+    extra.insert("Ключ".to_string(), "ЗНАЧЕНИЕ".to_string());
     extra.insert("empty".to_string(), String::new());
+    extra.insert(String::new(), "the empty key".to_string());
+    extra.insert("Key".to_string(), "MiXeD VaLuE".to_string());
+    extra.insert("key".to_string(), "lower".to_string());
+    extra.insert("KEY".to_string(), "UPPER".to_string());
     extra.insert("json-ish".to_string(), "{\"a\": 1}".to_string());
     let full = Metadata {
         correlation_id: Some("corr-1".into()),
@@ -63,7 +71,10 @@ pub async fn metadata_round_trip(h: &Harness) -> CaseResult {
     let stored = read_all(&*h.store, &s).await?;
     check_events(&stored, &sent, Version(1), "metadata")?;
     check_eq!(stored[0].metadata, Metadata::default(), "empty metadata");
-    Ok(())
+    let fed = feed_events(
+        &catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 3).await?,
+    );
+    check_events(&fed, &sent, Version(1), "metadata on the feed")
 }
 
 /// `stream_version` is 0 for a missing stream and the head after each append.
