@@ -164,6 +164,8 @@ macro_rules! __with_cases {
             bad_events_rejected_nothing_written,
             limits_enforced_before_write,
             budget_append_round_trips,
+            costs_counted_by_kind,
+            costs_count_bytes,
             budget_load_with_snapshot,
             budget_read_pages,
             catalog_lists_streams,

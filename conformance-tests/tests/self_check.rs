@@ -10,10 +10,10 @@ use sekiban_conformance::{Harness, Report, run_all};
 use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
-    CostSnapshot, DeleteMode, EventData, EventStore, ExpectedVersion, FeedItem, FeedOptions,
-    FeedStart, Limits, MemoryStore, ObjectBlobStore, ReadOptions, RecordedEvent, Result, Snapshot,
-    SnapshotStore, Store, StoreError, StreamCatalog, StreamId, Version,
-    memory::default_memory_limits,
+    CostCounter, CostSnapshot, DeleteMode, EventData, EventStore, ExpectedVersion, FeedItem,
+    FeedOptions, FeedStart, Limits, MemoryStore, ObjectBlobStore, OpKind, ReadOptions,
+    RecordedEvent, Result, Snapshot, SnapshotStore, Store, StoreError, StreamCatalog, StreamId,
+    Version, memory::default_memory_limits,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,6 +31,8 @@ enum Fault {
     FeedIgnoresCategory,
     FeedLosesMetadata,
     FeedLosesSchemaVersion,
+    CountsOnlyAppendsAndReads,
+    CountsNoBytes,
 }
 
 /// A memory store with one fault.
@@ -228,7 +230,31 @@ impl Store for Broken {
         self.inner.capabilities()
     }
     fn costs(&self) -> CostSnapshot {
-        self.inner.costs()
+        let real = self.inner.costs();
+        let (kind_of, bytes): (fn(OpKind) -> OpKind, bool) = match self.fault {
+            // Requests of every other operation land under `Read` (a store that counts in one
+            // place without telling operations apart).
+            Fault::CountsOnlyAppendsAndReads => (
+                |k| match k {
+                    OpKind::Append | OpKind::Blob | OpKind::Notify => k,
+                    _ => OpKind::Read,
+                },
+                true,
+            ),
+            Fault::CountsNoBytes => (|k| k, false),
+            _ => return real,
+        };
+        let counted = CostCounter::new();
+        for kind in OpKind::ALL {
+            let c = real.get(kind);
+            for _ in 0..c.round_trips {
+                counted.record(kind_of(kind), 0, 0);
+            }
+            if bytes {
+                counted.record_bytes(kind_of(kind), c.bytes_sent, c.bytes_received);
+            }
+        }
+        counted.snapshot()
     }
     fn catalog(&self) -> Option<&dyn StreamCatalog> {
         self.inner.catalog()
@@ -402,6 +428,16 @@ async fn feed_loses_metadata() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn feed_loses_schema_version() {
     caught(Fault::FeedLosesSchemaVersion, &["feed_events_match_reads"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_only_appends_and_reads() {
+    caught(Fault::CountsOnlyAppendsAndReads, &["costs_counted_by_kind"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_no_bytes() {
+    caught(Fault::CountsNoBytes, &["costs_count_bytes"]).await;
 }
 
 /// The healthy store passes the same run, so the failures above come from the faults.

@@ -699,6 +699,7 @@ impl Store for MemoryStore {
             feed_history: FeedHistory::Unbounded,
             stream_catalog: true,
             cost_budgets: true,
+            reports_capacity_units: false,
         }
     }
     fn costs(&self) -> CostSnapshot {

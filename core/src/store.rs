@@ -109,11 +109,14 @@ pub struct Capabilities {
     /// The store's round trips are held to the suite's fixed budgets (networked stores and the
     /// memory store). An embedded store counts its statements but is not budgeted.
     pub cost_budgets: bool,
+    /// Every request reports the capacity units (or request units) the service charged, so
+    /// each operation's [`crate::OpCosts::capacity_units`] is above zero.
+    pub reports_capacity_units: bool,
 }
 
 impl Capabilities {
     /// Capabilities of a networked store with one feed partition, full history, no notification,
-    /// no catalog, held to the cost budgets.
+    /// no catalog, held to the cost budgets, without capacity units.
     pub fn basic() -> Self {
         Capabilities {
             feed_notification: false,
@@ -121,6 +124,7 @@ impl Capabilities {
             feed_history: FeedHistory::Unbounded,
             stream_catalog: false,
             cost_budgets: true,
+            reports_capacity_units: false,
         }
     }
 }

@@ -12,7 +12,10 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use sekiban_core::{CostSnapshot, ExpectedVersion, OpKind, ReadOptions, Snapshot, Store, Version};
+use sekiban_core::{
+    CostSnapshot, DeleteMode, EventData, ExpectedVersion, FeedStart, OpKind, ReadOptions, Snapshot,
+    Store, Version,
+};
 
 use crate::{CaseResult, Harness, check, check_eq, events, read_with};
 
@@ -191,5 +194,146 @@ pub async fn budget_read_pages(h: &Harness) -> CaseResult {
         let what = format!("read {what} of {count} events, {bytes} bytes");
         within(&*h.store, &what, c.operation_round_trips(), budget, &c)?;
     }
+    Ok(())
+}
+
+/// Checks one operation was counted under its own kind: at least one round trip of `kind` in
+/// the window (requests of other kinds do not count), and capacity units above zero when the
+/// store reports them. (These operations have no round-trip budget of their own.)
+fn counted_as(store: &dyn Store, what: &str, kind: OpKind, c: &CostSnapshot) -> CaseResult {
+    let mine = c.get(kind);
+    check!(
+        mine.round_trips >= 1,
+        "{what} was not counted as {kind:?} ({c}); count each request under its operation's kind"
+    );
+    if store.capabilities().reports_capacity_units {
+        let charged = mine.capacity_units > 0.0;
+        check!(
+            charged,
+            "{what}: the store reports capacity units, but none were counted ({c})"
+        );
+    }
+    Ok(())
+}
+
+/// Every operation's requests are counted under its own `OpKind`, each checked on its own:
+/// `stream_version` as `Read`, snapshot pointer saves and loads as `Snapshot`, checkpoint saves
+/// and loads as `Checkpoint`, a feed poll as `Feed`, a delete as `Delete`.
+pub async fn costs_counted_by_kind(h: &Harness) -> CaseResult {
+    let st = &*h.store;
+    let s = h.new_stream("kinds");
+    st.append(&s, ExpectedVersion::NoStream, events("k", 3))
+        .await?;
+    let before = st.costs();
+    st.stream_version(&s).await?;
+    counted_as(st, "stream_version", OpKind::Read, &spent(st, before))?;
+
+    let snap = Snapshot {
+        stream: s.clone(),
+        version: Version(3),
+        state_type: "State".into(),
+        schema_version: 1,
+        state: Bytes::from_static(b"{\"n\":3}"),
+    };
+    let before = st.costs();
+    st.save_snapshot(snap).await?;
+    counted_as(
+        st,
+        "save_snapshot (inline)",
+        OpKind::Snapshot,
+        &spent(st, before),
+    )?;
+    let before = st.costs();
+    let loaded = st.load_snapshot(&s).await?;
+    check!(loaded.is_some(), "the snapshot was not loaded back");
+    counted_as(
+        st,
+        "load_snapshot (inline)",
+        OpKind::Snapshot,
+        &spent(st, before),
+    )?;
+
+    let name = format!("{}-kinds", h.tenant);
+    let cp = crate::last_checkpoint(
+        &crate::catch_up(st, FeedStart::Beginning, h.feed_opts(false)).await?,
+    )?;
+    let before = st.costs();
+    let etag = st.save_checkpoint(&name, &cp, None).await?;
+    counted_as(
+        st,
+        "save_checkpoint",
+        OpKind::Checkpoint,
+        &spent(st, before),
+    )?;
+    let before = st.costs();
+    let back = st.load_checkpoint(&name).await?;
+    check_eq!(back.map(|(_, e)| e), Some(etag), "the checkpoint's etag");
+    counted_as(
+        st,
+        "load_checkpoint",
+        OpKind::Checkpoint,
+        &spent(st, before),
+    )?;
+
+    let before = st.costs();
+    let mut feed = st.changes(FeedStart::Beginning, h.feed_opts(false));
+    while let Some(b) = feed.next().await {
+        b?;
+    }
+    drop(feed);
+    counted_as(st, "a catch-up feed read", OpKind::Feed, &spent(st, before))?;
+
+    let before = st.costs();
+    st.delete_stream(&s, DeleteMode::Soft).await?;
+    counted_as(st, "delete_stream", OpKind::Delete, &spent(st, before))?;
+    Ok(())
+}
+
+/// Bytes are counted and grow with the data: an append of a 64 KiB event sends at least that
+/// much more than an append of a small one, and reading or following it back receives it.
+pub async fn costs_count_bytes(h: &Harness) -> CaseResult {
+    const BIG: usize = 64 * 1024;
+    let st = &*h.store;
+    let (small, big) = (h.new_stream("bytes"), h.new_stream("bytes"));
+    let cost_of_append = async |s: &sekiban_core::StreamId, data: Bytes| {
+        let before = st.costs();
+        st.append(
+            s,
+            ExpectedVersion::NoStream,
+            vec![EventData::new("Sized", data)],
+        )
+        .await
+        .map(|_| spent(st, before))
+    };
+    let a_small = cost_of_append(&small, Bytes::from_static(b"{}")).await?;
+    let a_big = cost_of_append(&big, Bytes::from(vec![b'b'; BIG])).await?;
+    let (sent_small, sent_big) = (
+        a_small.get(OpKind::Append).bytes_sent,
+        a_big.get(OpKind::Append).bytes_sent,
+    );
+    // The two events differ by BIG - 2 bytes of data ("{}" against BIG bytes).
+    check!(
+        sent_big >= sent_small + (BIG - 2) as u64,
+        "an append of {BIG} more bytes counted {sent_big} bytes sent against {sent_small} ({a_big})"
+    );
+    for (what, s) in [("small", &small), ("big", &big)] {
+        let before = st.costs();
+        crate::read_all(st, s).await?;
+        let c = spent(st, before);
+        let received = c.get(OpKind::Read).bytes_received;
+        let want = if what == "big" { BIG as u64 } else { 1 };
+        check!(
+            received >= want,
+            "reading the {what} event back counted {received} bytes received ({c})"
+        );
+    }
+    let before = st.costs();
+    crate::catch_up_settled(st, FeedStart::Beginning, h.feed_opts(false), 2).await?;
+    let c = spent(st, before);
+    let received = c.get(OpKind::Feed).bytes_received;
+    check!(
+        received >= BIG as u64,
+        "the feed delivered a {BIG}-byte event and counted {received} bytes received ({c})"
+    );
     Ok(())
 }
