@@ -870,83 +870,99 @@ impl Db {
         let params: [Param<'_>; 10] = [
             &t, &c, &id, &n, &*guard, &ids, &types, &schemas, &data, &meta,
         ];
-        let stmt = on.statement(self, OpKind::Append, sql).await?;
-        self.costs.record(OpKind::Append, sent as u64, 0);
-        let duplicate = match on.query(&stmt, &params).await {
-            Ok(rows) => {
-                if let Some(row) = rows.first() {
-                    let last = Version(u(get(row, 0)?));
-                    return Ok(AppendResult {
-                        first: Version(last.0 + 1 - events.len() as u64),
-                        last,
-                        deduplicated: false,
-                    });
+        let mut attempt = 0;
+        loop {
+            let stmt = on.statement(self, OpKind::Append, sql).await?;
+            self.costs.record(OpKind::Append, sent as u64, 0);
+            let duplicate = match on.query(&stmt, &params).await {
+                Ok(rows) => {
+                    if let Some(row) = rows.first() {
+                        let last = Version(u(get(row, 0)?));
+                        return Ok(AppendResult {
+                            first: Version(last.0 + 1 - events.len() as u64),
+                            last,
+                            deduplicated: false,
+                        });
+                    }
+                    false
                 }
-                false
+                Err(e) if is_unique_violation(&e) => true,
+                Err(e) => return Err(classify("append", e)),
+            };
+            if let On::Tx(tx) = on
+                && duplicate
+            {
+                self.costs.record(OpKind::Append, 0, 0);
+                tx.batch_execute("ROLLBACK TO SAVEPOINT sekiban_append")
+                    .await
+                    .ctx("append")?;
             }
-            Err(e) if is_unique_violation(&e) => true,
-            Err(e) => return Err(classify("append", e)),
-        };
-        if let On::Tx(tx) = on
-            && duplicate
-        {
+            // Refused by the head guard, or an event id already stored: find out which.
+            let refused = on
+                .statement(self, OpKind::Append, Sql::AppendRefused)
+                .await?;
             self.costs.record(OpKind::Append, 0, 0);
-            tx.batch_execute("ROLLBACK TO SAVEPOINT sekiban_append")
+            let rows = on
+                .query(&refused, &[&t, &c, &id, &ids])
                 .await
                 .ctx("append")?;
-        }
-        // Refused by the head guard, or an event id already stored: find out which.
-        let refused = on
-            .statement(self, OpKind::Append, Sql::AppendRefused)
-            .await?;
-        self.costs.record(OpKind::Append, 0, 0);
-        let rows = on
-            .query(&refused, &[&t, &c, &id, &ids])
-            .await
-            .ctx("append")?;
-        let head = rows
-            .first()
-            .map(|r| get::<Option<i64>>(r, 0))
-            .transpose()?
-            .flatten();
-        let erased = rows
-            .first()
-            .map(|r| get::<Option<bool>>(r, 1))
-            .transpose()?
-            .flatten();
-        if erased == Some(true) {
-            return Err(StoreError::StreamDeleted {
-                stream: s.clone(),
-                version: Version(head.map_or(0, u)),
-            });
-        }
-        let mut found = Vec::new();
-        for row in &rows {
-            if get::<Option<i64>>(row, 2)?.is_some() {
-                let e = event_at(s.clone(), row, 2)?;
-                found.push((e, Version(u(get(row, 9)?)), Version(u(get(row, 10)?))));
+            let head = rows
+                .first()
+                .map(|r| get::<Option<i64>>(r, 0))
+                .transpose()?
+                .flatten();
+            let erased = rows
+                .first()
+                .map(|r| get::<Option<bool>>(r, 1))
+                .transpose()?
+                .flatten();
+            if erased == Some(true) {
+                return Err(StoreError::StreamDeleted {
+                    stream: s.clone(),
+                    version: Version(head.map_or(0, u)),
+                });
             }
-        }
-        let by_id: HashMap<EventId, &(RecordedEvent, Version, Version)> =
-            found.iter().map(|f| (f.0.id, f)).collect();
-        let resend = match_resend(s, events, |id| {
-            by_id.get(&id).map(|(event, first, last)| PriorEvent {
-                event,
-                append_first: *first,
-                append_last: *last,
-            })
-        })?;
-        match resend {
-            Some(r) => Ok(r),
-            None if duplicate => Err(StoreError::backend(
-                "append",
-                "a unique index refused a row no stored event explains",
-            )),
-            None => Err(StoreError::WrongExpectedVersion {
-                stream: s.clone(),
-                expected,
-                actual: Version(head.map_or(0, u)),
-            }),
+            let mut found = Vec::new();
+            for row in &rows {
+                if get::<Option<i64>>(row, 2)?.is_some() {
+                    let e = event_at(s.clone(), row, 2)?;
+                    found.push((e, Version(u(get(row, 9)?)), Version(u(get(row, 10)?))));
+                }
+            }
+            let by_id: HashMap<EventId, &(RecordedEvent, Version, Version)> =
+                found.iter().map(|f| (f.0.id, f)).collect();
+            let resend = match_resend(s, events, |id| {
+                by_id.get(&id).map(|(event, first, last)| PriorEvent {
+                    event,
+                    append_first: *first,
+                    append_last: *last,
+                })
+            })?;
+            match resend {
+                Some(r) => return Ok(r),
+                None if duplicate => {
+                    return Err(StoreError::backend(
+                        "append",
+                        "a unique index refused a row no stored event explains",
+                    ));
+                }
+                // The head is read by a second statement, after the guard refused: another
+                // writer may have moved it in between to a version this expectation accepts (a
+                // `StreamExists` refused before a concurrent first append committed, an
+                // `Exact(v)` refused below `v`). A refusal must name a head its expectation
+                // refuses, so the append is tried again; the head only grows, so one more try
+                // settles it (a few at most).
+                None if expected.accepts(Version(head.map_or(0, u))) && attempt < 4 => {
+                    attempt += 1;
+                }
+                None => {
+                    return Err(StoreError::WrongExpectedVersion {
+                        stream: s.clone(),
+                        expected,
+                        actual: Version(head.map_or(0, u)),
+                    });
+                }
+            }
         }
     }
 

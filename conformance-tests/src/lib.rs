@@ -12,8 +12,10 @@ use sekiban_core::{BlobStore, Store, StoreError};
 
 pub mod cases;
 pub mod model;
+pub mod partitioned;
 mod util;
 
+pub use partitioned::{PartitionedFeed, Placement};
 pub use util::*;
 
 /// What a case works with: a store, the blob store its snapshots are offloaded to, and a tenant
@@ -160,6 +162,7 @@ macro_rules! __with_cases {
             checkpoint_save_is_conditional,
             soft_delete_hides_and_continues_versions,
             hard_delete_erases_and_tombstones,
+            erased_stream_reads_fail_whatever_the_options,
             invalid_stream_ids_rejected,
             bad_events_rejected_nothing_written,
             limits_enforced_before_write,

@@ -86,19 +86,29 @@
 //!
 //! # Running it
 //!
-//! [`DEFAULT_CASES`] cases from [`DEFAULT_SEED`]; `SEKIBAN_PROPTEST_CASES` and
-//! `SEKIBAN_PROPTEST_SEED` (decimal, `0x…` hex, or `random`) override them, e.g.
-//! `SEKIBAN_PROPTEST_CASES=5000 SEKIBAN_PROPTEST_SEED=random cargo nextest run -p … --test …`.
-//! A failure is shrunk to a minimal sequence, printed with the store's and the model's results for
-//! every step and the command that runs the same cases again. No failure files are written. The
-//! sequence replays exactly from the seed; the interleaving of a concurrent round does not.
+//! By default ([`ModelTestPlan::standard`]): the shrunk sequences of earlier failures; then
+//! [`DEFAULT_CASES`] cases from [`DEFAULT_SEED`] and each of [`REGRESSION_SEEDS`]; then a random
+//! exploration of at most [`EXPLORE_CASES`] cases within [`EXPLORE_TIME`] from a fresh seed, printed
+//! before it starts. `SEKIBAN_PROPTEST_EXPLORE` (cases, 0 skips it) and `SEKIBAN_PROPTEST_SECONDS`
+//! change the exploration. `SEKIBAN_PROPTEST_SEED` (decimal, `0x…` hex, or `random`) or
+//! `SEKIBAN_PROPTEST_CASES` run only the cases they ask for (within `SEKIBAN_PROPTEST_SECONDS` when
+//! set), e.g. `SEKIBAN_PROPTEST_CASES=5000 SEKIBAN_PROPTEST_SEED=random cargo nextest run -p …
+//! --test …`. A failure is shrunk to a minimal sequence, printed with the store's and the model's
+//! results for every step, the number of the failing case and the command that runs the cases up
+//! to it again. No failure files are written. The sequence replays exactly from the seed; the
+//! interleaving of a concurrent round does not.
+//!
+//! Every event a read, the feed or a round's read-back returns is compared with the model (all but
+//! the recorded time) and, in full, with every earlier sighting of it (recorded time included). A
+//! catch-up read of the feed that ends early is read again for a few poll intervals, as a store
+//! may make a commit visible only once older transactions have finished.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use proptest::collection::vec;
@@ -106,35 +116,59 @@ use proptest::prelude::{Just, Strategy, any, prop_oneof};
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestError, TestRunner};
 use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
-    AppendResult, Checkpoint, DeleteMode, EventData, ExpectedVersion, FeedItem, FeedOptions,
-    FeedStart, Limits, Metadata, ReadOptions, Snapshot, StoreError, StreamId, Version,
+    AppendResult, ChangeBatch, Checkpoint, DeleteMode, EventData, ExpectedVersion, FeedItem,
+    FeedOptions, FeedStart, Limits, Metadata, ReadOptions, RecordedEvent, Snapshot, StoreError,
+    StreamId, Version,
 };
 use tokio::sync::Barrier;
 
 use crate::{CaseFailure, Harness, catch_up, read_with};
 
-/// Cases a run makes unless `SEKIBAN_PROPTEST_CASES` says otherwise.
+/// Cases of the fixed run, and of a run `SEKIBAN_PROPTEST_SEED` asks for without
+/// `SEKIBAN_PROPTEST_CASES`.
 pub const DEFAULT_CASES: u32 = 64;
-/// The seed of a run unless `SEKIBAN_PROPTEST_SEED` says otherwise.
+/// The seed of the fixed run, and of a run `SEKIBAN_PROPTEST_CASES` asks for without a seed.
 pub const DEFAULT_SEED: u64 = 0x5e6b_1ba2_0000_0001;
-/// The variable that sets the number of cases.
+/// Seeds that once generated a failing case, each with the number of cases that reaches it; the
+/// default plan runs them after the fixed run. A seed stands for what the generator made of it
+/// when it was added (a change to the generator makes other sequences of it), so the shrunk
+/// failing sequence is kept too, as an explicit regression that needs no generator.
+pub const REGRESSION_SEEDS: &[(u64, u32)] = &[
+    // Issue 10: an erased stream read with `max_count` 0 or backward from version 0 returned no
+    // events instead of `StreamDeleted` (its 10th case).
+    (0x9c30_1f68_e144_3737, 10),
+];
+/// Most cases of the default plan's random exploration.
+pub const EXPLORE_CASES: u32 = 3000;
+/// Wall-clock budget of the default plan's random exploration: no case starts after it.
+pub const EXPLORE_TIME: Duration = Duration::from_secs(20);
+/// The variable that sets the number of cases (with or without a seed: then only that run).
 pub const CASES_ENV: &str = "SEKIBAN_PROPTEST_CASES";
-/// The variable that sets the seed: decimal, `0x`-prefixed hex, or `random`.
+/// The variable that sets the seed: decimal, `0x`-prefixed hex, or `random` (then only that run).
 pub const SEED_ENV: &str = "SEKIBAN_PROPTEST_SEED";
+/// The variable that sets the most cases of the default plan's random exploration; 0 skips it.
+pub const EXPLORE_ENV: &str = "SEKIBAN_PROPTEST_EXPLORE";
+/// The variable that sets a wall-clock budget in seconds: of the exploration in the default plan,
+/// of the one run `SEKIBAN_PROPTEST_SEED` or `SEKIBAN_PROPTEST_CASES` ask for.
+pub const SECONDS_ENV: &str = "SEKIBAN_PROPTEST_SECONDS";
 /// Most operations in one generated sequence.
 pub const MAX_OPS: usize = 40;
 /// Streams a case works on.
 pub const STREAMS: u8 = 4;
+/// The reason a case "fails" with once a run's time budget has passed (not a failure).
+const OUT_OF_TIME: &str = "the run's time budget has passed";
 /// How long one operation may take before the case fails.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How many cases a run makes, and from which seed.
+/// One run of generated cases: how many, from which seed, within which time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModelTestConfig {
     /// Generated sequences to run.
     pub cases: u32,
-    /// Seed of the generator: the same seed generates the same sequences.
+    /// Seed of the generator: the same seed generates the same sequences, in the same order.
     pub seed: u64,
+    /// Wall-clock budget: no case starts once it has passed (`None`: every case runs).
+    pub time_limit: Option<Duration>,
 }
 
 impl Default for ModelTestConfig {
@@ -142,22 +176,18 @@ impl Default for ModelTestConfig {
         ModelTestConfig {
             cases: DEFAULT_CASES,
             seed: DEFAULT_SEED,
+            time_limit: None,
         }
     }
 }
 
 impl ModelTestConfig {
-    /// The defaults, overridden by `SEKIBAN_PROPTEST_CASES` and `SEKIBAN_PROPTEST_SEED`.
+    /// The one run `SEKIBAN_PROPTEST_CASES`, `SEKIBAN_PROPTEST_SEED` and
+    /// `SEKIBAN_PROPTEST_SECONDS` ask for, over the defaults.
     pub fn from_env() -> Result<Self, CaseFailure> {
         let mut config = Self::default();
-        if let Some(v) = env_value(CASES_ENV) {
-            config.cases = v
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| CaseFailure {
-                    message: format!("{CASES_ENV}={v:?} is not a positive number of cases"),
-                })?;
+        if let Some(cases) = env_cases(CASES_ENV, 1)? {
+            config.cases = cases;
         }
         if let Some(v) = env_value(SEED_ENV) {
             config.seed = parse_seed(&v).ok_or_else(|| CaseFailure {
@@ -166,7 +196,62 @@ impl ModelTestConfig {
                 ),
             })?;
         }
+        config.time_limit = env_seconds()?;
         Ok(config)
+    }
+}
+
+/// What [`run_model_test`] runs: the explicit regression sequences, then seeded runs in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelTestPlan {
+    /// Whether the shrunk sequences of earlier failures run first.
+    pub regressions: bool,
+    /// Seeded runs, each with a label for the output.
+    pub runs: Vec<(String, ModelTestConfig)>,
+}
+
+impl ModelTestPlan {
+    /// The default plan: the regression sequences; [`DEFAULT_CASES`] from [`DEFAULT_SEED`];
+    /// each of [`REGRESSION_SEEDS`]; then a random exploration from a fresh seed of at most
+    /// `explore` cases within `time`.
+    pub fn standard(explore: u32, time: Duration) -> Self {
+        let mut runs = vec![("fixed seed".to_string(), ModelTestConfig::default())];
+        for &(seed, cases) in REGRESSION_SEEDS {
+            let config = ModelTestConfig {
+                cases,
+                seed,
+                time_limit: None,
+            };
+            runs.push(("regression seed".into(), config));
+        }
+        if explore > 0 {
+            let config = ModelTestConfig {
+                cases: explore,
+                seed: random_seed(),
+                time_limit: Some(time),
+            };
+            runs.push(("random exploration".into(), config));
+        }
+        ModelTestPlan {
+            regressions: true,
+            runs,
+        }
+    }
+
+    /// The plan the environment asks for: with `SEKIBAN_PROPTEST_SEED` or
+    /// `SEKIBAN_PROPTEST_CASES` only that run ([`ModelTestConfig::from_env`], which is how a
+    /// failure replays); else [`ModelTestPlan::standard`] with `SEKIBAN_PROPTEST_EXPLORE` cases
+    /// (default [`EXPLORE_CASES`]) within `SEKIBAN_PROPTEST_SECONDS` (default [`EXPLORE_TIME`]).
+    pub fn from_env() -> Result<Self, CaseFailure> {
+        if env_value(SEED_ENV).is_some() || env_value(CASES_ENV).is_some() {
+            return Ok(ModelTestPlan {
+                regressions: false,
+                runs: vec![("requested run".into(), ModelTestConfig::from_env()?)],
+            });
+        }
+        let explore = env_cases(EXPLORE_ENV, 0)?.unwrap_or(EXPLORE_CASES);
+        let time = env_seconds()?.unwrap_or(EXPLORE_TIME);
+        Ok(Self::standard(explore, time))
     }
 }
 
@@ -177,10 +262,42 @@ fn env_value(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+fn env_cases(name: &str, least: u32) -> Result<Option<u32>, CaseFailure> {
+    env_value(name)
+        .map(|v| {
+            v.replace('_', "")
+                .parse()
+                .ok()
+                .filter(|n| *n >= least)
+                .ok_or_else(|| CaseFailure {
+                    message: format!("{name}={v:?} is not a number of cases (at least {least})"),
+                })
+        })
+        .transpose()
+}
+
+fn env_seconds() -> Result<Option<Duration>, CaseFailure> {
+    env_value(SECONDS_ENV)
+        .map(|v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| CaseFailure {
+                    message: format!("{SECONDS_ENV}={v:?} is not a positive number of seconds"),
+                })
+        })
+        .transpose()
+}
+
+fn random_seed() -> u64 {
+    let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
+    hi ^ lo
+}
+
 fn parse_seed(v: &str) -> Option<u64> {
     if v.eq_ignore_ascii_case("random") {
-        let (hi, lo) = uuid::Uuid::new_v4().as_u64_pair();
-        return Some(hi ^ lo);
+        return Some(random_seed());
     }
     match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16).ok(),
@@ -188,85 +305,181 @@ fn parse_seed(v: &str) -> Option<u64> {
     }
 }
 
-/// Runs the model test with the configuration from the environment ([`ModelTestConfig::from_env`]);
-/// see [`run_model_test_with`].
+/// Runs the plan the environment asks for ([`ModelTestPlan::from_env`]); see
+/// [`run_model_plan`].
 pub fn run_model_test<F, Fut>(name: &str, make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Harness>,
 {
-    let config = ModelTestConfig::from_env().unwrap_or_else(|e| panic!("{e}"));
-    run_model_test_with(name, config, make);
+    let plan = ModelTestPlan::from_env().unwrap_or_else(|e| panic!("{e}"));
+    run_model_plan(name, &plan, make);
 }
 
-/// Runs `config.cases` generated sequences, each on a fresh harness from `make`, on a runtime of
-/// its own (multi-thread, 2 workers); call it from a plain `#[test]`. `name` labels the output and
-/// names the test in the printed command when the test thread does not carry a name.
-///
-/// Panics on the first failing case, after shrinking it, with the minimal sequence, what the store
-/// and the model returned at each step, the seed and the command that runs the same cases again.
+/// Runs one seeded run; see [`run_model_plan`].
 pub fn run_model_test_with<F, Fut>(name: &str, config: ModelTestConfig, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Harness>,
+{
+    let plan = ModelTestPlan {
+        regressions: false,
+        runs: vec![("run".into(), config)],
+    };
+    run_model_plan(name, &plan, make);
+}
+
+/// Runs a plan, each case on a fresh harness from `make`, on a runtime of its own (multi-thread,
+/// 2 workers); call it from a plain `#[test]`. `name` labels the output and names the test in the
+/// printed command when the test thread does not carry a name.
+///
+/// Prints each run's seed before it starts. Panics on the first failing case, after shrinking it,
+/// with the minimal sequence, what the store and the model returned at each step, the seed and
+/// the command that runs the same cases again (up to the failing one).
+pub fn run_model_plan<F, Fut>(name: &str, plan: &ModelTestPlan, make: F)
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Harness>,
 {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .enable_time()
+        .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("model test {name}: cannot build a tokio runtime: {e}"));
-    println!(
-        "model test {name}: {} cases from seed {:#x} ({CASES_ENV} and {SEED_ENV} change them)",
-        config.cases, config.seed
-    );
-    let mut runner = TestRunner::new(Config {
-        cases: config.cases,
-        rng_seed: RngSeed::Fixed(config.seed),
-        rng_algorithm: RngAlgorithm::ChaCha,
-        failure_persistence: None,
-        source_file: None,
-        test_name: None,
-        max_shrink_iters: 2048,
-        ..Config::default()
-    });
-    let started = Instant::now();
     let coverage = RefCell::new(BTreeMap::<String, u64>::new());
-    let result = runner.run(&sequences(), |ops| {
-        let seen = rt.block_on(run_sequence(&make, &ops))?;
+    let add = |seen: BTreeMap<String, u64>| {
         let mut total = coverage.borrow_mut();
         for (k, n) in seen {
             *total.entry(k).or_default() += n;
         }
-        Ok(())
-    });
-    match result {
-        Ok(()) => {
-            println!(
-                "model test {name}: {} cases passed in {:.1?}; outcomes seen:",
-                config.cases,
-                started.elapsed()
-            );
-            for (k, n) in coverage.into_inner() {
-                println!("  {n:>6}  {k}");
+    };
+    if plan.regressions {
+        let started = Instant::now();
+        let all = regressions();
+        for (what, ops) in &all {
+            match rt.block_on(run_sequence(&make, ops)) {
+                Ok(seen) => add(seen),
+                Err(e) => panic!(
+                    "{}",
+                    failure_report(
+                        name,
+                        &format!("regression ({what})"),
+                        &match e {
+                            TestCaseError::Fail(r) | TestCaseError::Reject(r) => r,
+                        }
+                        .message(),
+                        ops,
+                        &replay_line(name, None)
+                    )
+                ),
             }
         }
-        Err(TestError::Fail(reason, ops)) => {
-            panic!("{}", failure_report(name, config, &reason, &ops))
+        println!(
+            "model test {name}: {} regression sequences passed in {:.1?}",
+            all.len(),
+            started.elapsed()
+        );
+    }
+    for (label, config) in &plan.runs {
+        println!(
+            "model test {name}: {label}: {} cases from seed {:#x}{} ({CASES_ENV}, {SEED_ENV} and {SECONDS_ENV} change them)",
+            config.cases,
+            config.seed,
+            config
+                .time_limit
+                .map_or(String::new(), |t| format!(", at most {t:.0?}"))
+        );
+        let mut runner = TestRunner::new(Config {
+            cases: config.cases,
+            rng_seed: RngSeed::Fixed(config.seed),
+            rng_algorithm: RngAlgorithm::ChaCha,
+            failure_persistence: None,
+            source_file: None,
+            test_name: None,
+            max_shrink_iters: 2048,
+            ..Config::default()
+        });
+        let started = Instant::now();
+        // Cases run, and the number of the first failing case (1-based): the same seed generates
+        // the same cases in the same order, so that many cases replay it.
+        let (ran, failed_at) = (Cell::new(0u32), Cell::new(None));
+        // Once the time budget has passed, the next case "fails" with this reason and so do the
+        // shrinks of it (at once), which ends the run without generating the remaining cases.
+        let out_of_time = Cell::new(false);
+        let result = runner.run(&sequences(), |ops| {
+            if failed_at.get().is_none() {
+                if out_of_time.get() || config.time_limit.is_some_and(|t| started.elapsed() >= t) {
+                    out_of_time.set(true);
+                    return Err(TestCaseError::fail(OUT_OF_TIME));
+                }
+                ran.set(ran.get() + 1);
+            }
+            let r = rt.block_on(run_sequence(&make, &ops));
+            if r.is_err() && failed_at.get().is_none() {
+                failed_at.set(Some(ran.get()));
+            }
+            add(r?);
+            Ok(())
+        });
+        let elapsed = started.elapsed();
+        match result {
+            Err(TestError::Fail(reason, _))
+                if out_of_time.get()
+                    && failed_at.get().is_none()
+                    && reason.message() == OUT_OF_TIME =>
+            {
+                println!(
+                    "model test {name}: {label}: {} of {} cases passed in {elapsed:.1?} ({:.1} cases/s), stopped at the time budget",
+                    ran.get(),
+                    config.cases,
+                    f64::from(ran.get()) / elapsed.as_secs_f64().max(1e-3),
+                )
+            }
+            Ok(()) => println!(
+                "model test {name}: {label}: {} cases passed in {elapsed:.1?} ({:.1} cases/s)",
+                ran.get(),
+                f64::from(ran.get()) / elapsed.as_secs_f64().max(1e-3),
+            ),
+            Err(TestError::Fail(reason, ops)) => {
+                let replay = ModelTestConfig {
+                    cases: failed_at.get().unwrap_or(config.cases),
+                    seed: config.seed,
+                    time_limit: None,
+                };
+                panic!(
+                    "{}",
+                    failure_report(
+                        name,
+                        &format!(
+                            "{label}, case {} from seed {:#x}",
+                            replay.cases, replay.seed
+                        ),
+                        &reason,
+                        &ops,
+                        &replay_line(name, Some(replay)),
+                    )
+                )
+            }
+            Err(TestError::Abort(reason)) => panic!(
+                "model test {name} aborted: {reason}\n{}",
+                replay_line(name, Some(*config))
+            ),
         }
-        Err(TestError::Abort(reason)) => panic!(
-            "model test {name} aborted: {reason}\n{}",
-            reproduce_line(name, config)
-        ),
+    }
+    println!("model test {name}: outcomes seen:");
+    for (k, n) in coverage.into_inner() {
+        println!("  {n:>7}  {k}");
     }
 }
 
 fn failure_report(
     name: &str,
-    config: ModelTestConfig,
+    which: &str,
     reason: &impl fmt::Display,
     ops: &[Op],
+    replay: &str,
 ) -> String {
-    let mut out = format!("model test {name} failed: {reason}\n\n");
+    let mut out = format!("model test {name} failed ({which}): {reason}\n\n");
     let _ = writeln!(
         out,
         "minimal failing sequence ({} operation(s) on streams model/s0..s{} of a fresh tenant):",
@@ -276,12 +489,13 @@ fn failure_report(
     for (i, op) in ops.iter().enumerate() {
         let _ = writeln!(out, "  [{i}] {op:?}");
     }
-    let _ = write!(out, "\n{}", reproduce_line(name, config));
+    let _ = write!(out, "\n{replay}");
     out
 }
 
-/// The command that runs the same cases again, from what cargo and nextest tell the process.
-fn reproduce_line(name: &str, config: ModelTestConfig) -> String {
+/// The command that runs the same cases again (`None`: the default plan, without exploration),
+/// from what cargo and nextest tell the process.
+fn replay_line(name: &str, config: Option<ModelTestConfig>) -> String {
     let package = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| "<package>".into());
     let target = match std::env::var("NEXTEST_BINARY_ID") {
         Ok(id) => match id.split_once("::") {
@@ -299,11 +513,51 @@ fn reproduce_line(name: &str, config: ModelTestConfig) -> String {
     };
     let thread = std::thread::current();
     let test = thread.name().filter(|n| *n != "main").unwrap_or(name);
-    format!(
-        "seed {seed:#x}, {cases} cases; reproduce with:\n  {SEED_ENV}={seed:#x} {CASES_ENV}={cases} cargo nextest run -p {package} {target} {test}",
-        seed = config.seed,
-        cases = config.cases,
-    )
+    let command = format!("cargo nextest run -p {package} {target} {test}");
+    match config {
+        Some(c) => format!(
+            "seed {seed:#x}, {cases} cases; reproduce with:\n  {SEED_ENV}={seed:#x} {CASES_ENV}={cases} {command}",
+            seed = c.seed,
+            cases = c.cases,
+        ),
+        None => format!("reproduce with:\n  {EXPLORE_ENV}=0 {command}"),
+    }
+}
+
+/// Shrunk failing sequences found earlier, replayed as they are by the default plan (they do not
+/// depend on the generator, unlike [`REGRESSION_SEEDS`]).
+fn regressions() -> Vec<(&'static str, Vec<Op>)> {
+    let read = |backward, from, max_count| Op::Read {
+        s: 0,
+        backward,
+        from,
+        max_count,
+    };
+    let erased = |read: Op| {
+        vec![
+            Op::Bulk {
+                s: 0,
+                exp: Exp::Head,
+                count: 20,
+            },
+            Op::Delete { s: 0, hard: true },
+            read,
+        ]
+    };
+    vec![
+        (
+            "issue 10: an erased stream read backward from version 0",
+            erased(read(true, Some(At::Zero), None)),
+        ),
+        (
+            "issue 10: an erased stream read with max_count 0",
+            erased(read(false, None, Some(0))),
+        ),
+        (
+            "issue 10: an erased stream read backward with max_count 0",
+            erased(read(true, Some(At::Above(1)), Some(0))),
+        ),
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -938,6 +1192,15 @@ where
 /// A check that failed: what was done and what differed.
 type Step = Result<(), String>;
 
+/// Why a catch-up read does not match the model.
+enum FeedCheck {
+    /// It delivered what the model expects, in order, but not all of it: commits a store may not
+    /// make visible yet.
+    EndedEarly(String),
+    /// Anything else.
+    Differs(String),
+}
+
 fn mismatch<T: fmt::Debug>(what: &str, store: &T, model: &T) -> String {
     format!("{what}\n      store returned {store:?}\n      model expects  {model:?}")
 }
@@ -996,6 +1259,9 @@ struct Run<'h> {
     trace: Vec<String>,
     /// How often each kind of outcome was seen.
     outcomes: BTreeMap<String, u64>,
+    /// Every event a read, the feed or a round's read-back returned, by stream and version, as
+    /// first returned: later sightings must equal it in full (recorded time included).
+    recorded: BTreeMap<(StreamId, u64), RecordedEvent>,
 }
 
 /// The variant of a result, for counting outcomes.
@@ -1029,6 +1295,7 @@ impl<'h> Run<'h> {
             checkpoints: Vec::new(),
             trace: Vec::new(),
             outcomes: BTreeMap::new(),
+            recorded: BTreeMap::new(),
         }
     }
 
@@ -1203,15 +1470,16 @@ impl<'h> Run<'h> {
                     if *backward { "backward" } else { "forward" }
                 );
                 let want = self.model.read(&stream, *backward, from, max_count);
-                let got = read_with(&*self.h.store, &stream, opts)
-                    .await
-                    .map(|events| {
-                        events
-                            .into_iter()
+                let (got, read) = match read_with(&*self.h.store, &stream, opts).await {
+                    Ok(events) => (
+                        Ok(events
+                            .iter()
                             .map(|e| (e.stream.clone(), e.version.0, e.to_event_data()))
-                            .collect::<Vec<_>>()
-                    })
-                    .map_err(|e| Fault::of(e, &[]));
+                            .collect::<Vec<_>>()),
+                        events,
+                    ),
+                    Err(e) => (Err(Fault::of(e, &[])), Vec::new()),
+                };
                 let versions = format!(
                     "{:?}",
                     got.as_ref()
@@ -1225,6 +1493,9 @@ impl<'h> Run<'h> {
                 match (&got, &want) {
                     (Ok(g), Ok(w)) => compare_events(&what, g, w, |e| e.1)?,
                     _ => compare(&what, got, want)?,
+                }
+                for e in &read {
+                    self.same_event(&what, e)?;
                 }
                 self.trace.push(format!("{what} → versions {versions}"));
                 Ok(())
@@ -1485,7 +1756,7 @@ impl<'h> Run<'h> {
         let resume = after
             .filter(|_| !self.checkpoints.is_empty())
             .map(|k| usize::from(k) % self.checkpoints.len());
-        let (start, mut delivered, what) = match resume {
+        let (start, delivered, what) = match resume {
             Some(k) => {
                 let (cp, d) = &self.checkpoints[k];
                 (
@@ -1505,13 +1776,74 @@ impl<'h> Run<'h> {
         if let Some(m) = max_batch {
             opts = opts.max_batch(usize::from(m));
         }
-        let batches = catch_up(&*self.h.store, start, opts)
-            .await
-            .map_err(|e| format!("{what}: the store failed with {e:?}"))?;
+        // A store may deliver a commit only once every older transaction has finished
+        // (PostgreSQL's feed reads below the cluster's xmin, which other clients hold back): a
+        // read that ends early is read again, as `catch_up_settled` does, for a few poll
+        // intervals; anything else that differs fails at once.
+        let deadline = tokio::time::Instant::now()
+            + self.limits.feed_poll_interval * 3
+            + Duration::from_secs(5);
+        let mut retries = 0u64;
+        let (batches, count) = loop {
+            let batches = catch_up(&*self.h.store, start.clone(), opts.clone())
+                .await
+                .map_err(|e| format!("{what}: the store failed with {e:?}"))?;
+            match self.check_feed(&what, &batches, delivered.clone(), max_batch) {
+                Ok((upto, count)) => {
+                    for (batch, upto) in batches.iter().zip(upto) {
+                        self.checkpoints.push((batch.checkpoint.clone(), upto));
+                    }
+                    break (batches, count);
+                }
+                Err(FeedCheck::EndedEarly(_)) if tokio::time::Instant::now() < deadline => {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(FeedCheck::EndedEarly(e) | FeedCheck::Differs(e)) => return Err(e),
+            }
+        };
+        let excess = self.checkpoints.len().saturating_sub(16);
+        self.checkpoints.drain(..excess);
+        self.count(if resume.is_some() {
+            "feed after a checkpoint"
+        } else {
+            "feed from the beginning"
+        });
+        if retries > 0 {
+            self.count("feed read again until it delivered everything (commits not yet visible)");
+        }
+        *self
+            .outcomes
+            .entry("feed items delivered".into())
+            .or_default() += count as u64;
+        self.trace.push(format!(
+            "{what} → {count} items in {} batches{}",
+            batches.len(),
+            if retries > 0 {
+                format!(" ({retries} earlier reads ended early)")
+            } else {
+                String::new()
+            }
+        ));
+        Ok(())
+    }
+
+    /// Checks one catch-up read against the model: items in the model's order (per stream with
+    /// several partitions), each equal to what the model holds and, in full, recorded time
+    /// included, to every earlier read of the same event; batches within `max_batch`; and nothing
+    /// missing at the end. Returns the model entries delivered up to each batch's checkpoint (one
+    /// set per batch), and the number of items.
+    fn check_feed(
+        &mut self,
+        what: &str,
+        batches: &[ChangeBatch],
+        mut delivered: BTreeSet<usize>,
+        max_batch: Option<u8>,
+    ) -> Result<(Vec<BTreeSet<usize>>, usize), FeedCheck> {
         if batches.is_empty() {
-            return Err(format!(
+            return Err(FeedCheck::Differs(format!(
                 "{what}: a catch-up read yielded no batch; it must end with one carrying the checkpoint"
-            ));
+            )));
         }
         // One queue of undelivered visible entries, or one per stream when the feed has several
         // partitions (then only each stream's order is promised).
@@ -1525,35 +1857,36 @@ impl<'h> Run<'h> {
                 queues.entry(key).or_default().push_back(i);
             }
         }
+        let mut upto = Vec::new();
         let mut count = 0;
         for (b, batch) in batches.iter().enumerate() {
             if let Some(m) = max_batch
                 && batch.items.len() > usize::from(m)
             {
-                return Err(format!(
+                return Err(FeedCheck::Differs(format!(
                     "{what}: batch {b} carries {} items, over max_batch {m}",
                     batch.items.len()
-                ));
+                )));
             }
             for item in &batch.items {
                 let seen = Seen::of(item);
                 let key = per_stream.then(|| item.stream().clone());
                 let Some(i) = queues.get_mut(&key).and_then(VecDeque::pop_front) else {
-                    return Err(format!(
+                    return Err(FeedCheck::Differs(format!(
                         "{what}: item {count} is {seen:?}; the model expects nothing more{}",
                         if per_stream { " of that stream" } else { "" }
-                    ));
+                    )));
                 };
-                compare(
-                    &format!("{what}: item {count} (batch {b})"),
-                    seen,
-                    self.model.seen(&self.model.log[i]),
-                )?;
+                let at = format!("{what}: item {count} (batch {b})");
+                compare(&at, seen, self.model.seen(&self.model.log[i]))
+                    .map_err(FeedCheck::Differs)?;
+                if let FeedItem::Event(e) = item {
+                    self.same_event(&at, e).map_err(FeedCheck::Differs)?;
+                }
                 delivered.insert(i);
                 count += 1;
             }
-            self.checkpoints
-                .push((batch.checkpoint.clone(), delivered.clone()));
+            upto.push(delivered.clone());
         }
         let missing: Vec<Seen> = queues
             .values()
@@ -1561,26 +1894,40 @@ impl<'h> Run<'h> {
             .map(|i| self.model.seen(&self.model.log[*i]))
             .collect();
         if !missing.is_empty() {
-            return Err(format!(
+            return Err(FeedCheck::EndedEarly(format!(
                 "{what}: delivered {count} items, then ended without {missing:?}"
+            )));
+        }
+        Ok((upto, count))
+    }
+
+    /// Checks an event a read, the feed or a round's read-back returned against every earlier
+    /// sighting of the same (stream, version), in full: what the model compares and the store's
+    /// recorded time too, which must also lie within an hour of this machine's clock.
+    fn same_event(&mut self, what: &str, e: &RecordedEvent) -> Step {
+        let now = SystemTime::now();
+        let skew = match e.recorded_at.duration_since(now) {
+            Ok(ahead) => ahead,
+            Err(behind) => behind.duration(),
+        };
+        if skew > Duration::from_secs(3600) {
+            return Err(format!(
+                "{what}: version {} of {} was recorded at {:?}, {skew:.0?} away from this machine's clock ({now:?})",
+                e.version, e.stream, e.recorded_at
             ));
         }
-        let excess = self.checkpoints.len().saturating_sub(16);
-        self.checkpoints.drain(..excess);
-        self.count(if resume.is_some() {
-            "feed after a checkpoint"
-        } else {
-            "feed from the beginning"
-        });
-        *self
-            .outcomes
-            .entry("feed items delivered".into())
-            .or_default() += count as u64;
-        self.trace.push(format!(
-            "{what} → {count} items in {} batches",
-            batches.len()
-        ));
-        Ok(())
+        match self.recorded.get(&(e.stream.clone(), e.version.0)) {
+            Some(before) if before != e => Err(format!(
+                "{what}: version {} of {} differs from an earlier read of it\n      now     {e:?}\n      earlier {before:?}",
+                e.version, e.stream
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.recorded
+                    .insert((e.stream.clone(), e.version.0), e.clone());
+                Ok(())
+            }
+        }
     }
 
     /// A round of concurrent appenders on one stream, checked for linearizability.
@@ -1740,6 +2087,9 @@ impl<'h> Run<'h> {
         compare_events(&format!("{what}: the stream read back"), &got, &want, |e| {
             e.0
         })?;
+        for e in &stored {
+            self.same_event(&format!("{what}: the stream read back"), e)?;
+        }
         for &(first, last, w) in &winners {
             let (_, batch) = &plans[w];
             let applied = self

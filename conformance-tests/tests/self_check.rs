@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use sekiban_conformance::{Harness, Report, run_all};
+use sekiban_conformance::{Harness, PartitionedFeed, Placement, Report, run_all};
 use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
@@ -438,6 +438,31 @@ async fn counts_only_appends_and_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_no_bytes() {
     caught(Fault::CountsNoBytes, &["costs_count_bytes"]).await;
+}
+
+/// A partitioned feed that spreads one stream's events over partitions (so they come out of
+/// order) is caught; placed by stream, the same feed passes everything (`tests/partitioned.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_feed_reorders_a_stream() {
+    let report = run_all(|| async {
+        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+        let store = MemoryStore::with_config(default_memory_limits(), blobs.clone());
+        let broken = PartitionedFeed::with_placement(store, 4, Placement::ByEvent);
+        Harness::new(Arc::new(broken), blobs)
+    })
+    .await;
+    let failed = report.failed();
+    println!("partitioned by event: caught by {failed:?}");
+    for must in [
+        "feed_from_beginning_delivers_all",
+        "feed_per_stream_order",
+        "feed_resumes_from_every_checkpoint",
+    ] {
+        assert!(
+            failed.contains(&must),
+            "a feed reordering a stream across partitions passed {must}\n{report}"
+        );
+    }
 }
 
 /// The healthy store passes the same run, so the failures above come from the faults.

@@ -14,10 +14,14 @@ use crate::id::Version;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageRequest {
     /// First version of the page (inclusive); `Version(u64::MAX)` reading backward from the head.
+    /// `Version(0)` reading backward from version 0 (a page with no events; the stream is still
+    /// looked up).
     pub from: Version,
     /// Read order.
     pub direction: Direction,
-    /// Most events in the page.
+    /// Most events in the page. 0 only on a read's first page when the reader wants no events
+    /// (`max_count` 0): the backend still looks the stream up, and fails an erased one with
+    /// `StreamDeleted`.
     pub limit: usize,
 }
 
@@ -27,7 +31,8 @@ pub type Page = (Vec<RecordedEvent>, bool);
 
 /// Reads a stream lazily: one `fetch` per page of at most `page_events`, the next page requested
 /// only when the reader gets to it; `max_count` and direction from `opts`. Memory stays bounded
-/// by one page.
+/// by one page. The first page is always fetched, even when the options select no events, so a
+/// read of an erased stream fails with `StreamDeleted` whatever its options.
 pub fn paged<'a, F, Fut>(
     opts: ReadOptions,
     page_events: usize,
@@ -42,7 +47,10 @@ where
         Direction::Backward => opts.from.unwrap_or(Version(u64::MAX)),
     };
     let remaining = opts.max_count.unwrap_or(u64::MAX);
-    let start = (remaining > 0 && from.0 >= 1).then_some((from, remaining));
+    // The first page is fetched even when it can hold nothing (`max_count` 0, backward from
+    // version 0): that request is what tells a readable stream from an erased one, whose read
+    // fails with `StreamDeleted` whatever the options. It stays the read's one request.
+    let start = Some((from, remaining));
     stream::unfold((fetch, start), move |(mut fetch, state)| async move {
         let (from, remaining) = state?;
         let limit = usize::try_from(remaining)
@@ -76,4 +84,58 @@ where
     })
     .flatten()
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::error::StoreError;
+    use crate::id::StreamId;
+
+    /// The pages a read asks for, and its result, over a stream that fails every page with
+    /// `StreamDeleted` (an erased one).
+    fn erased(opts: ReadOptions) -> (Vec<PageRequest>, Vec<Result<RecordedEvent>>) {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
+        let stream = StreamId::new("t", "c", "s").expect("a stream id");
+        let read = paged(opts, 10, move |page| {
+            log.lock().expect("the log").push(page);
+            let e = StoreError::StreamDeleted {
+                stream: stream.clone(),
+                version: Version(3),
+            };
+            async move { Err(e) }
+        });
+        let got = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+            .block_on(read.collect::<Vec<_>>());
+        let asked = asked.lock().expect("the log").clone();
+        (asked, got)
+    }
+
+    #[test]
+    fn a_read_that_wants_nothing_still_asks_for_one_page() {
+        for opts in [
+            ReadOptions::forward().max_count(0),
+            ReadOptions::backward().max_count(0),
+            ReadOptions::backward().from(Version(0)),
+            ReadOptions::forward().from(Version(u64::MAX)),
+        ] {
+            let (asked, got) = erased(opts);
+            assert_eq!(asked.len(), 1, "{opts:?}: pages asked for");
+            assert!(
+                matches!(got[..], [Err(StoreError::StreamDeleted { .. })]),
+                "{opts:?}: {got:?}"
+            );
+        }
+        let (asked, _) = erased(ReadOptions::forward().max_count(0));
+        assert_eq!(asked[0].limit, 0, "a page for max_count 0 holds nothing");
+        let (asked, _) = erased(ReadOptions::backward().from(Version(0)));
+        assert_eq!(asked[0].from, Version(0), "backward from 0 starts at 0");
+    }
 }

@@ -179,6 +179,19 @@ pub trait SnapshotStore: Send + Sync + Debug + 'static {
 ///
 /// Every committed event is delivered, per stream in version order, never before its append is
 /// committed, and resumable from any checkpoint the feed handed out (at-least-once after a restart).
+///
+/// - Order is promised per stream only. A feed read from several partitions
+///   ([`Capabilities::feed_partitions`] > 1: shards, feed ranges) gives no order across streams;
+///   one partition gives commit order.
+/// - A following feed may hand out batches without items that only advance the checkpoint
+///   (progress through quiet partitions); consumers save those checkpoints like any other.
+/// - Resuming from a checkpoint (one a catch-up or following reader handed out, or one kept in a
+///   [`CheckpointStore`]) loses nothing after it; it may repeat events at or before it, never
+///   others. A checkpoint of a `Now` feed that has delivered nothing yet resumes the same way.
+/// - Deletions come as [`crate::FeedItem::Deleted`] markers after the stream's events. A
+///   soft-deleted stream's earlier events may still come (they were committed), before its
+///   marker. After a hard delete completes, no feed read, from any start, delivers an erased
+///   event's data.
 pub trait ChangeFeed: Send + Sync + Debug + 'static {
     /// Changes from `from`; with `opts.follow` the stream waits for new events and never ends.
     fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>>;

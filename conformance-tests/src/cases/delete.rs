@@ -2,9 +2,11 @@
 
 use bytes::Bytes;
 use sekiban_core::snapshot::stream_blob_prefix;
-use sekiban_core::{DeleteMode, ExpectedVersion, Snapshot, StoreError, Version};
+use sekiban_core::{DeleteMode, ExpectedVersion, ReadOptions, Snapshot, StoreError, Version};
 
-use crate::{CaseResult, Harness, check_eq, events, expect_err, read_all, versions};
+use crate::{
+    CaseResult, Harness, check, check_eq, events, expect_err, read_all, read_with, versions,
+};
 
 /// After a soft delete reads are empty, the version stays, and a later append continues it.
 pub async fn soft_delete_hides_and_continues_versions(h: &Harness) -> CaseResult {
@@ -124,5 +126,85 @@ pub async fn hard_delete_erases_and_tombstones(h: &Harness) -> CaseResult {
     let r = h.store.append(&s, ExpectedVersion::NoStream, first).await;
     expect_err(r, "re-send of an erased append", deleted)?;
     h.store.delete_stream(&s, DeleteMode::Hard).await?;
+    Ok(())
+}
+
+/// Reads of an erased stream fail with `StreamDeleted` whatever their options — `max_count` 0,
+/// backward from version 0, from past the head, forward and backward — each in at most one round
+/// trip (no events: no page, plus one); a missing stream and a soft-deleted one read as empty
+/// with the same options.
+pub async fn erased_stream_reads_fail_whatever_the_options(h: &Harness) -> CaseResult {
+    let erased = h.new_stream("erased");
+    h.store
+        .append(&erased, ExpectedVersion::NoStream, events("gone", 5))
+        .await?;
+    h.store.delete_stream(&erased, DeleteMode::Hard).await?;
+    let hidden = h.new_stream("hidden");
+    h.store
+        .append(&hidden, ExpectedVersion::NoStream, events("hidden", 5))
+        .await?;
+    h.store.delete_stream(&hidden, DeleteMode::Soft).await?;
+    let missing = h.new_stream("missing");
+    let options = [
+        ("forward", ReadOptions::forward()),
+        ("backward", ReadOptions::backward()),
+        ("forward, max_count 0", ReadOptions::forward().max_count(0)),
+        (
+            "backward, max_count 0",
+            ReadOptions::backward().max_count(0),
+        ),
+        ("forward, max_count 1", ReadOptions::forward().max_count(1)),
+        (
+            "backward, max_count 1",
+            ReadOptions::backward().max_count(1),
+        ),
+        ("forward from 0", ReadOptions::forward().from(Version(0))),
+        ("backward from 0", ReadOptions::backward().from(Version(0))),
+        (
+            "backward from 0, max_count 0",
+            ReadOptions::backward().from(Version(0)).max_count(0),
+        ),
+        ("forward from 3", ReadOptions::forward().from(Version(3))),
+        ("backward from 3", ReadOptions::backward().from(Version(3))),
+        (
+            "forward from past the head",
+            ReadOptions::forward().from(Version(6)),
+        ),
+        (
+            "backward from past the head",
+            ReadOptions::backward().from(Version(6)),
+        ),
+        (
+            "forward from the last version",
+            ReadOptions::forward().from(Version(u64::MAX)),
+        ),
+        (
+            "forward from past the head, max_count 0",
+            ReadOptions::forward().from(Version(6)).max_count(0),
+        ),
+    ];
+    let budgeted = h.store.capabilities().cost_budgets;
+    for (what, opts) in options {
+        let before = h.store.costs();
+        let r = read_with(&*h.store, &erased, opts).await;
+        let used = (h.store.costs() - before).operation_round_trips();
+        expect_err(
+            r,
+            &format!("read of an erased stream, {what}"),
+            |e| matches!(e, StoreError::StreamDeleted { stream, version: Version(5) } if *stream == erased),
+        )?;
+        check!(
+            !budgeted || used <= 1,
+            "read of an erased stream, {what}: {used} round trips, budget 1"
+        );
+        for (kind, s) in [("missing", &missing), ("soft-deleted", &hidden)] {
+            let r = read_with(&*h.store, s, opts).await?;
+            check_eq!(
+                versions(&r),
+                Vec::<u64>::new(),
+                "read of a {kind} stream, {what}"
+            );
+        }
+    }
     Ok(())
 }
