@@ -152,6 +152,7 @@ macro_rules! __with_cases {
             feed_category_filter,
             feed_from_now_sees_only_new,
             feed_resumes_from_every_checkpoint,
+            feed_resumes_from_following_and_stored_checkpoints,
             feed_complete_under_concurrent_writers,
             feed_per_stream_order,
             feed_waiting_reader_wakes,

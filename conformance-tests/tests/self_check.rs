@@ -33,6 +33,7 @@ enum Fault {
     FeedLosesSchemaVersion,
     CountsOnlyAppendsAndReads,
     CountsNoBytes,
+    ResumeSkipsAnEvent,
 }
 
 /// A memory store with one fault.
@@ -174,6 +175,23 @@ impl ChangeFeed for Broken {
                     })
                 })
                 .boxed(),
+            // Resuming from a checkpoint loses the first event after it.
+            Fault::ResumeSkipsAnEvent if matches!(from, FeedStart::After(_)) => {
+                let mut first = true;
+                self.inner
+                    .changes(from, opts)
+                    .map(move |b| {
+                        b.map(|mut b| {
+                            if let Some(at) = b.items.iter().position(|i| i.as_event().is_some())
+                                && std::mem::take(&mut first)
+                            {
+                                b.items.remove(at);
+                            }
+                            b
+                        })
+                    })
+                    .boxed()
+            }
             Fault::FeedIgnoresCategory => {
                 opts.category = None;
                 self.inner.changes(from, opts)
@@ -438,6 +456,18 @@ async fn counts_only_appends_and_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_no_bytes() {
     caught(Fault::CountsNoBytes, &["costs_count_bytes"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_skips_an_event() {
+    caught(
+        Fault::ResumeSkipsAnEvent,
+        &[
+            "feed_resumes_from_every_checkpoint",
+            "feed_resumes_from_following_and_stored_checkpoints",
+        ],
+    )
+    .await;
 }
 
 /// A partitioned feed that spreads one stream's events over partitions (so they come out of
