@@ -128,6 +128,7 @@ macro_rules! __with_cases {
             resend_under_stream_exists_and_any,
             resend_after_other_appends,
             resend_at_window_edge,
+            resend_outside_window,
             resend_with_other_data_conflicts,
             resend_with_other_metadata_conflicts,
             resend_partial_overlap_conflicts,

@@ -37,7 +37,9 @@ pub struct Limits {
     /// How often an idle change-feed reader polls.
     pub feed_poll_interval: Duration,
     /// How many of a stream's latest events an idempotent re-send is recognised within
-    /// (`u64::MAX`: unbounded).
+    /// (`u64::MAX`: unbounded). Outside the window a re-send is an ordinary append: under
+    /// `Exact` or `NoStream` it fails with `WrongExpectedVersion`, under `Any` or `StreamExists`
+    /// its events are appended again at new versions.
     pub idempotency_window: u64,
 }
 

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use sekiban_core::{AppendResult, EventData, ExpectedVersion, StoreError, Version};
 
-use crate::{CaseResult, Harness, check_eq, events, expect_err, read_all};
+use crate::{CaseResult, Harness, check, check_eq, events, expect_err, read_all};
 
 fn original(first: u64, last: u64) -> AppendResult {
     AppendResult {
@@ -115,6 +115,10 @@ pub async fn resend_after_other_appends(h: &Harness) -> CaseResult {
 pub async fn resend_at_window_edge(h: &Harness) -> CaseResult {
     let limits = h.store.limits().clone();
     let window = limits.idempotency_window.min(1000) as usize;
+    if window == 0 {
+        // No earlier append is inside a window of none (`resend_outside_window` checks that).
+        return Ok(());
+    }
     let s = h.new_stream("order");
     let a = events("a", 2.min(window));
     h.store
@@ -233,4 +237,54 @@ pub async fn resend_partial_overlap_conflicts(h: &Harness) -> CaseResult {
         }
     }
     check_untouched(h, &s, 3).await
+}
+
+/// Outside a finite idempotency window (the stream's last `W` events) a re-send is an ordinary
+/// append: under `Exact` or `NoStream` it fails with `WrongExpectedVersion`, under `Any` it
+/// appends the events again at new versions. A store with an unbounded window (or one above
+/// 1 000 events) has no outside this case can reach.
+pub async fn resend_outside_window(h: &Harness) -> CaseResult {
+    let limits = h.store.limits().clone();
+    let window = limits.idempotency_window;
+    if window > 1000 {
+        return Ok(());
+    }
+    let s = h.new_stream("order");
+    let a = events("a", 2);
+    h.store
+        .append(&s, ExpectedVersion::NoStream, a.clone())
+        .await?;
+    // Push `a` out of the window: `window` more events after it.
+    let mut head = a.len() as u64;
+    while head < a.len() as u64 + window {
+        let n = (a.len() as u64 + window - head).min(limits.max_append_events as u64);
+        h.store
+            .append(
+                &s,
+                ExpectedVersion::Exact(Version(head)),
+                events(&format!("fill{head}"), n as usize),
+            )
+            .await?;
+        head += n;
+    }
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(Version(0)),
+    ] {
+        let r = h.store.append(&s, expected, a.clone()).await;
+        check!(
+            matches!(
+                r,
+                Err(StoreError::WrongExpectedVersion { actual, .. }) if actual == Version(head)
+            ),
+            "a re-send under {expected} from outside a {window}-event window: {r:?}"
+        );
+    }
+    let r = h.store.append(&s, ExpectedVersion::Any, a.clone()).await?;
+    check_eq!(
+        (r.first, r.last, r.deduplicated),
+        (Version(head + 1), Version(head + 2), false),
+        "a re-send under Any from outside a {window}-event window appends again"
+    );
+    check_untouched(h, &s, head as usize + 2).await
 }
