@@ -33,15 +33,18 @@ use crate::feed::{Hub, TailPage};
 use crate::sql::{Conn, Role};
 use crate::worker::{IDLE_CHECKPOINT, Upkeep, Workers};
 
+/// The file or directory beside `db` named `db` + `suffix` (`-wal`, `.blobs`).
+fn beside(db: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    p.into()
+}
+
 /// The `-wal` file of a file database.
 fn wal_path(config: &SqliteConfig) -> Option<std::path::PathBuf> {
     match &config.path {
         SqlitePath::Memory => None,
-        SqlitePath::File(p) => {
-            let mut wal = p.clone().into_os_string();
-            wal.push("-wal");
-            Some(wal.into())
-        }
+        SqlitePath::File(p) => Some(beside(p, "-wal")),
     }
 }
 
@@ -73,8 +76,7 @@ impl SqliteEventStore {
         let blobs: Arc<dyn BlobStore> = match (&config.blob_dir, &config.path) {
             (Some(dir), _) => Arc::new(ObjectBlobStore::create_dir(&dir.to_string_lossy())?),
             (None, SqlitePath::File(p)) => {
-                let mut dir = p.clone().into_os_string();
-                dir.push(".blobs");
+                let dir = beside(p, ".blobs");
                 if p.parent()
                     .is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir())
                 {

@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::{Follower, assert_woken_promptly, cross_process_delays};
+use common::{Follower, assert_woken_promptly, cross_process_delays, sekiban_on};
 
 fn url() -> String {
     let base = std::env::var("SEKIBAN_POSTGRES_URL").unwrap_or_else(|_| {
@@ -20,23 +19,6 @@ fn url() -> String {
 /// Runs `sekiban --store URL args…`; returns (exit code, stdout, stderr).
 fn sekiban(args: &[&str]) -> (i32, String, String) {
     sekiban_on(&url(), args)
-}
-
-/// Runs `sekiban --store URL args…` on `url`.
-fn sekiban_on(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sekiban"))
-        .arg("--store")
-        .arg(url)
-        .args(args)
-        .env_remove("SEKIBAN_STORE")
-        .output()
-        .expect("run sekiban");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (
-        out.status.code().unwrap_or(-1),
-        text(&out.stdout),
-        text(&out.stderr),
-    )
 }
 
 fn ok(args: &[&str]) -> String {

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-/// Runs `sekiban --store URL args…` to its end; panics unless it exits 0.
-pub fn sekiban_ok(url: &str, args: &[&str]) -> String {
+/// Runs `sekiban --store URL args…` to its end; returns (exit code, stdout, stderr).
+pub fn sekiban_on(url: &str, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sekiban"))
         .arg("--store")
         .arg(url)
@@ -19,12 +19,19 @@ pub fn sekiban_ok(url: &str, args: &[&str]) -> String {
         .stdin(Stdio::null())
         .output()
         .expect("run sekiban");
-    assert!(
-        out.status.success(),
-        "sekiban {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// Runs `sekiban --store URL args…` to its end; panics unless it exits 0; its stdout.
+pub fn sekiban_ok(url: &str, args: &[&str]) -> String {
+    let (code, out, err) = sekiban_on(url, args);
+    assert_eq!(code, 0, "sekiban {args:?} failed: {err}\n{out}");
+    out
 }
 
 /// Seconds since the Unix epoch of an RFC 3339 UTC time as `sekiban` prints it
