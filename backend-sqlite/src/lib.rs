@@ -31,7 +31,7 @@ pub use config::{
 
 use crate::feed::{Hub, TailPage};
 use crate::sql::{Conn, Role};
-use crate::worker::{IDLE_CHECKPOINT, Upkeep, Workers};
+use crate::worker::{OPEN_CHECKPOINT_WAIT, Upkeep, Workers};
 
 /// The file or directory beside `db` named `db` + `suffix` (`-wal`, `.blobs`).
 fn beside(db: &std::path::Path, suffix: &str) -> std::path::PathBuf {
@@ -113,7 +113,7 @@ impl SqliteEventStore {
             if let Some(wal) = wal_path(&cfg)
                 && std::fs::metadata(&wal).is_ok_and(|m| m.len() > cfg.wal_limit)
             {
-                writer.checkpoint_truncate(IDLE_CHECKPOINT, cfg.busy_timeout)?;
+                writer.checkpoint_truncate(OPEN_CHECKPOINT_WAIT, cfg.busy_timeout)?;
             }
             let readers = match cfg.path {
                 SqlitePath::Memory => Vec::new(),

@@ -25,12 +25,15 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 const MAX_GROUP: usize = 256;
 
 /// How long the writer waits after its last commit before it empties the WAL.
-pub(crate) const IDLE_CHECKPOINT: Duration = Duration::from_millis(500);
+const IDLE_CHECKPOINT: Duration = Duration::from_millis(500);
 
 /// How long the checkpoint of a WAL past its bound waits for other connections' readers and
 /// writers (while it waits, it keeps new writers out, so it gets its turn between two commits of
 /// other processes); past it, it is tried again after the next commit.
 const CHECKPOINT_WAIT: Duration = Duration::from_secs(1);
+
+/// How long opening a file whose WAL is past its bound waits for others to empty it.
+pub(crate) const OPEN_CHECKPOINT_WAIT: Duration = Duration::from_millis(500);
 
 /// How long the checkpoint of an idle writer waits for others: it is only tidying up.
 const IDLE_CHECKPOINT_WAIT: Duration = Duration::from_millis(20);
