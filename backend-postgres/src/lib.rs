@@ -655,6 +655,12 @@ impl CheckpointStore for PostgresEventStore {
             .save_checkpoint(name, checkpoint, expected)
             .await
     }
+
+    async fn delete_checkpoint(&self, name: &str) -> Result<()> {
+        check_checkpoint_name(name)?;
+        let _write = self.admit_write().await?;
+        self.shared.db.delete_checkpoint(name).await
+    }
 }
 
 #[async_trait]

@@ -156,6 +156,7 @@ pub(crate) enum Sql {
     LoadCheckpoint,
     InsertCheckpoint,
     UpdateCheckpoint,
+    DeleteCheckpoint,
     ListStreams,
     ListCategory,
     Notify,
@@ -166,7 +167,7 @@ pub(crate) enum Sql {
 }
 
 impl Sql {
-    const ALL: [Sql; 21] = [
+    const ALL: [Sql; 22] = [
         Sql::AppendNew,
         Sql::AppendExisting,
         Sql::AppendRefused,
@@ -181,6 +182,7 @@ impl Sql {
         Sql::LoadCheckpoint,
         Sql::InsertCheckpoint,
         Sql::UpdateCheckpoint,
+        Sql::DeleteCheckpoint,
         Sql::ListStreams,
         Sql::ListCategory,
         Sql::Notify,
@@ -206,6 +208,7 @@ impl Sql {
             Sql::LoadCheckpoint => "load_checkpoint",
             Sql::InsertCheckpoint => "insert_checkpoint",
             Sql::UpdateCheckpoint => "update_checkpoint",
+            Sql::DeleteCheckpoint => "delete_checkpoint",
             Sql::ListStreams => "list_streams",
             Sql::ListCategory => "list_category",
             Sql::Notify => "notify",
@@ -258,6 +261,7 @@ struct Statements {
     load_checkpoint: String,
     insert_checkpoint: String,
     update_checkpoint: String,
+    delete_checkpoint: String,
     list_streams: String,
     list_category: String,
 }
@@ -266,6 +270,8 @@ const EVENT_COLUMNS: &str = "l.version, l.event_id, l.event_type, l.schema_versi
 const POINTER_COLUMNS: &str =
     "snapshot_version, snapshot_type, snapshot_schema, snapshot_state, snapshot_blob";
 const KEY: &str = "tenant = $1 AND category = $2 AND stream_id = $3";
+/// The clock in microseconds since the epoch, as a checkpoint etag's floor.
+const ETAG_CLOCK: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
 impl Statements {
     /// The text of one statement.
@@ -285,6 +291,7 @@ impl Statements {
             Sql::LoadCheckpoint => &self.load_checkpoint,
             Sql::InsertCheckpoint => &self.insert_checkpoint,
             Sql::UpdateCheckpoint => &self.update_checkpoint,
+            Sql::DeleteCheckpoint => &self.delete_checkpoint,
             Sql::ListStreams => &self.list_streams,
             Sql::ListCategory => &self.list_category,
             Sql::Notify => NOTIFY,
@@ -449,12 +456,15 @@ impl Statements {
             load_checkpoint: format!(
                 "SELECT checkpoint, etag FROM {s}.checkpoints WHERE name = $1"
             ),
+            // Etags start at the clock in microseconds and grow by at least one, so a name
+            // deleted and saved anew never hands out an etag it handed out before.
             insert_checkpoint: format!(
-                "INSERT INTO {s}.checkpoints (name, checkpoint, etag) VALUES ($1, $2, 1) ON CONFLICT (name) DO NOTHING RETURNING etag"
+                "INSERT INTO {s}.checkpoints (name, checkpoint, etag) VALUES ($1, $2, {ETAG_CLOCK}) ON CONFLICT (name) DO NOTHING RETURNING etag"
             ),
             update_checkpoint: format!(
-                "UPDATE {s}.checkpoints SET checkpoint = $2, etag = etag + 1 WHERE name = $1 AND etag = $3 RETURNING etag"
+                "UPDATE {s}.checkpoints SET checkpoint = $2, etag = greatest(etag + 1, {ETAG_CLOCK}) WHERE name = $1 AND etag = $3 RETURNING etag"
             ),
+            delete_checkpoint: format!("DELETE FROM {s}.checkpoints WHERE name = $1"),
             // A page of streams starts at the key after the previous page, in the primary key:
             // one statement per shape, so a generic plan keeps every bound in its index
             // condition (an optional category in one statement would be a filter there, and a
@@ -1263,6 +1273,18 @@ impl Db {
                 name: name.to_string(),
             }),
         }
+    }
+
+    /// Deletes a checkpoint (nothing when there is none).
+    pub(crate) async fn delete_checkpoint(&self, name: &str) -> Result<()> {
+        self.query(
+            OpKind::Checkpoint,
+            name.len(),
+            Sql::DeleteCheckpoint,
+            &[&name],
+        )
+        .await?;
+        Ok(())
     }
 
     /// Lists streams of a tenant.

@@ -429,6 +429,17 @@ impl CheckpointStore for SqliteEventStore {
             })
             .await
     }
+
+    async fn delete_checkpoint(&self, name: &str) -> Result<()> {
+        check_checkpoint_name(name)?;
+        let name = name.to_string();
+        self.shared
+            .workers
+            .write(OpKind::Checkpoint, move |c| {
+                sql::delete_checkpoint(c, &name)
+            })
+            .await
+    }
 }
 
 #[async_trait]

@@ -845,7 +845,10 @@ pub(crate) fn save_checkpoint(
             name: name.to_string(),
         });
     }
-    let next = current.and_then(|e| e.0.parse::<i64>().ok()).unwrap_or(0) + 1;
+    // From the clock in microseconds, growing by at least one: a name deleted and saved anew
+    // never hands out an etag it handed out before.
+    let last = current.and_then(|e| e.0.parse::<i64>().ok()).unwrap_or(0);
+    let next = (last + 1).max(now_micros());
     c.exec(
         OpKind::Checkpoint,
         name.len() + checkpoint.as_str().len(),
@@ -854,6 +857,17 @@ pub(crate) fn save_checkpoint(
         params![name, checkpoint.as_str(), next],
     )?;
     Ok(Etag(next.to_string()))
+}
+
+/// Deletes a checkpoint (nothing when there is none).
+pub(crate) fn delete_checkpoint(c: &Conn, name: &str) -> Result<()> {
+    c.exec(
+        OpKind::Checkpoint,
+        name.len(),
+        "DELETE FROM sekiban_checkpoints WHERE name = ?1",
+        [name],
+    )?;
+    Ok(())
 }
 
 /// Lists streams of a tenant, in (category, id) order.

@@ -219,6 +219,10 @@ pub struct ConformanceArgs {
     /// List the case names (after --filter) and run nothing.
     #[arg(long)]
     pub list: bool,
+    /// Keep what the cases wrote (by default every stream is hard-deleted and every checkpoint
+    /// and stray blob deleted when the run ends).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// How `bench` measures, as `bench --help` shows it.

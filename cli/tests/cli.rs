@@ -179,6 +179,92 @@ fn conformance_on_memory_prints_a_table_and_a_junit_report() {
     assert_eq!(xml.matches("<testcase ").count(), rows.len(), "{xml}");
 }
 
+/// Events the feed of `url` delivers from the beginning, and the hard-delete markers.
+#[cfg(feature = "sqlite")]
+fn feed_contents(url: &str) -> (usize, usize) {
+    let r = sekiban(&[
+        "--store",
+        url,
+        "tail",
+        "--from",
+        "beginning",
+        "--idle-exit",
+        "0.3",
+        "--json",
+    ])
+    .ok();
+    let items = r.json_lines();
+    let events = items.iter().filter(|i| i["kind"] == "event").count();
+    let hard = items
+        .iter()
+        .filter(|i| i["kind"] == "deleted" && i["mode"] == "hard")
+        .count();
+    (events, hard)
+}
+
+/// Files under a directory, recursively (none when it does not exist).
+#[cfg(feature = "sqlite")]
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() { files_under(&p) } else { vec![p] }
+        })
+        .collect()
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn conformance_removes_what_it_wrote_unless_kept() {
+    let cases = [
+        "conformance",
+        "--filter",
+        "snapshot_large_offloaded",
+        "--filter",
+        "checkpoint_",
+        "--filter",
+        "tenant_isolation_in_reads",
+    ];
+    let (dir, url) = sqlite();
+    let blobs = dir.path().join("events.db.blobs");
+    let mut args = vec!["--store", url.as_str()];
+    args.extend(cases);
+    args.push("--keep");
+    let r = sekiban(&args).ok();
+    assert!(r.stdout.contains("fresh tenant"), "{}", r.stdout);
+    assert!(r.stdout.contains("--keep: they stay"), "{}", r.stdout);
+    assert!(!r.stdout.contains("removed:"), "{}", r.stdout);
+    let (events, _) = feed_contents(&url);
+    assert!(events >= 5, "kept: {events} events");
+    assert!(!files_under(&blobs).is_empty(), "kept: no snapshot blob");
+
+    let (dir, url) = sqlite();
+    let blobs = dir.path().join("events.db.blobs");
+    let mut args = vec!["--store", url.as_str()];
+    args.extend(cases);
+    let r = sekiban(&args).ok();
+    assert!(
+        r.stdout.contains("removed when the run ends"),
+        "{}",
+        r.stdout
+    );
+    let removed = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("removed: "))
+        .unwrap_or_else(|| panic!("no clean-up line: {}", r.stdout));
+    assert!(!removed.contains(" 0 streams"), "{removed}");
+    assert!(!removed.contains(" 0 checkpoints"), "{removed}");
+    let (events, hard) = feed_contents(&url);
+    assert_eq!(events, 0, "events left on the feed");
+    assert!(hard >= 4, "{hard} hard-delete markers");
+    assert_eq!(files_under(&blobs), Vec::<std::path::PathBuf>::new());
+}
+
 #[test]
 fn conformance_filter_matching_nothing_is_bad_input() {
     sekiban(&[

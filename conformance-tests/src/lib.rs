@@ -11,16 +11,19 @@ use futures::future::BoxFuture;
 use sekiban_core::{BlobStore, Store, StoreError};
 
 pub mod cases;
+mod cleanup;
 pub mod model;
 pub mod partitioned;
 mod util;
 
+pub use cleanup::Cleanup;
 pub use partitioned::{PartitionedFeed, Placement};
 pub use util::*;
 
 /// What a case works with: a store, the blob store its snapshots are offloaded to, and a tenant
 /// no other case uses. Cases touch only streams, checkpoints and feed items of their tenant, so
-/// they can run in parallel on one store.
+/// they can run in parallel on one store; the harness remembers what they write, and
+/// [`Harness::clean_up`] removes it.
 #[derive(Clone)]
 pub struct Harness {
     /// The store under test.
@@ -29,6 +32,7 @@ pub struct Harness {
     pub blobs: Arc<dyn BlobStore>,
     /// A tenant fresh for this case.
     pub tenant: String,
+    written: cleanup::WrittenLog,
 }
 
 impl fmt::Debug for Harness {
@@ -47,6 +51,7 @@ impl Harness {
         Harness {
             store,
             blobs,
+            written: cleanup::new_log(&tenant),
             tenant,
         }
     }
@@ -162,6 +167,7 @@ macro_rules! __with_cases {
             feed_batches_end_at_page_bytes,
             feed_rejects_foreign_checkpoint,
             checkpoint_save_is_conditional,
+            checkpoint_delete_forgets_the_name,
             soft_delete_hides_and_continues_versions,
             hard_delete_erases_and_tombstones,
             erased_stream_reads_fail_whatever_the_options,

@@ -141,6 +141,9 @@ impl<S: Store> CheckpointStore for PartitionedFeed<S> {
     ) -> Result<Etag> {
         self.inner.save_checkpoint(name, checkpoint, expected).await
     }
+    async fn delete_checkpoint(&self, name: &str) -> Result<()> {
+        self.inner.delete_checkpoint(name).await
+    }
 }
 
 #[deny(clippy::missing_trait_methods)]

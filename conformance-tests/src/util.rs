@@ -20,8 +20,11 @@ impl Harness {
 
     /// A stream of this case's tenant.
     pub fn stream(&self, category: &str, id: &str) -> StreamId {
-        StreamId::new(&self.tenant, category, id)
-            .unwrap_or_else(|e| panic!("the suite built an invalid stream id {category}/{id}: {e}"))
+        let s = StreamId::new(&self.tenant, category, id).unwrap_or_else(|e| {
+            panic!("the suite built an invalid stream id {category}/{id}: {e}")
+        });
+        self.record_stream(&s);
+        s
     }
 
     /// Feed options filtered to this case's tenant.

@@ -237,6 +237,9 @@ impl CheckpointStore for Broken {
     ) -> Result<sekiban_core::Etag> {
         self.inner.save_checkpoint(name, checkpoint, expected).await
     }
+    async fn delete_checkpoint(&self, name: &str) -> Result<()> {
+        self.inner.delete_checkpoint(name).await
+    }
 }
 
 #[async_trait]

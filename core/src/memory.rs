@@ -651,6 +651,19 @@ impl CheckpointStore for MemoryStore {
             |_| 16,
         )
     }
+
+    async fn delete_checkpoint(&self, name: &str) -> Result<()> {
+        check_checkpoint_name(name)?;
+        self.request(
+            OpKind::Checkpoint,
+            name.len(),
+            |st| {
+                st.checkpoints.remove(name);
+            },
+            |_| 0,
+        );
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -153,11 +153,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     s
 }
 
+/// The prefix under which all of a tenant's snapshot blobs live (ends with `/`).
+///
+/// ```
+/// use sekiban_core::{snapshot::{stream_blob_prefix, tenant_blob_prefix}, StreamId};
+/// let s = StreamId::new("acme", "order", "42").unwrap();
+/// assert!(stream_blob_prefix(&s).starts_with(&tenant_blob_prefix("acme")));
+/// assert!(!stream_blob_prefix(&s).starts_with(&tenant_blob_prefix("acm")));
+/// ```
+pub fn tenant_blob_prefix(tenant: &str) -> String {
+    format!("snapshots/{tenant}/")
+}
+
 /// The prefix under which all of a stream's snapshot blobs live (ends with `/`).
 pub fn stream_blob_prefix(stream: &StreamId) -> String {
     format!(
-        "snapshots/{}/{}/{}/",
-        stream.tenant(),
+        "{}{}/{}/",
+        tenant_blob_prefix(stream.tenant()),
         stream.category(),
         stream.id()
     )

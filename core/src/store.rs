@@ -200,6 +200,7 @@ pub trait ChangeFeed: Send + Sync + Debug + 'static {
 }
 
 /// Named consumers' checkpoints, saved conditionally on the etag of the previous load or save.
+/// Every request is counted as [`crate::OpKind::Checkpoint`].
 #[async_trait]
 pub trait CheckpointStore: Send + Sync + Debug + 'static {
     /// The saved checkpoint and its etag.
@@ -212,6 +213,9 @@ pub trait CheckpointStore: Send + Sync + Debug + 'static {
         checkpoint: &Checkpoint,
         expected: Option<&Etag>,
     ) -> Result<Etag>;
+    /// Deletes a checkpoint (a consumer retired, a test's leftovers); deleting a missing one does
+    /// nothing. The next save of the name is a first save again (`expected` = `None`).
+    async fn delete_checkpoint(&self, name: &str) -> Result<()>;
 }
 
 /// A stream as listed by a [`StreamCatalog`].

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-use sekiban_conformance::{CASES, CaseReport, Harness, Report, run_selected};
+use sekiban_conformance::{CASES, CaseReport, Cleanup, Harness, Report, run_selected};
 
 use crate::args::ConformanceArgs;
 use crate::commands::{open, print};
@@ -32,29 +32,35 @@ pub async fn run(url: &str, args: ConformanceArgs) -> anyhow::Result<()> {
     let first = open(url).await?;
     let kind = first.kind;
     print(&format!(
-        "conformance suite on the {kind} store: {} of {} cases, each on a freshly opened store\n",
+        "conformance suite on the {kind} store: {} of {} cases, each on a freshly opened store\n\
+         it writes streams, snapshots (large ones to the blob store) and checkpoints, each case \
+         under a fresh tenant (t + 16 hex digits, and that name + \"-b\"); {}\n",
         selected.len(),
-        CASES.len()
+        CASES.len(),
+        if args.keep {
+            "--keep: they stay"
+        } else {
+            "they are removed when the run ends (--keep keeps them)"
+        }
     ))?;
     // Every case gets the store opened anew, so its cost counters count that case alone; each
-    // is closed at the end.
+    // is closed at the end, after its harness has removed what the case wrote.
     let opened = std::sync::Mutex::new(Vec::new());
     let make = || async {
-        match open_store(url).await {
-            Ok(o) => {
-                opened
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(o.store.clone());
-                Harness::new(o.store, o.blobs)
-            }
+        let h = match open_store(url).await {
+            Ok(o) => Harness::new(o.store, o.blobs),
             Err(e) => {
                 eprintln!(
                     "warning: reopening the store failed ({e}); this case runs on the first one"
                 );
                 Harness::new(first.store.clone(), first.blobs.clone())
             }
-        }
+        };
+        opened
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(h.clone());
+        h
     };
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -67,8 +73,13 @@ pub async fn run(url: &str, args: ConformanceArgs) -> anyhow::Result<()> {
         }
     }
     let elapsed = clock.elapsed();
-    let stores = std::mem::take(&mut *opened.lock().unwrap_or_else(|p| p.into_inner()));
-    for store in stores.iter().chain([&first.store]) {
+    let harnesses = std::mem::take(&mut *opened.lock().unwrap_or_else(|p| p.into_inner()));
+    let cleanup = if args.keep {
+        None
+    } else {
+        Some(clean_up(&harnesses).await)
+    };
+    for store in harnesses.iter().map(|h| &h.store).chain([&first.store]) {
         if let Err(e) = store.close().await {
             eprintln!("warning: closing the store failed: {e}");
         }
@@ -83,15 +94,43 @@ pub async fn run(url: &str, args: ConformanceArgs) -> anyhow::Result<()> {
     if !failed.is_empty() {
         writeln!(summary, "failed: {}", failed.join(", "))?;
     }
+    if let Some(c) = &cleanup {
+        writeln!(
+            summary,
+            "removed: {c} (hard-deleted streams keep their tombstones and feed deletion markers, which hold no event data)"
+        )?;
+    }
     print(&summary)?;
     if let Some(path) = &args.junit {
         write_junit(path, kind, &report, started, elapsed.as_secs_f64())?;
     }
-    if report.all_passed() {
+    let left = cleanup.map(|c| c.left).unwrap_or_default();
+    if !left.is_empty() {
+        eprintln!(
+            "error: {} things the cases wrote could not be removed:",
+            left.len()
+        );
+        for l in &left {
+            eprintln!("  {l}");
+        }
+    }
+    if report.all_passed() && left.is_empty() {
         Ok(())
     } else {
         Err(Reported(Exit::Failure).into())
     }
+}
+
+/// Removes what every case wrote, through the store the case ran on.
+async fn clean_up(harnesses: &[Harness]) -> Cleanup {
+    let bar = crate::progress::bar(harnesses.len() as u64, "removing what it wrote", false);
+    let mut total = Cleanup::default();
+    for h in harnesses {
+        total.add(h.clean_up().await);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    total
 }
 
 fn row(c: &CaseReport) -> String {

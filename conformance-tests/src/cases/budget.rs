@@ -217,8 +217,8 @@ fn counted_as(store: &dyn Store, what: &str, kind: OpKind, c: &CostSnapshot) -> 
 }
 
 /// Every operation's requests are counted under its own `OpKind`, each checked on its own:
-/// `stream_version` as `Read`, snapshot pointer saves and loads as `Snapshot`, checkpoint saves
-/// and loads as `Checkpoint`, a feed poll as `Feed`, a delete as `Delete`.
+/// `stream_version` as `Read`, snapshot pointer saves and loads as `Snapshot`, checkpoint saves,
+/// loads and deletes as `Checkpoint`, a feed poll as `Feed`, a delete as `Delete`.
 pub async fn costs_counted_by_kind(h: &Harness) -> CaseResult {
     let st = &*h.store;
     let s = h.new_stream("kinds");
@@ -253,7 +253,7 @@ pub async fn costs_counted_by_kind(h: &Harness) -> CaseResult {
         &spent(st, before),
     )?;
 
-    let name = format!("{}-kinds", h.tenant);
+    let name = h.checkpoint_name("kinds");
     let cp = crate::last_checkpoint(
         &crate::catch_up(st, FeedStart::Beginning, h.feed_opts(false)).await?,
     )?;
@@ -271,6 +271,14 @@ pub async fn costs_counted_by_kind(h: &Harness) -> CaseResult {
     counted_as(
         st,
         "load_checkpoint",
+        OpKind::Checkpoint,
+        &spent(st, before),
+    )?;
+    let before = st.costs();
+    st.delete_checkpoint(&name).await?;
+    counted_as(
+        st,
+        "delete_checkpoint",
         OpKind::Checkpoint,
         &spent(st, before),
     )?;

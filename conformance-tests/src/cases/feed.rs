@@ -344,7 +344,7 @@ fn check_resumed(
 pub async fn feed_resumes_from_following_and_stored_checkpoints(h: &Harness) -> CaseResult {
     // A `Now` checkpoint taken before anything of this case exists, saved and loaded back.
     let now = last_checkpoint(&catch_up(&*h.store, FeedStart::Now, h.feed_opts(false)).await?)?;
-    let name = format!("{}-resume", h.tenant);
+    let name = h.checkpoint_name("resume");
     let mut etag = Some(h.store.save_checkpoint(&name, &now, None).await?);
     let total = write_interleaved(h, 3, 3).await?;
     // A following reader from the beginning, in small batches: every checkpoint it hands out.
@@ -635,7 +635,7 @@ pub async fn feed_rejects_foreign_checkpoint(h: &Harness) -> CaseResult {
 /// Checkpoint saves are conditional on the etag: two saves from one etag, the second fails, even
 /// when it is further ahead.
 pub async fn checkpoint_save_is_conditional(h: &Harness) -> CaseResult {
-    let name = format!("{}-projector", h.tenant);
+    let name = h.checkpoint_name("projector");
     let s = h.new_stream("cp");
     check_eq!(
         h.store.load_checkpoint(&name).await?,
@@ -674,8 +674,75 @@ pub async fn checkpoint_save_is_conditional(h: &Harness) -> CaseResult {
         Some((cp2, e3)),
         "after a save from the current etag"
     );
-    let other = format!("{}-other", h.tenant);
+    let other = h.checkpoint_name("other");
     check_eq!(h.store.load_checkpoint(&other).await?, None, "another name");
+    Ok(())
+}
+
+/// A deleted checkpoint is gone: it loads as never saved, a save from an etag handed out before
+/// the delete fails, a first save works again and hands out an etag never handed out before (so
+/// a consumer holding an old etag cannot overwrite the new one), and deleting a missing
+/// checkpoint does nothing. Other names are untouched.
+pub async fn checkpoint_delete_forgets_the_name(h: &Harness) -> CaseResult {
+    let (name, kept) = (h.checkpoint_name("retired"), h.checkpoint_name("kept"));
+    let s = h.new_stream("cp");
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("a", 1))
+        .await?;
+    let one = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 1);
+    let cp = last_checkpoint(&one.await?)?;
+    let mut handed_out = vec![h.store.save_checkpoint(&name, &cp, None).await?];
+    handed_out.push(
+        h.store
+            .save_checkpoint(&name, &cp, handed_out.last())
+            .await?,
+    );
+    let kept_tag = h.store.save_checkpoint(&kept, &cp, None).await?;
+
+    h.store.delete_checkpoint(&name).await?;
+    check_eq!(
+        h.store.load_checkpoint(&name).await?,
+        None,
+        "a deleted checkpoint"
+    );
+    for old in &handed_out {
+        let r = h.store.save_checkpoint(&name, &cp, Some(old)).await;
+        expect_err(
+            r,
+            &format!("a save from etag {old:?}, after the delete"),
+            |e| matches!(e, StoreError::CheckpointConflict { .. }),
+        )?;
+    }
+    let fresh = h.store.save_checkpoint(&name, &cp, None).await?;
+    check!(
+        !handed_out.contains(&fresh),
+        "the first save after a delete handed out {fresh:?}, an etag handed out before the delete ({handed_out:?}): a consumer holding it could overwrite the new checkpoint"
+    );
+    for old in &handed_out {
+        let r = h.store.save_checkpoint(&name, &cp, Some(old)).await;
+        expect_err(r, &format!("a save from the old etag {old:?}"), |e| {
+            matches!(e, StoreError::CheckpointConflict { .. })
+        })?;
+    }
+    check_eq!(
+        h.store.load_checkpoint(&name).await?,
+        Some((cp.clone(), fresh)),
+        "the checkpoint saved after the delete"
+    );
+    check_eq!(
+        h.store.load_checkpoint(&kept).await?,
+        Some((cp, kept_tag)),
+        "another checkpoint after the delete"
+    );
+    let missing = h.checkpoint_name("never-saved");
+    h.store.delete_checkpoint(&missing).await?;
+    h.store.delete_checkpoint(&name).await?;
+    h.store.delete_checkpoint(&name).await?;
+    check_eq!(
+        h.store.load_checkpoint(&name).await?,
+        None,
+        "a checkpoint deleted twice"
+    );
     Ok(())
 }
 

@@ -7,11 +7,7 @@ use crate::{
 };
 
 fn twin(h: &Harness, s: &StreamId) -> Result<StreamId, crate::CaseFailure> {
-    Ok(StreamId::new(
-        format!("{}-b", h.tenant),
-        s.category(),
-        s.id(),
-    )?)
+    Ok(h.other_tenant_stream(s)?)
 }
 
 /// Reads and versions of one tenant's stream never show another tenant's events.
