@@ -168,6 +168,7 @@ macro_rules! __with_cases {
             feed_rejects_foreign_checkpoint,
             checkpoint_save_is_conditional,
             checkpoint_delete_forgets_the_name,
+            checkpoint_names_checked,
             soft_delete_hides_and_continues_versions,
             hard_delete_erases_and_tombstones,
             erased_stream_reads_fail_whatever_the_options,

@@ -10,10 +10,10 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use sekiban_core::{
-    AppendResult, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore, CostSnapshot,
-    DeleteMode, Etag, EventData, EventStore, ExpectedVersion, FeedItem, FeedOptions, FeedStart,
-    Limits, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotStore, Store, StreamCatalog,
-    StreamId, Version,
+    AppendResult, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore, CostCounter,
+    CostSnapshot, DeleteMode, Etag, EventData, EventStore, ExpectedVersion, FeedItem, FeedOptions,
+    FeedStart, Limits, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotStore, Store,
+    StreamCatalog, StreamId, Version,
 };
 
 /// How the wrapper places feed items into partitions.
@@ -29,12 +29,19 @@ pub enum Placement {
 
 /// A store whose feed declares `partitions` partitions and hands out each batch's items
 /// partition by partition, the partitions in an order that turns from batch to batch; within a
-/// partition, items keep the inner feed's order. Everything else is the inner store's.
+/// partition, items keep the inner feed's order. A following feed adds batches without items
+/// (progress through quiet partitions). Everything else is the inner store's.
+///
+/// Its costs are the inner store's plus, for every feed read, one listing of the partitions
+/// ([`OpKind::Partitions`]) and `partitions` partitions opened, as a reader of a partitioned
+/// feed spends them.
 #[derive(Debug)]
 pub struct PartitionedFeed<S> {
     inner: S,
     partitions: u32,
     placement: Placement,
+    lists_every_poll: bool,
+    own: CostCounter,
 }
 
 impl<S: Store> PartitionedFeed<S> {
@@ -50,7 +57,16 @@ impl<S: Store> PartitionedFeed<S> {
             inner,
             partitions: partitions.max(1),
             placement,
+            lists_every_poll: false,
+            own: CostCounter::new(),
         }
+    }
+
+    /// A broken store, for the suite's self-check: its readers list the partitions again
+    /// before every poll instead of once.
+    pub fn listing_every_poll(mut self) -> Self {
+        self.lists_every_poll = true;
+        self
     }
 }
 
@@ -112,16 +128,34 @@ impl<S: Store> SnapshotStore for PartitionedFeed<S> {
     }
 }
 
+/// A following feed also hands out, after every batch with items, a batch without items that
+/// carries the same checkpoint: the progress a multi-partition reader records while it goes
+/// through partitions that had nothing new.
 #[deny(clippy::missing_trait_methods)]
 impl<S: Store> ChangeFeed for PartitionedFeed<S> {
     fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
-        let (partitions, placement) = (self.partitions, self.placement);
+        let (partitions, placement, follow) = (self.partitions, self.placement, opts.follow);
         let mut turn = 0u32;
-        self.inner
-            .changes(from, opts)
-            .map(move |b| {
+        let own = &self.own;
+        // A reader lists the partitions and opens each when it is first polled.
+        let start = futures::stream::once(async move {
+            own.record(OpKind::Partitions, 64, 64 * u64::from(partitions));
+            own.record_partitions_opened(u64::from(partitions));
+        })
+        .filter_map(|()| async { None });
+        start
+            .chain(self.inner.changes(from, opts))
+            .flat_map(move |b| {
                 turn = turn.wrapping_add(1);
-                b.map(|b| reorder(b, partitions, placement, turn))
+                let b = b.map(|b| reorder(b, partitions, placement, turn));
+                let progress = match &b {
+                    Ok(b) if follow && !b.items.is_empty() => Some(Ok(ChangeBatch {
+                        items: Vec::new(),
+                        checkpoint: b.checkpoint.clone(),
+                    })),
+                    _ => None,
+                };
+                futures::stream::iter(std::iter::once(b).chain(progress))
             })
             .boxed()
     }
@@ -158,7 +192,16 @@ impl<S: Store> Store for PartitionedFeed<S> {
         c
     }
     fn costs(&self) -> CostSnapshot {
-        self.inner.costs()
+        let inner = self.inner.costs();
+        let own = self.own.snapshot();
+        if !self.lists_every_poll {
+            return inner + own;
+        }
+        let again = CostCounter::new();
+        for _ in 0..inner.round_trips(OpKind::Feed) {
+            again.record(OpKind::Partitions, 64, 64 * u64::from(self.partitions));
+        }
+        inner + own + again.snapshot()
     }
     fn catalog(&self) -> Option<&dyn StreamCatalog> {
         self.inner.catalog()

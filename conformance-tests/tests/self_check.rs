@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use sekiban_conformance::{Harness, PartitionedFeed, Placement, Report, run_all};
+use sekiban_conformance::{Harness, PartitionedFeed, Placement, Report, run_all, run_selected};
 use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
@@ -34,6 +34,8 @@ enum Fault {
     CountsOnlyAppendsAndReads,
     CountsNoBytes,
     ResumeSkipsAnEvent,
+    ProgressRunsAhead,
+    FeedKeepsErasedEvents,
 }
 
 /// A memory store with one fault.
@@ -44,6 +46,9 @@ struct Broken {
     limits: Limits,
     blobs: Arc<dyn BlobStore>,
     fault: Fault,
+    /// Events of hard-deleted streams the feed still delivers (a service keeping change
+    /// records for a while, unfiltered).
+    retained: std::sync::Mutex<Vec<RecordedEvent>>,
 }
 
 impl Broken {
@@ -118,6 +123,15 @@ impl EventStore for Broken {
     }
 
     async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
+        if self.fault == Fault::FeedKeepsErasedEvents && mode == DeleteMode::Hard {
+            let mut read = self.inner.read(stream, ReadOptions::forward());
+            let mut kept = Vec::new();
+            while let Some(Ok(e)) = read.next().await {
+                kept.push(e);
+            }
+            drop(read);
+            self.retained.lock().unwrap().extend(kept);
+        }
         self.inner.delete_stream(&self.key(stream), mode).await
     }
 }
@@ -195,6 +209,48 @@ impl ChangeFeed for Broken {
             Fault::FeedIgnoresCategory => {
                 opts.category = None;
                 self.inner.changes(from, opts)
+            }
+            // A following feed hands out a progress batch that carries the checkpoint of the
+            // batch after it, before that batch: a reader that saves it and restarts loses
+            // that batch.
+            Fault::ProgressRunsAhead if opts.follow => self
+                .inner
+                .changes(from, opts)
+                .flat_map(|b| {
+                    let ahead = b.as_ref().ok().map(|b| {
+                        Ok(ChangeBatch {
+                            items: Vec::new(),
+                            checkpoint: b.checkpoint.clone(),
+                        })
+                    });
+                    futures::stream::iter(ahead.into_iter().chain([b]))
+                })
+                .boxed(),
+            // A read resumed from a checkpoint (served from the service's change records, not
+            // the table) starts with the retained events of erased streams.
+            Fault::FeedKeepsErasedEvents if matches!(from, FeedStart::After(_)) => {
+                let retained: Vec<FeedItem> = self
+                    .retained
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| opts.matches(&e.stream))
+                    .cloned()
+                    .map(FeedItem::Event)
+                    .collect();
+                let mut first = Some(retained);
+                self.inner
+                    .changes(from, opts)
+                    .map(move |b| {
+                        b.map(|mut b| {
+                            if let Some(mut kept) = first.take() {
+                                kept.append(&mut b.items);
+                                b.items = kept;
+                            }
+                            b
+                        })
+                    })
+                    .boxed()
             }
             Fault::FeedLosesMetadata | Fault::FeedLosesSchemaVersion => {
                 let fault = self.fault;
@@ -285,30 +341,34 @@ impl Store for Broken {
     }
 }
 
-async fn run_broken(fault: Fault) -> Report {
-    run_all(|| async move {
-        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
-        let limits = default_memory_limits();
-        let mut actual = limits.clone();
-        if fault == Fault::IgnoresPageBytes {
-            actual.page_bytes = usize::MAX;
-        }
-        let inner = MemoryStore::with_config(actual, blobs.clone());
-        let store = Broken {
-            inner,
-            limits,
-            blobs: blobs.clone(),
-            fault,
-        };
-        Harness::new(Arc::new(store), blobs)
-    })
+async fn run_broken(fault: Fault, cases: &[&str]) -> Report {
+    run_selected(
+        || async move {
+            let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+            let limits = default_memory_limits();
+            let mut actual = limits.clone();
+            if fault == Fault::IgnoresPageBytes {
+                actual.page_bytes = usize::MAX;
+            }
+            let inner = MemoryStore::with_config(actual, blobs.clone());
+            let store = Broken {
+                inner,
+                limits,
+                blobs: blobs.clone(),
+                fault,
+                retained: Default::default(),
+            };
+            Harness::new(Arc::new(store), blobs)
+        },
+        |name| cases.contains(&name),
+    )
     .await
 }
 
-/// Runs the whole suite against a store with `fault` and asserts that each case in `must_fail`
-/// failed (others may fail too: a fault often breaks more than one rule).
+/// Runs the cases in `must_fail` against a store with `fault` and asserts that each failed
+/// (other cases may fail too: a fault often breaks more than one rule).
 async fn caught(fault: Fault, must_fail: &[&str]) {
-    let report = run_broken(fault).await;
+    let report = run_broken(fault, must_fail).await;
     let failed = report.failed();
     println!("{fault:?}: caught by {failed:?}");
     let missed: Vec<_> = must_fail.iter().filter(|c| !failed.contains(c)).collect();
@@ -316,6 +376,45 @@ async fn caught(fault: Fault, must_fail: &[&str]) {
         missed.is_empty(),
         "a store that {fault:?} passed {missed:?}, which must catch it\n{report}"
     );
+}
+
+/// A partitioned store whose readers list the partitions before every poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_listing_every_poll_is_caught() {
+    let report = run_selected(
+        || async {
+            let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+            let inner = MemoryStore::with_config(default_memory_limits(), blobs.clone());
+            let store = PartitionedFeed::new(inner, 4).listing_every_poll();
+            Harness::new(Arc::new(store), blobs)
+        },
+        |name| name == "feed_idle_round_trip_budget",
+    )
+    .await;
+    assert_eq!(report.failed(), ["feed_idle_round_trip_budget"], "{report}");
+    let message = report.cases[0].failure.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("listed the feed's partitions"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_batch_runs_ahead() {
+    caught(
+        Fault::ProgressRunsAhead,
+        &["feed_resumes_from_following_and_stored_checkpoints"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feed_keeps_erased_events() {
+    caught(
+        Fault::FeedKeepsErasedEvents,
+        &["feed_carries_deletion_markers"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

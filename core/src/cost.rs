@@ -6,10 +6,13 @@
 //! what the work between them cost.
 
 use std::fmt;
-use std::ops::Sub;
+use std::ops::{Add, Sub};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
+
+/// How many kinds of operation there are.
+const KINDS: usize = 10;
 
 /// The kinds of operation costs are counted by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -20,8 +23,11 @@ pub enum OpKind {
     Read,
     /// Snapshot pointer reads and writes.
     Snapshot,
-    /// Change-feed polls.
+    /// Change-feed polls (one per partition read: a shard's records, a feed range's page).
     Feed,
+    /// Listings of a change feed's partitions (DynamoDB Streams `DescribeStream`, Cosmos DB
+    /// feed ranges): a reader lists when it starts and when a partition it read has ended.
+    Partitions,
     /// Checkpoint loads and saves.
     Checkpoint,
     /// Stream deletions.
@@ -37,11 +43,12 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [OpKind; 9] = [
+    pub const ALL: [OpKind; KINDS] = [
         OpKind::Append,
         OpKind::Read,
         OpKind::Snapshot,
         OpKind::Feed,
+        OpKind::Partitions,
         OpKind::Checkpoint,
         OpKind::Delete,
         OpKind::Blob,
@@ -67,6 +74,18 @@ pub struct OpCosts {
     pub capacity_units: f64,
 }
 
+impl Add for OpCosts {
+    type Output = OpCosts;
+    fn add(self, o: OpCosts) -> OpCosts {
+        OpCosts {
+            round_trips: self.round_trips + o.round_trips,
+            bytes_sent: self.bytes_sent + o.bytes_sent,
+            bytes_received: self.bytes_received + o.bytes_received,
+            capacity_units: self.capacity_units + o.capacity_units,
+        }
+    }
+}
+
 impl Sub for OpCosts {
     type Output = OpCosts;
     fn sub(self, o: OpCosts) -> OpCosts {
@@ -82,10 +101,19 @@ impl Sub for OpCosts {
 /// Costs by kind at one moment; subtract two to get the cost of what happened between them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CostSnapshot {
-    kinds: [OpCosts; 9],
+    kinds: [OpCosts; KINDS],
+    #[serde(default)]
+    partitions_opened: u64,
 }
 
 impl CostSnapshot {
+    /// Feed partitions (shards, feed ranges) feed readers began to read: every partition a
+    /// reader starts with and every one that appears while it reads. A store with one
+    /// partition need not count it. The suite's idle feed budget is per partition open.
+    pub fn partitions_opened(&self) -> u64 {
+        self.partitions_opened
+    }
+
     /// Costs of one kind.
     pub fn get(&self, kind: OpKind) -> OpCosts {
         self.kinds[kind.index()]
@@ -104,12 +132,7 @@ impl CostSnapshot {
 
     /// Costs summed over all kinds.
     pub fn total(&self) -> OpCosts {
-        self.kinds.iter().fold(OpCosts::default(), |a, c| OpCosts {
-            round_trips: a.round_trips + c.round_trips,
-            bytes_sent: a.bytes_sent + c.bytes_sent,
-            bytes_received: a.bytes_received + c.bytes_received,
-            capacity_units: a.capacity_units + c.capacity_units,
-        })
+        self.kinds.iter().fold(OpCosts::default(), |a, c| a + *c)
     }
 }
 
@@ -120,7 +143,25 @@ impl Sub for CostSnapshot {
         for (k, before) in kinds.iter_mut().zip(o.kinds) {
             *k = *k - before;
         }
-        CostSnapshot { kinds }
+        CostSnapshot {
+            kinds,
+            partitions_opened: self.partitions_opened.saturating_sub(o.partitions_opened),
+        }
+    }
+}
+
+/// The costs of two sources together (a store and a wrapper's own requests).
+impl Add for CostSnapshot {
+    type Output = CostSnapshot;
+    fn add(self, o: CostSnapshot) -> CostSnapshot {
+        let mut kinds = self.kinds;
+        for (k, more) in kinds.iter_mut().zip(o.kinds) {
+            *k = *k + more;
+        }
+        CostSnapshot {
+            kinds,
+            partitions_opened: self.partitions_opened + o.partitions_opened,
+        }
     }
 }
 
@@ -161,7 +202,8 @@ struct AtomicCosts {
 /// Lock-free counters a store feeds where its requests happen.
 #[derive(Debug, Default)]
 pub struct CostCounter {
-    kinds: [AtomicCosts; 9],
+    kinds: [AtomicCosts; KINDS],
+    partitions_opened: AtomicU64,
 }
 
 impl CostCounter {
@@ -195,9 +237,17 @@ impl CostCounter {
             .fetch_add(micro, Ordering::Relaxed);
     }
 
+    /// Counts `n` feed partitions a reader began to read ([`CostSnapshot::partitions_opened`]).
+    pub fn record_partitions_opened(&self, n: u64) {
+        self.partitions_opened.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> CostSnapshot {
-        let mut out = CostSnapshot::default();
+        let mut out = CostSnapshot {
+            partitions_opened: self.partitions_opened.load(Ordering::Relaxed),
+            ..CostSnapshot::default()
+        };
         for (o, c) in out.kinds.iter_mut().zip(&self.kinds) {
             *o = OpCosts {
                 round_trips: c.round_trips.load(Ordering::Relaxed),
@@ -228,5 +278,23 @@ mod tests {
         assert_eq!(d.get(OpKind::Append).capacity_units, 2.5);
         assert_eq!(d.total().round_trips, 2);
         assert_eq!(d.total().bytes_received, 305);
+    }
+
+    #[test]
+    fn partitions_opened_and_sums() {
+        let (a, b) = (CostCounter::new(), CostCounter::new());
+        a.record_partitions_opened(4);
+        let before = a.snapshot();
+        a.record_partitions_opened(2);
+        a.record(OpKind::Partitions, 10, 20);
+        b.record(OpKind::Partitions, 1, 2);
+        b.record_units(OpKind::Feed, 0.5);
+        let d = a.snapshot() - before;
+        assert_eq!(d.partitions_opened(), 2);
+        let sum = a.snapshot() + b.snapshot();
+        assert_eq!(sum.partitions_opened(), 6);
+        assert_eq!(sum.round_trips(OpKind::Partitions), 2);
+        assert_eq!(sum.get(OpKind::Partitions).bytes_received, 22);
+        assert_eq!(sum.get(OpKind::Feed).capacity_units, 0.5);
     }
 }

@@ -200,7 +200,9 @@ pub trait ChangeFeed: Send + Sync + Debug + 'static {
 }
 
 /// Named consumers' checkpoints, saved conditionally on the etag of the previous load or save.
-/// Every request is counted as [`crate::OpKind::Checkpoint`].
+/// Every request is counted as [`crate::OpKind::Checkpoint`]. A name is 1 to
+/// [`crate::memory::MAX_CHECKPOINT_NAME_LEN`] (200) bytes without NUL; any other is refused
+/// with [`StoreError::InvalidInput`] by every method.
 #[async_trait]
 pub trait CheckpointStore: Send + Sync + Debug + 'static {
     /// The saved checkpoint and its etag.

@@ -532,21 +532,35 @@ pub async fn feed_waiting_reader_wakes(h: &Harness) -> CaseResult {
     Ok(())
 }
 
-/// An idle follower makes at most (t / poll interval + 2) × partitions feed requests in t.
+/// An idle follower makes at most (t / poll interval + 2) × partitions feed requests in t, the
+/// partitions being those open during t: the most of the declared `feed_partitions` (before and
+/// after) and the partitions the reader opened (`CostSnapshot::partitions_opened`; shards and
+/// feed ranges come and go). Listing the partitions has a budget of its own: one listing when the
+/// reader starts, in pages of 100, and one more (a refresh), so 1 + ceil(partitions / 100).
 pub async fn feed_idle_round_trip_budget(h: &Harness) -> CaseResult {
     let poll = h.store.limits().feed_poll_interval;
-    let partitions = u64::from(h.store.capabilities().feed_partitions.max(1));
+    let declared_before = h.store.capabilities().feed_partitions;
     let idle = poll * 2 + poll / 2;
     let mut follow = h.store.changes(FeedStart::Now, h.feed_opts(true));
     let before = h.store.costs();
     let r = tokio::time::timeout(idle, follow.next()).await;
     check!(r.is_err(), "an idle feed delivered {r:?}");
-    let spent = (h.store.costs() - before).round_trips(OpKind::Feed);
+    let c = h.store.costs() - before;
+    let partitions = u64::from(declared_before.max(h.store.capabilities().feed_partitions))
+        .max(c.partitions_opened())
+        .max(1);
+    let spent = c.round_trips(OpKind::Feed);
     let budget = (idle.as_secs_f64() / poll.as_secs_f64() + 2.0).floor() as u64 * partitions;
     let budgeted = h.store.capabilities().cost_budgets;
     check!(
         !budgeted || spent <= budget,
-        "an idle reader made {spent} feed requests in {idle:?}; the budget with a {poll:?} poll interval and {partitions} partitions is {budget}"
+        "an idle reader made {spent} feed requests in {idle:?}; the budget with a {poll:?} poll interval and {partitions} partitions is {budget} ({c})"
+    );
+    let listings = c.round_trips(OpKind::Partitions);
+    let listing_budget = 1 + partitions.div_ceil(100);
+    check!(
+        !budgeted || listings <= listing_budget,
+        "an idle reader listed the feed's partitions {listings} times in {idle:?}; the budget for {partitions} partitions is {listing_budget} (list when starting and when a partition ends, not every poll) ({c})"
     );
     check!(
         spent >= 1,
@@ -562,9 +576,13 @@ pub async fn feed_idle_round_trip_budget(h: &Harness) -> CaseResult {
 pub async fn feed_carries_deletion_markers(h: &Harness) -> CaseResult {
     let soft = h.stream("feed", "soft");
     let hard = h.stream("feed", "hard");
+    let before_all =
+        last_checkpoint(&catch_up(&*h.store, FeedStart::Now, h.feed_opts(false)).await?)?;
     h.store
         .append(&soft, ExpectedVersion::NoStream, events("s", 2))
         .await?;
+    let written = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 2);
+    let before_hard = last_checkpoint(&written.await?)?;
     h.store
         .append(&hard, ExpectedVersion::NoStream, events("h", 3))
         .await?;
@@ -605,12 +623,38 @@ pub async fn feed_carries_deletion_markers(h: &Harness) -> CaseResult {
             );
         }
     }
-    let from_start = catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?;
-    let events_left = feed_events(&from_start);
-    check!(
-        events_left.iter().all(|e| e.stream != hard),
-        "events of a hard-deleted stream are still on the feed"
-    );
+    // After a hard delete completes, no read delivers the erased events, from any start (a
+    // service that keeps change records for a while must filter them).
+    for (what, from) in [
+        ("the beginning", FeedStart::Beginning),
+        (
+            "a checkpoint taken before anything was written",
+            FeedStart::After(before_all),
+        ),
+        (
+            "a checkpoint taken before the erased stream was written",
+            FeedStart::After(before_hard),
+        ),
+    ] {
+        let items: Vec<FeedItem> = catch_up(&*h.store, from, h.feed_opts(false))
+            .await?
+            .into_iter()
+            .flat_map(|b| b.items)
+            .collect();
+        let erased = items
+            .iter()
+            .filter_map(FeedItem::as_event)
+            .filter(|e| e.stream == hard)
+            .count();
+        check!(
+            erased == 0,
+            "read from {what} after the hard delete, the feed delivered {erased} erased events of {hard}"
+        );
+        check!(
+            items.iter().any(|i| matches!(i, FeedItem::Deleted { stream, mode: DeleteMode::Hard, .. } if *stream == hard)),
+            "read from {what}, the feed has no hard-delete marker of {hard}"
+        );
+    }
     Ok(())
 }
 
@@ -742,6 +786,58 @@ pub async fn checkpoint_delete_forgets_the_name(h: &Harness) -> CaseResult {
         h.store.load_checkpoint(&name).await?,
         None,
         "a checkpoint deleted twice"
+    );
+    Ok(())
+}
+
+/// Checkpoint names are 1..=200 bytes without NUL (`MAX_CHECKPOINT_NAME_LEN`): a name of exactly
+/// 200 bytes saves, loads and deletes; an empty one, one of 201 bytes and one with a NUL are
+/// refused with `InvalidInput` by save, load and delete alike, and nothing is saved.
+pub async fn checkpoint_names_checked(h: &Harness) -> CaseResult {
+    use sekiban_core::memory::MAX_CHECKPOINT_NAME_LEN as MAX;
+    let s = h.new_stream("cp");
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("a", 1))
+        .await?;
+    let one = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 1);
+    let cp = last_checkpoint(&one.await?)?;
+    let longest = h.checkpoint_name(&"x".repeat(MAX - h.tenant.len() - 1));
+    check_eq!(longest.len(), MAX, "the longest name's length");
+    let tag = h.store.save_checkpoint(&longest, &cp, None).await?;
+    check_eq!(
+        h.store.load_checkpoint(&longest).await?,
+        Some((cp.clone(), tag)),
+        "a checkpoint named with {MAX} bytes"
+    );
+    h.store.delete_checkpoint(&longest).await?;
+    let too_long = format!("{longest}y");
+    for (what, bad) in [
+        ("an empty name", String::new()),
+        ("a name of 201 bytes", too_long.clone()),
+        ("a name with a NUL", format!("{}-a\0b", h.tenant)),
+    ] {
+        let invalid = |e: &StoreError| matches!(e, StoreError::InvalidInput { .. });
+        expect_err(
+            h.store.save_checkpoint(&bad, &cp, None).await,
+            &format!("saving {what}"),
+            invalid,
+        )?;
+        expect_err(
+            h.store.load_checkpoint(&bad).await,
+            &format!("loading {what}"),
+            invalid,
+        )?;
+        expect_err(
+            h.store.delete_checkpoint(&bad).await,
+            &format!("deleting {what}"),
+            invalid,
+        )?;
+    }
+    // Nothing was saved under a longer name that a store might have cut to 200 bytes.
+    check_eq!(
+        h.store.load_checkpoint(&longest).await?,
+        None,
+        "the 200-byte name after refused saves of a 201-byte one"
     );
     Ok(())
 }
