@@ -76,8 +76,9 @@ impl CheckpointStore for Recording {
         checkpoint: &Checkpoint,
         expected: Option<&Etag>,
     ) -> Result<Etag> {
+        let saved = self.inner.save_checkpoint(name, checkpoint, expected).await?;
         self.checkpoints.lock().unwrap().insert(name.to_string());
-        self.inner.save_checkpoint(name, checkpoint, expected).await
+        Ok(saved)
     }
     async fn delete_checkpoint(&self, name: &str) -> Result<()> {
         if self.deletes_checkpoints {
