@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Mutation testing: mutates the memory store and the core helpers it shares with the other
-# stores, and runs the conformance suite on the memory store (plain, windowed, partitioned)
-# against every mutant. A mutant the suite does not catch is either killed by a new or stronger
+# stores, and runs the conformance suite on the memory store (plain, windowed, partitioned) and
+# the core's unit tests against every mutant. A mutant the suite does not catch is either killed by a new or stronger
 # case or listed in conformance-tests/README.md with why it is harmless.
 #
 #   scripts/mutants.sh                      # every file below (about 230 mutants, under an hour on 2 cores)
 #   scripts/mutants.sh --file core/src/paging.rs   # one file
 #   scripts/mutants.sh --list               # what would be tried
+#   scripts/mutants.sh --iterate            # only the mutants not caught by the previous run
 #
 # Needs `cargo install cargo-mutants`. Results go to target/mutants/mutants.out (`caught.txt`,
 # `missed.txt`, `timeout.txt`, `unviable.txt`). Not part of CI: it takes hours.
@@ -25,7 +26,7 @@ if [[ " $* " != *" --file "* ]]; then
 fi
 # Debug info off: the mutants' builds link faster and the suite does not need it.
 export CARGO_PROFILE_DEV_DEBUG=0
-# The tests of sekiban-conformance, named after `--` (cargo-mutants would otherwise run only the
-# mutated package's own tests).
-exec cargo mutants "${files[@]}" --test-tool nextest --output "${MUTANTS_OUT:-target/mutants}" \
-    "$@" -- --package sekiban-conformance --test conformance --test windowed --test partitioned
+# The suite's test binaries of sekiban-conformance and the unit tests of sekiban-core (`--lib`),
+# named after `--` (cargo-mutants would otherwise run only the mutated package's own tests).
+exec cargo mutants "${files[@]}" --test-tool nextest --timeout 60 --output "${MUTANTS_OUT:-target/mutants}" \
+    "$@" -- --package sekiban-conformance --lib --test conformance --test windowed --test partitioned

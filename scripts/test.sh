@@ -30,7 +30,10 @@ cleanup() {
     done
     exit "$rc"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal ends the script with its conventional status; the EXIT trap then cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # PostgreSQL: SEKIBAN_POSTGRES_URL when set; else the local server on 127.0.0.1:5432 when it
 # answers; else a private cluster on a free port, in a temporary directory.
@@ -59,6 +62,58 @@ for s in "$SEKIBAN_POSTGRES_SCHEMA" "${SEKIBAN_POSTGRES_SCHEMA}_cli"; do
     DROP+=("psql '$SEKIBAN_POSTGRES_URL' -qc 'DROP SCHEMA IF EXISTS $s CASCADE'")
 done
 say "PostgreSQL at ${SEKIBAN_POSTGRES_URL%%\?*}, schema $SEKIBAN_POSTGRES_SCHEMA"
+
+# DynamoDB and S3: SEKIBAN_DYNAMODB_ENDPOINT and SEKIBAN_S3_ENDPOINT when set (a real account, or
+# emulators started by hand); else DynamoDB Local and moto server (installed by scripts/setup.sh, see
+# scripts/emulators.sh), each started once on a free port, both at once, logging into a temporary
+# directory.
+. scripts/emulators.sh
+emu_dir=
+emu_started=()
+# start_emulator NAME KIND PORT: launches one (emu_start_dynamodb_local or emu_start_moto, after KIND).
+start_emulator() {
+    if [ -z "$emu_dir" ]; then
+        emu_dir=$(mktemp -d /tmp/sekiban-emulators.XXXXXX)
+        DIRS+=("$emu_dir")
+    fi
+    case $2 in
+        dynamodb) emu_start_dynamodb_local "$3" "$emu_dir/$2.log" ;;
+        s3) emu_start_moto "$3" "$emu_dir/$2.log" ;;
+    esac
+    PIDS+=("$EMU_PID")
+    emu_started+=("$1|$2|$3|$EMU_PID|$(date +%s%N)")
+}
+if [ -z "${SEKIBAN_DYNAMODB_ENDPOINT:-}" ]; then
+    port=$(free_port)
+    start_emulator "DynamoDB Local" dynamodb "$port"
+    export SEKIBAN_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
+fi
+if [ -z "${SEKIBAN_S3_ENDPOINT:-}" ]; then
+    port=$(free_port)
+    start_emulator "moto server (S3)" s3 "$port"
+    export SEKIBAN_S3_ENDPOINT="http://127.0.0.1:$port"
+fi
+for e in "${emu_started[@]:-}"; do
+    [ -n "$e" ] || continue
+    IFS='|' read -r name kind port pid t0 <<<"$e"
+    rc=0
+    emu_wait_ready "$kind" "http://127.0.0.1:$port/" "$pid" 60 || rc=$?
+    if [ "$rc" != 0 ]; then
+        if [ "$rc" = 2 ]; then why="exited"; else why="did not answer within 60 s"; fi
+        say "$name (pid $pid, port $port) $why; the end of its log, $emu_dir/$kind.log:" >&2
+        tail -n 40 "$emu_dir/$kind.log" >&2 || true
+        exit 1
+    fi
+    say "started $name (pid $pid) on port $port, ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+done
+# The emulators take any credentials: dummy ones, and a region, unless the user has their own.
+if [ "${#emu_started[@]}" -gt 0 ]; then
+    if [ -z "${AWS_ACCESS_KEY_ID:-}" ] && [ -z "${AWS_PROFILE:-}" ]; then
+        export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+    fi
+    if [ -z "${AWS_REGION:-}" ] && [ -z "${AWS_DEFAULT_REGION:-}" ]; then export AWS_REGION=us-east-1; fi
+fi
+say "DynamoDB at $SEKIBAN_DYNAMODB_ENDPOINT, S3 at $SEKIBAN_S3_ENDPOINT"
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Everything in parallel, except the PostgreSQL late-commit and plan tests: they hold

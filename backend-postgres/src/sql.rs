@@ -1197,7 +1197,11 @@ impl Db {
                 version: Version(u(get(row, 1)?)),
             });
         }
-        read_pointer(row, 2)
+        let pointer = read_pointer(row, 2)?;
+        let received = pointer.as_ref().map_or(0, StoredSnapshot::size);
+        self.costs
+            .record_bytes(OpKind::Snapshot, 0, received as u64);
+        Ok(pointer)
     }
 
     /// Deletes a stream in one statement. `None`: nothing to delete; else the dropped pointer.
@@ -1319,19 +1323,24 @@ impl Db {
                 .await?
             }
         };
-        rows.iter()
+        let listed = rows
+            .iter()
             .map(|r| {
                 let stream = StreamId::new(tenant, get::<String>(r, 0)?, get::<String>(r, 1)?)
                     .map_err(|e| decode("a stored stream id", e))?;
                 let version = Version(u(get(r, 2)?));
                 let hidden = Version(u(get(r, 3)?));
-                Ok(StreamInfo {
+                Ok(StreamInfo::of_head(
                     stream,
                     version,
-                    deleted: get::<bool>(r, 4)? || (hidden == version && version > Version::NONE),
-                })
+                    hidden,
+                    get::<bool>(r, 4)?,
+                ))
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        let received: usize = listed.iter().map(StreamInfo::size).sum();
+        self.costs.record_bytes(OpKind::Other, 0, received as u64);
+        Ok(listed)
     }
 
     /// Sends one coalesced notification per tenant (outside any append transaction).

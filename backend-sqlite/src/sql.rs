@@ -715,7 +715,10 @@ pub(crate) fn load_pointer(c: &Conn, s: &StreamId) -> Result<Option<StoredSnapsh
             Ok(Some(read_pointer(row, 2)?))
         },
     )?;
-    Ok(row.into_iter().next().flatten())
+    let pointer = row.into_iter().next().flatten();
+    let received = pointer.as_ref().map_or(0, StoredSnapshot::size);
+    c.costs().record_bytes(OpKind::Snapshot, 0, received as u64);
+    Ok(pointer)
 }
 
 fn write_pointer_columns(c: &Conn, s: &StreamId, p: Option<&StoredSnapshot>) -> Result<()> {
@@ -881,7 +884,7 @@ pub(crate) fn list_streams(
     let (after_cat, after_id) = after
         .filter(|a| a.tenant() == tenant)
         .map_or(("", ""), |a| (a.category(), a.id()));
-    c.rows(
+    let listed = c.rows(
         OpKind::Other,
         "SELECT category, stream_id, version, hidden_upto, erased FROM sekiban_streams \
          WHERE tenant = ?1 AND (?2 IS NULL OR category = ?2) AND (category, stream_id) > (?3, ?4) \
@@ -893,13 +896,12 @@ pub(crate) fn list_streams(
             let version = Version(u(col(row, 2)?));
             let hidden = Version(u(col(row, 3)?));
             let erased = col::<i64>(row, 4)? != 0;
-            Ok(Some(StreamInfo {
-                stream,
-                version,
-                deleted: erased || (hidden == version && version > Version::NONE),
-            }))
+            Ok(Some(StreamInfo::of_head(stream, version, hidden, erased)))
         },
-    )
+    )?;
+    let received: usize = listed.iter().map(StreamInfo::size).sum();
+    c.costs().record_bytes(OpKind::Other, 0, received as u64);
+    Ok(listed)
 }
 
 #[cfg(test)]

@@ -76,7 +76,10 @@ impl CheckpointStore for Recording {
         checkpoint: &Checkpoint,
         expected: Option<&Etag>,
     ) -> Result<Etag> {
-        let saved = self.inner.save_checkpoint(name, checkpoint, expected).await?;
+        let saved = self
+            .inner
+            .save_checkpoint(name, checkpoint, expected)
+            .await?;
         self.checkpoints.lock().unwrap().insert(name.to_string());
         Ok(saved)
     }

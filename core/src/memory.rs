@@ -20,7 +20,7 @@ use crate::id::{EventId, StreamId, Version};
 use crate::idempotency::{PriorEvent, match_resend};
 use crate::paging::{Page, paged};
 use crate::snapshot::{
-    PointerWrite, Snapshot, SnapshotBody, SnapshotOffload, StoredSnapshot, check_snapshot_version,
+    PointerWrite, Snapshot, SnapshotOffload, StoredSnapshot, check_snapshot_version,
 };
 use crate::store::{
     Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, SnapshotStore,
@@ -530,10 +530,7 @@ impl SnapshotStore for MemoryStore {
                 0,
                 |st| Ok(st.live(stream)?.and_then(|s| s.snapshot.clone())),
                 |r: &Result<Option<StoredSnapshot>>| match r {
-                    Ok(Some(s)) => match &s.body {
-                        SnapshotBody::Inline(b) => b.len(),
-                        SnapshotBody::Offloaded(_) => 128,
-                    },
+                    Ok(Some(s)) => s.size(),
                     _ => 0,
                 },
             )
@@ -688,14 +685,10 @@ impl StreamCatalog for MemoryStore {
                             && after.is_none_or(|a| *id > a)
                     })
                     .take(limit)
-                    .map(|(id, s)| StreamInfo {
-                        stream: id.clone(),
-                        version: s.head,
-                        deleted: s.erased || (s.hidden_upto == s.head && s.head > Version::NONE),
-                    })
+                    .map(|(id, s)| StreamInfo::of_head(id.clone(), s.head, s.hidden_upto, s.erased))
                     .collect::<Vec<_>>()
             },
-            |v| v.len() * 64,
+            |v| v.iter().map(StreamInfo::size).sum(),
         ))
     }
 }
@@ -725,5 +718,75 @@ impl Store for MemoryStore {
     /// the store keeps working after a close.
     async fn close(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ExpectedVersion, Version};
+
+    #[test]
+    fn urls() {
+        assert!(MemoryStore::from_url("memory://").is_ok());
+        for bad in [
+            "sqlite://x.db",
+            "memory://somewhere",
+            "memory://?colour=blue",
+            "memory://?blobs",
+        ] {
+            assert!(
+                matches!(
+                    MemoryStore::from_url(bad),
+                    Err(StoreError::InvalidInput { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn blobs_go_to_the_directory_the_url_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        let store = MemoryStore::from_url(&format!("memory://?blobs={}", blobs.display())).unwrap();
+        let s = StreamId::new("t", "c", "1").unwrap();
+        store
+            .append(
+                &s,
+                ExpectedVersion::NoStream,
+                vec![EventData::new("E", "{}")],
+            )
+            .await
+            .unwrap();
+        let big = store.limits().max_inline_snapshot_bytes + 1;
+        store
+            .save_snapshot(Snapshot {
+                stream: s.clone(),
+                version: Version(1),
+                state_type: "S".into(),
+                schema_version: 1,
+                state: vec![b'x'; big].into(),
+            })
+            .await
+            .unwrap();
+        let keys = store.blobs().list("snapshots/").await.unwrap();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        assert!(blobs.is_dir());
+        assert!(std::fs::read_dir(&blobs).unwrap().next().is_some());
+    }
+
+    #[test]
+    fn limits_are_the_ones_given() {
+        let limits = Limits {
+            page_events: 7,
+            ..default_memory_limits()
+        };
+        assert_eq!(MemoryStore::with_limits(limits).limits().page_events, 7);
+        assert_eq!(
+            MemoryStore::new().limits(),
+            &default_memory_limits(),
+            "new() has the default limits"
+        );
     }
 }

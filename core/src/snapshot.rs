@@ -119,6 +119,29 @@ pub struct StoredSnapshot {
     pub body: SnapshotBody,
 }
 
+impl StoredSnapshot {
+    /// The bytes a store moves for this pointer, as its cost counter counts them: the inline
+    /// state or the blob reference, and the type name.
+    ///
+    /// ```
+    /// use sekiban_core::{snapshot::{SnapshotBody, StoredSnapshot}, Version};
+    /// let p = StoredSnapshot {
+    ///     version: Version(3),
+    ///     state_type: "Cart".into(),
+    ///     schema_version: 1,
+    ///     body: SnapshotBody::Inline(bytes::Bytes::from_static(b"{\"n\":3}")),
+    /// };
+    /// assert_eq!(p.size(), 7 + 4);
+    /// ```
+    pub fn size(&self) -> usize {
+        let body = match &self.body {
+            SnapshotBody::Inline(b) => b.len(),
+            SnapshotBody::Offloaded(r) => r.key.len() + r.sha256.len() + 8,
+        };
+        body + self.state_type.len()
+    }
+}
+
 /// Where a snapshot may be saved (one rule for every backend): the stream must exist and be live,
 /// and the version must be one of its visible events (`hidden_upto < version <= head`).
 pub fn check_snapshot_version(

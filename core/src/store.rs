@@ -231,6 +231,31 @@ pub struct StreamInfo {
     pub deleted: bool,
 }
 
+impl StreamInfo {
+    /// A stream as its head row stores it: deleted when erased, or soft-deleted up to its head.
+    ///
+    /// ```
+    /// use sekiban_core::{StreamId, StreamInfo, Version};
+    /// let s = StreamId::new("t", "c", "1").unwrap();
+    /// assert!(!StreamInfo::of_head(s.clone(), Version(3), Version(2), false).deleted);
+    /// assert!(StreamInfo::of_head(s.clone(), Version(3), Version(3), false).deleted);
+    /// assert!(StreamInfo::of_head(s, Version(3), Version(0), true).deleted);
+    /// ```
+    pub fn of_head(stream: StreamId, head: Version, hidden_upto: Version, erased: bool) -> Self {
+        StreamInfo {
+            stream,
+            version: head,
+            deleted: erased || (hidden_upto == head && head > Version::NONE),
+        }
+    }
+
+    /// The bytes a listing moves for this entry, as cost counters count them: the category and
+    /// id, and 24 for the version and flags (the tenant was sent, not received).
+    pub fn size(&self) -> usize {
+        self.stream.category().len() + self.stream.id().len() + 24
+    }
+}
+
 /// Listing streams, where a store has an index for it.
 #[async_trait]
 pub trait StreamCatalog: Send + Sync + Debug {

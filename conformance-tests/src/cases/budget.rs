@@ -3,7 +3,7 @@
 //! Budgets: an append within limits under `Exact`/`NoStream` = 1 round trip (`Any` and
 //! `StreamExists` may add one head read); a load of an inline snapshot and a one-page tail ≤ 2, plus
 //! 1 blob GET when the snapshot is offloaded; a read of n events of b bytes ≤
-//! max(ceil(n / page events), ceil(b / page bytes)) + 1. The idle feed budget is
+//! max(ceil(n / page events), ceil(b / page bytes)) + 1 (no + 1 when `max_count` bounds it). The idle feed budget is
 //! `feed_idle_round_trip_budget`. Notifications a store sends after commits (`OpKind::Notify`)
 //! are outside every operation and not budgeted.
 //!
@@ -155,7 +155,8 @@ pub async fn budget_load_with_snapshot(h: &Harness) -> CaseResult {
     Ok(())
 }
 
-/// Reads cost at most max(ceil(n / page events), ceil(b / page bytes)) + 1 round trips.
+/// Reads cost at most max(ceil(n / page events), ceil(b / page bytes)) + 1 round trips, without
+/// the + 1 when `max_count` bounds the read (it needs no request to find the end).
 pub async fn budget_read_pages(h: &Harness) -> CaseResult {
     let l = h.store.limits().clone();
     let s = h.new_stream("budget");
@@ -181,6 +182,8 @@ pub async fn budget_read_pages(h: &Harness) -> CaseResult {
         let before = h.store.costs();
         let mut bytes = 0u64;
         let mut got = 0;
+        // A read bounded by max_count knows where it ends: no request to find the end.
+        let bounded = opts.max_count.is_some_and(|m| m < n as u64);
         let mut r = h.store.read(&s, opts);
         while let Some(e) = r.next().await {
             let e = e?;
@@ -189,8 +192,9 @@ pub async fn budget_read_pages(h: &Harness) -> CaseResult {
         }
         check_eq!(got, count, "events read {what}");
         let c = spent(&*h.store, before);
-        let budget =
-            (count.div_ceil(l.page_events) as u64).max(bytes.div_ceil(l.page_bytes as u64)) + 1;
+        let budget = (count.div_ceil(l.page_events) as u64)
+            .max(bytes.div_ceil(l.page_bytes as u64))
+            + u64::from(!bounded);
         let what = format!("read {what} of {count} events, {bytes} bytes");
         within(&*h.store, &what, c.operation_round_trips(), budget, &c)?;
     }
@@ -298,7 +302,8 @@ pub async fn costs_counted_by_kind(h: &Harness) -> CaseResult {
 }
 
 /// Bytes are counted and grow with the data: an append of a 64 KiB event sends at least that
-/// much more than an append of a small one, and reading or following it back receives it.
+/// much more than an append of a small one, and reading or following it back receives it; an
+/// inline snapshot's save sends it and its load receives it.
 pub async fn costs_count_bytes(h: &Harness) -> CaseResult {
     const BIG: usize = 64 * 1024;
     let st = &*h.store;
@@ -335,6 +340,31 @@ pub async fn costs_count_bytes(h: &Harness) -> CaseResult {
             "reading the {what} event back counted {received} bytes received ({c})"
         );
     }
+    // An inline snapshot of a few KiB: its save sends it, its load receives it.
+    let size = (st.limits().max_inline_snapshot_bytes / 2).clamp(1, 4096);
+    let before = st.costs();
+    st.save_snapshot(Snapshot {
+        stream: small.clone(),
+        version: Version(1),
+        state_type: "State".into(),
+        schema_version: 1,
+        state: Bytes::from(vec![b's'; size]),
+    })
+    .await?;
+    let c = spent(st, before);
+    let sent = c.get(OpKind::Snapshot).bytes_sent;
+    check!(
+        sent >= size as u64,
+        "saving a {size}-byte inline snapshot counted {sent} bytes sent ({c})"
+    );
+    let before = st.costs();
+    st.load_snapshot(&small).await?;
+    let c = spent(st, before);
+    let received = c.get(OpKind::Snapshot).bytes_received;
+    check!(
+        received >= size as u64,
+        "loading a {size}-byte inline snapshot counted {received} bytes received ({c})"
+    );
     let before = st.costs();
     crate::catch_up_settled(st, FeedStart::Beginning, h.feed_opts(false), 2).await?;
     let c = spent(st, before);

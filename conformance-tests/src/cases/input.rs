@@ -156,8 +156,26 @@ pub async fn limits_enforced_before_write(h: &Harness) -> CaseResult {
         Version(1 + l.max_append_events as u64),
         "an append of exactly max events"
     );
+    let mut stored = 1 + l.max_append_events;
+    // An append of exactly the byte limit is accepted (when the count limit lets it be made).
+    let (full, rest) = (l.max_append_bytes / per, l.max_append_bytes % per);
+    let mut batch: Vec<_> = (0..full).map(|_| sized(per)).collect();
+    if rest > 0 {
+        batch.push(sized(rest));
+    }
+    if batch.len() <= l.max_append_events {
+        let k = batch.len();
+        let r = h.store.append(&s, ExpectedVersion::Any, batch).await?;
+        stored += k;
+        check_eq!(
+            r.last,
+            Version(stored as u64),
+            "an append of exactly {} bytes in {k} events",
+            l.max_append_bytes
+        );
+    }
     let read = crate::read_all(&*h.store, &s).await?;
-    check_eq!(read.len(), 1 + l.max_append_events, "events stored");
+    check_eq!(read.len(), stored, "events stored");
     let kind_costs = h.store.costs().get(OpKind::Append);
     check!(
         kind_costs.round_trips >= 2,

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use sekiban_core::{
-    EventData, ExpectedVersion, OpKind, ReadOptions, RecordedEvent, StreamId, Version,
+    DeleteMode, EventData, ExpectedVersion, OpKind, ReadOptions, RecordedEvent, StreamId, Version,
 };
 
 use crate::{CaseFailure, CaseResult, Harness, check, check_eq, events, read_with, versions};
@@ -287,5 +287,41 @@ pub async fn catalog_lists_streams(h: &Harness) -> CaseResult {
         .await?;
     let ids: Vec<_> = rest.iter().map(|i| i.stream.id().to_string()).collect();
     check_eq!(ids, vec!["c".to_string()], "second page of orders");
+
+    // A listing receives more bytes the more it lists.
+    let before = h.store.costs();
+    catalog.list_streams(&h.tenant, None, None, 1).await?;
+    let one = (h.store.costs() - before).total().bytes_received;
+    let before = h.store.costs();
+    catalog.list_streams(&h.tenant, None, None, 100).await?;
+    let four = (h.store.costs() - before).total().bytes_received;
+    check!(
+        four > one,
+        "listing 4 streams counted {four} bytes received, listing 1 counted {one}"
+    );
+
+    // Deleted streams are listed as deleted, soft (at its last version) or hard; the others not.
+    h.store.delete_stream(&made[0], DeleteMode::Soft).await?;
+    h.store.delete_stream(&made[1], DeleteMode::Hard).await?;
+    let listed = catalog.list_streams(&h.tenant, None, None, 100).await?;
+    let flags: Vec<(String, bool)> = listed
+        .iter()
+        .map(|i| (i.stream.id().to_string(), i.deleted))
+        .collect();
+    check_eq!(
+        flags,
+        vec![
+            ("x".to_string(), false),
+            ("a".to_string(), true),
+            ("b".to_string(), true),
+            ("c".to_string(), false),
+        ],
+        "(id, deleted) listed after a soft delete of order/a and a hard delete of order/b"
+    );
+    check_eq!(
+        listed[1].version,
+        Version(2),
+        "the listed version of a soft-deleted stream"
+    );
     Ok(())
 }
