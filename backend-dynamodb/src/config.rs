@@ -1,0 +1,123 @@
+//! Where the store lives: `dynamodb://TABLE?region=…&endpoint=…&bucket=…&s3_endpoint=…`.
+
+use sekiban_core::{Result, StoreError};
+
+/// How to reach the table (and, for large snapshots, the bucket).
+///
+/// ```
+/// use sekiban_dynamodb::DynamoDbConfig;
+/// let c = DynamoDbConfig::from_url("dynamodb://events?region=eu-west-1&endpoint=http://127.0.0.1:8000").unwrap();
+/// assert_eq!(c.table, "events");
+/// assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+/// assert!(DynamoDbConfig::from_url("dynamodb://a?colour=blue").is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DynamoDbConfig {
+    /// The table: 3 to 255 characters of `a-z A-Z 0-9 _ - .`.
+    pub table: String,
+    /// The region; `None`: the AWS environment's (`AWS_REGION`, the profile).
+    pub region: Option<String>,
+    /// Another endpoint than AWS's (DynamoDB Local: `http://127.0.0.1:8000`).
+    pub endpoint: Option<String>,
+    /// The S3 bucket large snapshots go to; `None`: no offload (snapshots above the inline
+    /// limit are refused).
+    pub bucket: Option<String>,
+    /// Another S3 endpoint than AWS's (an emulator).
+    pub s3_endpoint: Option<String>,
+}
+
+impl DynamoDbConfig {
+    /// A table reached through the AWS environment (region, credentials, endpoint).
+    pub fn new(table: impl Into<String>) -> Result<Self> {
+        let table = table.into();
+        check_table_name(&table)?;
+        Ok(DynamoDbConfig {
+            table,
+            region: None,
+            endpoint: None,
+            bucket: None,
+            s3_endpoint: None,
+        })
+    }
+
+    /// Parses `dynamodb://TABLE?region=R&endpoint=URL&bucket=B&s3_endpoint=URL` (every
+    /// parameter optional).
+    pub fn from_url(url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix("dynamodb://")
+            .ok_or_else(|| StoreError::invalid(format!("{url:?} is not a dynamodb:// URL")))?;
+        let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut c = DynamoDbConfig::new(table).map_err(|e| {
+            StoreError::invalid(format!("{url:?}: {e}; the URL is dynamodb://TABLE?…"))
+        })?;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let Some((key, value)) = pair.split_once('=').filter(|(_, v)| !v.is_empty()) else {
+                return Err(StoreError::invalid(format!(
+                    "{url:?}: parameter {pair:?} has no value"
+                )));
+            };
+            let slot = match key {
+                "region" => &mut c.region,
+                "endpoint" => &mut c.endpoint,
+                "bucket" => &mut c.bucket,
+                "s3_endpoint" => &mut c.s3_endpoint,
+                _ => {
+                    return Err(StoreError::invalid(format!(
+                        "{url:?}: unknown parameter {key:?}; the parameters are region, endpoint, bucket and s3_endpoint"
+                    )));
+                }
+            };
+            *slot = Some(value.to_string());
+        }
+        Ok(c)
+    }
+}
+
+/// DynamoDB's rule for table names.
+fn check_table_name(name: &str) -> Result<()> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if !(3..=255).contains(&name.len()) || !name.chars().all(ok_char) {
+        return Err(StoreError::invalid(format!(
+            "table name {name:?} must be 3 to 255 characters of a-z, A-Z, 0-9, _, - and ."
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let c = DynamoDbConfig::from_url(
+            "dynamodb://my.table-1?endpoint=http://127.0.0.1:8000&bucket=snaps&s3_endpoint=http://127.0.0.1:9000",
+        )
+        .unwrap();
+        assert_eq!(c.table, "my.table-1");
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(c.bucket.as_deref(), Some("snaps"));
+        assert_eq!(c.s3_endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.region, None);
+        for bad in [
+            "sqlite://x",
+            "dynamodb://",
+            "dynamodb://ab",
+            "dynamodb://a/b",
+            "dynamodb://table?region",
+            "dynamodb://table?region=",
+            "dynamodb://table?colour=blue",
+        ] {
+            assert!(
+                matches!(
+                    DynamoDbConfig::from_url(bad),
+                    Err(StoreError::InvalidInput { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(DynamoDbConfig::new("x".repeat(255)).is_ok());
+        assert!(DynamoDbConfig::new("x".repeat(256)).is_err());
+    }
+}

@@ -1,0 +1,89 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+use std::sync::Arc;
+
+use sekiban_core::{CostCounter, CostSnapshot, Result, StoreError};
+
+mod client;
+mod config;
+mod error;
+mod table;
+
+pub use config::DynamoDbConfig;
+pub use table::{Init, KeyAttribute, TABLE, TableDefinition, other_replica_regions};
+
+/// A sekiban table in DynamoDB, reached through one counted client.
+///
+/// ```no_run
+/// # async fn run() -> sekiban_core::Result<()> {
+/// use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable, Init};
+/// let config = DynamoDbConfig::from_url("dynamodb://events?endpoint=http://127.0.0.1:8000")?;
+/// let table = DynamoDbTable::connect(config).await;
+/// match table.init().await? {
+///     Init::Created => println!("created"),
+///     Init::Existed => println!("already there, as sekiban needs it"),
+/// }
+/// table.check().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DynamoDbTable {
+    client: aws_sdk_dynamodb::Client,
+    config: DynamoDbConfig,
+    costs: Arc<CostCounter>,
+}
+
+impl DynamoDbTable {
+    /// A client for the table of `config`, with the AWS environment's region and credentials
+    /// where the config names none. Sends nothing yet.
+    pub async fn connect(config: DynamoDbConfig) -> Self {
+        let costs = Arc::new(CostCounter::new());
+        let client = client::dynamodb(&config, costs.clone()).await;
+        DynamoDbTable {
+            client,
+            config,
+            costs,
+        }
+    }
+
+    /// Creates the table as [`TABLE`] defines it (on-demand, stream of new images) and waits
+    /// until it is active; when a table of that name exists, checks it instead
+    /// ([`DynamoDbTable::check`]) and says so.
+    pub async fn init(&self) -> Result<Init> {
+        table::create(&self.client, &self.config.table, self.region()).await
+    }
+
+    /// Checks the table exists, matches [`TABLE`] and is not a Global Table replicated to
+    /// another region.
+    pub async fn check(&self) -> Result<()> {
+        let name = &self.config.table;
+        match table::describe(&self.client, name).await? {
+            Some(t) => table::check(&t, name, self.region()),
+            None => Err(StoreError::invalid(format!(
+                "table {name} does not exist; create it with `sekiban --store dynamodb://{name} init` or the templates in infra/"
+            ))),
+        }
+    }
+
+    /// The region requests go to.
+    pub fn region(&self) -> Option<&str> {
+        self.client.config().region().map(|r| r.as_ref())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DynamoDbConfig {
+        &self.config
+    }
+
+    /// The SDK client (every request it sends is counted in [`DynamoDbTable::costs`]).
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+
+    /// Requests counted so far.
+    pub fn costs(&self) -> CostSnapshot {
+        self.costs.snapshot()
+    }
+}
