@@ -74,8 +74,13 @@ fn unusable(why: String) -> StoreError {
 }
 
 fn not_yet(scheme: &str) -> StoreError {
+    let init = if scheme == "dynamodb" && cfg!(feature = "dynamodb") {
+        " (`sekiban init` creates a dynamodb:// table already)"
+    } else {
+        ""
+    };
     StoreError::invalid(format!(
-        "{scheme}:// stores are not built into this sekiban yet; this build opens {}",
+        "{scheme}:// stores are not built into this sekiban yet{init}; this build opens {}",
         supported_urls()
     ))
 }
@@ -151,6 +156,11 @@ async fn open_postgres(_url: &str) -> Result<OpenedStore, StoreError> {
     Err(unusable(
         "this sekiban was built without the `postgres` cargo feature".into(),
     ))
+}
+
+/// Whether `url` names a DynamoDB table.
+pub fn is_dynamodb(url: &str) -> bool {
+    scheme(url).is_some_and(|s| s.eq_ignore_ascii_case("dynamodb"))
 }
 
 /// Creates or migrates what the store at `url` needs (`sekiban init`); other stores create

@@ -10,6 +10,10 @@ use crate::open::OpenedStore;
 
 /// Opens the store at `url` and says what that did.
 pub async fn run(url: &str, _args: InitArgs) -> anyhow::Result<()> {
+    #[cfg(feature = "dynamodb")]
+    if crate::open::is_dynamodb(url) {
+        return init_dynamodb(url).await;
+    }
     let existed = sqlite_file(url).map(|p| (p.exists(), p));
     crate::open::prepare_store(url).await?;
     with_store(url, async |opened| describe(opened, existed).await).await
@@ -76,6 +80,30 @@ async fn describe(
         yes_no(c.cost_budgets)
     )?;
     print(&out)?;
+    Ok(())
+}
+
+/// Creates the DynamoDB table a `dynamodb://` URL names as the backend defines it, or checks
+/// the one that exists.
+#[cfg(feature = "dynamodb")]
+async fn init_dynamodb(url: &str) -> anyhow::Result<()> {
+    use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable, Init, TABLE};
+    let table = DynamoDbTable::connect(DynamoDbConfig::from_url(url)?).await;
+    let name = &table.config().table;
+    let what = match table.init().await? {
+        Init::Created => "created",
+        Init::Existed => "already existed; it matches",
+    };
+    print(&format!(
+        "dynamodb: table {name} {what}: keys {} ({}) and {} ({}), {} billing, stream {}\n\
+         the event store on DynamoDB is not built into this sekiban yet; other commands refuse dynamodb:// URLs for now\n",
+        TABLE.partition_key.name,
+        TABLE.partition_key.kind,
+        TABLE.sort_key.name,
+        TABLE.sort_key.kind,
+        TABLE.billing_mode,
+        TABLE.stream_view_type,
+    ))?;
     Ok(())
 }
 
