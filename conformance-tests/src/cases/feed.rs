@@ -723,18 +723,23 @@ pub async fn checkpoint_save_is_conditional(h: &Harness) -> CaseResult {
     Ok(())
 }
 
+/// A checkpoint the feed handed out: after one event written to a new stream of this case.
+async fn a_checkpoint(h: &Harness) -> Result<Checkpoint, CaseFailure> {
+    let s = h.new_stream("cp");
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("a", 1))
+        .await?;
+    let one = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 1);
+    last_checkpoint(&one.await?)
+}
+
 /// A deleted checkpoint is gone: it loads as never saved, a save from an etag handed out before
 /// the delete fails, a first save works again and hands out an etag never handed out before (so
 /// a consumer holding an old etag cannot overwrite the new one), and deleting a missing
 /// checkpoint does nothing. Other names are untouched.
 pub async fn checkpoint_delete_forgets_the_name(h: &Harness) -> CaseResult {
     let (name, kept) = (h.checkpoint_name("retired"), h.checkpoint_name("kept"));
-    let s = h.new_stream("cp");
-    h.store
-        .append(&s, ExpectedVersion::NoStream, events("a", 1))
-        .await?;
-    let one = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 1);
-    let cp = last_checkpoint(&one.await?)?;
+    let cp = a_checkpoint(h).await?;
     let mut handed_out = vec![h.store.save_checkpoint(&name, &cp, None).await?];
     handed_out.push(
         h.store
@@ -795,12 +800,7 @@ pub async fn checkpoint_delete_forgets_the_name(h: &Harness) -> CaseResult {
 /// refused with `InvalidInput` by save, load and delete alike, and nothing is saved.
 pub async fn checkpoint_names_checked(h: &Harness) -> CaseResult {
     use sekiban_core::memory::MAX_CHECKPOINT_NAME_LEN as MAX;
-    let s = h.new_stream("cp");
-    h.store
-        .append(&s, ExpectedVersion::NoStream, events("a", 1))
-        .await?;
-    let one = catch_up_settled(&*h.store, FeedStart::Beginning, h.feed_opts(false), 1);
-    let cp = last_checkpoint(&one.await?)?;
+    let cp = a_checkpoint(h).await?;
     let longest = h.checkpoint_name(&"x".repeat(MAX - h.tenant.len() - 1));
     check_eq!(longest.len(), MAX, "the longest name's length");
     let tag = h.store.save_checkpoint(&longest, &cp, None).await?;
