@@ -9,9 +9,11 @@ use sekiban_core::{CostCounter, CostSnapshot, Result, StoreError};
 mod client;
 mod config;
 mod error;
+mod layout;
 mod table;
 
 pub use config::DynamoDbConfig;
+pub use layout::{decode_events, encode_events, stream_key};
 pub use table::{Init, KeyAttribute, TABLE, TableDefinition, other_replica_regions};
 
 /// A sekiban table in DynamoDB, reached through one counted client.
