@@ -4,15 +4,22 @@
 
 use std::sync::Arc;
 
-use sekiban_core::{CostCounter, CostSnapshot, Result, StoreError};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use sekiban_core::{
+    AppendResult, CostCounter, CostSnapshot, DeleteMode, EventData, EventStore, ExpectedVersion,
+    Limits, ReadOptions, RecordedEvent, Result, StoreError, StreamId, Version,
+};
 
 mod client;
 mod config;
 mod error;
+mod events;
 mod layout;
 mod table;
 
 pub use config::DynamoDbConfig;
+pub use events::{HEAD_SK, dynamodb_limits};
 pub use layout::{decode_events, encode_events, stream_key};
 pub use table::{Init, KeyAttribute, TABLE, TableDefinition, other_replica_regions};
 
@@ -35,6 +42,7 @@ pub struct DynamoDbTable {
     client: aws_sdk_dynamodb::Client,
     config: DynamoDbConfig,
     costs: Arc<CostCounter>,
+    limits: Limits,
 }
 
 impl DynamoDbTable {
@@ -47,6 +55,7 @@ impl DynamoDbTable {
             client,
             config,
             costs,
+            limits: dynamodb_limits(),
         }
     }
 
@@ -87,5 +96,38 @@ impl DynamoDbTable {
     /// Requests counted so far.
     pub fn costs(&self) -> CostSnapshot {
         self.costs.snapshot()
+    }
+
+    /// What the table takes ([`dynamodb_limits`]).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// Appends and reads (see the crate README for the layout). Re-sends are not recognised yet
+/// (`Limits::idempotency_window` is 0) and streams cannot be deleted yet.
+#[async_trait]
+impl EventStore for DynamoDbTable {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        self.append_events(stream, expected, events).await
+    }
+
+    fn read(&self, stream: &StreamId, opts: ReadOptions) -> BoxStream<'_, Result<RecordedEvent>> {
+        self.read_events(stream, opts)
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version> {
+        self.version_of(stream).await
+    }
+
+    async fn delete_stream(&self, stream: &StreamId, _mode: DeleteMode) -> Result<()> {
+        Err(StoreError::Unsupported {
+            what: format!("deleting {stream}: the DynamoDB store cannot delete streams yet"),
+        })
     }
 }

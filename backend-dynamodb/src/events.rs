@@ -1,0 +1,329 @@
+//! Appends and reads: a small head item per stream, one item per append.
+//!
+//! - The head (`sk` = [`HEAD_SK`], after every version) holds `v`, the stream's version, and `f`,
+//!   the first version of its last append. Every append updates it under the expected-version
+//!   condition, so of two appenders at one version exactly one wins, whatever version they name.
+//! - One item per append, keyed by its last version (`sk` = last), holds `n` events in `e`
+//!   ([`crate::encode_events`]) recorded at `t` (microseconds since the epoch).
+//! - Both are written by one `TransactWriteItems`: one round trip. A refused condition returns
+//!   the head as it was, in the cancellation reason: the actual version without another read.
+//! - A forward read from `from` is one `Query` of `sk >= from`: the item holding `from` first
+//!   (its last version is at least `from`), then the rest in order, then the head.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use sekiban_core::paging::{Page, PageRequest, paged};
+use sekiban_core::{
+    AppendResult, Direction, EventData, ExpectedVersion, Limits, OpKind, ReadOptions,
+    RecordedEvent, Result, StoreError, StreamId, Version,
+};
+
+use crate::client::counted_as;
+use crate::error::from_sdk;
+use crate::{DynamoDbTable, decode_events, encode_events, stream_key};
+
+/// The sort key of a stream's head item: after every version.
+pub const HEAD_SK: i64 = i64::MAX;
+
+/// How many times an `Any` or `StreamExists` append retries after losing a race.
+const ANY_RETRIES: usize = 16;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The limits of a DynamoDB store: an append is one item of at most 400 KB.
+pub fn dynamodb_limits() -> Limits {
+    Limits {
+        max_event_bytes: 350 * 1024,
+        max_append_events: 100,
+        // The item also holds the key, 32 bytes per event and the attribute names.
+        max_append_bytes: 350 * 1024,
+        max_inline_snapshot_bytes: 32 * 1024,
+        page_events: 100,
+        page_bytes: 1024 * 1024,
+        feed_poll_interval: Duration::from_millis(1000),
+        idempotency_window: 0,
+    }
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn num(item: &Item, name: &str, what: &str) -> Result<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(s)) => s.parse().map_err(|e| StoreError::Corrupt {
+            what: format!("{what}: attribute {name} = {s:?}: {e}"),
+        }),
+        _ => Err(StoreError::Corrupt {
+            what: format!("{what}: attribute {name} is missing or not a number"),
+        }),
+    }
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn built<T>(
+    what: &str,
+    r: std::result::Result<T, aws_sdk_dynamodb::error::BuildError>,
+) -> Result<T> {
+    r.map_err(|e| StoreError::backend(format!("build the {what}"), e))
+}
+
+impl DynamoDbTable {
+    fn key(&self, stream: &StreamId, sk: i64) -> Item {
+        HashMap::from([
+            ("pk".to_string(), AttributeValue::S(stream_key(stream))),
+            ("sk".to_string(), n(sk)),
+        ])
+    }
+
+    /// The head's version (0: no stream), read strongly consistent.
+    async fn head_version(&self, stream: &StreamId, kind: OpKind) -> Result<Version> {
+        let r = counted_as(
+            kind,
+            self.client
+                .get_item()
+                .table_name(&self.config.table)
+                .set_key(Some(self.key(stream, HEAD_SK)))
+                .consistent_read(true)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send(),
+        )
+        .await
+        .map_err(|e| from_sdk(&format!("read the head of {stream}"), e))?;
+        if let Some(units) = r.consumed_capacity().and_then(|c| c.capacity_units()) {
+            self.costs.record_units(kind, units);
+        }
+        match r.item() {
+            Some(head) => Ok(Version(num(head, "v", &format!("the head of {stream}"))?)),
+            None => Ok(Version::NONE),
+        }
+    }
+
+    /// Writes `events` after `at` if the head is still at `at`; `Err(Some(actual))` when it is
+    /// not.
+    async fn append_at(
+        &self,
+        stream: &StreamId,
+        at: Version,
+        events: &[EventData],
+    ) -> Result<std::result::Result<AppendResult, Version>> {
+        let k = events.len() as u64;
+        let (first, last) = (at.plus(1), at.plus(k));
+        let last_sk = i64::try_from(last.0)
+            .map_err(|_| StoreError::invalid(format!("{stream}: version {last} is too high")))?;
+        let condition = if at == Version::NONE {
+            "attribute_not_exists(v)"
+        } else {
+            "v = :at"
+        };
+        let mut head = Update::builder()
+            .table_name(&self.config.table)
+            .set_key(Some(self.key(stream, HEAD_SK)))
+            .update_expression("SET v = :last, f = :first")
+            .condition_expression(condition)
+            .expression_attribute_values(":last", n(last.0))
+            .expression_attribute_values(":first", n(first.0))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if at != Version::NONE {
+            head = head.expression_attribute_values(":at", n(at.0));
+        }
+        let mut item = self.key(stream, last_sk);
+        item.insert("n".into(), n(k));
+        item.insert("e".into(), AttributeValue::B(encode_events(events)?.into()));
+        item.insert("t".into(), n(micros(SystemTime::now())));
+        let batch = Put::builder()
+            .table_name(&self.config.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(sk)");
+        let request = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(built("head update", head.build())?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(built("events item", batch.build())?)
+                    .build(),
+            )
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        match counted_as(OpKind::Append, request.send()).await {
+            Ok(out) => {
+                let units: f64 = out
+                    .consumed_capacity()
+                    .iter()
+                    .filter_map(|c| c.capacity_units())
+                    .sum();
+                self.costs.record_units(OpKind::Append, units);
+                Ok(Ok(AppendResult {
+                    first,
+                    last,
+                    deduplicated: false,
+                }))
+            }
+            Err(e) => {
+                let refused_head = e.as_service_error().and_then(|s| match s {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                        c.cancellation_reasons().first().filter(|r| r.code() == Some("ConditionalCheckFailed")).map(|r| r.item().cloned())
+                    }
+                    _ => None,
+                });
+                match refused_head {
+                    Some(old) => {
+                        let actual = match old {
+                            Some(head) => num(&head, "v", &format!("the head of {stream}"))?,
+                            None => 0,
+                        };
+                        Ok(Err(Version(actual)))
+                    }
+                    None => Err(from_sdk(&format!("append to {stream}"), e)),
+                }
+            }
+        }
+    }
+
+    /// Appends atomically in one request under `Exact`/`NoStream`; `Any` and `StreamExists`
+    /// read the head first (and again after losing a race, from the refused request's answer).
+    pub(crate) async fn append_events(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult> {
+        self.limits.check_append(stream, &events)?;
+        let wrong = |actual| StoreError::WrongExpectedVersion {
+            stream: stream.clone(),
+            expected,
+            actual,
+        };
+        match expected {
+            ExpectedVersion::Exact(at) => self.append_at(stream, at, &events).await?.map_err(wrong),
+            ExpectedVersion::NoStream => self
+                .append_at(stream, Version::NONE, &events)
+                .await?
+                .map_err(wrong),
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => {
+                let mut at = self.head_version(stream, OpKind::Append).await?;
+                for _ in 0..ANY_RETRIES {
+                    if expected == ExpectedVersion::StreamExists && at == Version::NONE {
+                        return Err(wrong(at));
+                    }
+                    match self.append_at(stream, at, &events).await? {
+                        Ok(done) => return Ok(done),
+                        Err(actual) => at = actual,
+                    }
+                }
+                Err(StoreError::Throttled {
+                    source: format!(
+                        "append to {stream}: lost the race for the head {ANY_RETRIES} times in a row"
+                    )
+                    .into(),
+                })
+            }
+        }
+    }
+
+    /// The head version.
+    pub(crate) async fn version_of(&self, stream: &StreamId) -> Result<Version> {
+        self.head_version(stream, OpKind::Read).await
+    }
+
+    /// One page of a read.
+    async fn page(&self, stream: &StreamId, page: PageRequest) -> Result<Page> {
+        let forward = page.direction == Direction::Forward;
+        // Forward: the item holding `from` has a last version of at least `from`. Backward: an
+        // item holding `from` ends at most `max_append_events - 1` versions after it.
+        let (condition, bound) = if forward {
+            ("pk = :pk AND sk >= :b", page.from.0)
+        } else {
+            let reach = self.limits.max_append_events.saturating_sub(1) as u64;
+            ("pk = :pk AND sk <= :b", page.from.0.saturating_add(reach))
+        };
+        let bound = i64::try_from(bound).unwrap_or(HEAD_SK);
+        let out = counted_as(
+            OpKind::Read,
+            self.client
+                .query()
+                .table_name(&self.config.table)
+                .key_condition_expression(condition)
+                .expression_attribute_values(":pk", AttributeValue::S(stream_key(stream)))
+                .expression_attribute_values(":b", n(bound))
+                .scan_index_forward(forward)
+                .consistent_read(true)
+                .limit(i32::try_from(page.limit.max(1) + 1).unwrap_or(i32::MAX))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send(),
+        )
+        .await
+        .map_err(|e| from_sdk(&format!("read {stream}"), e))?;
+        if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
+            self.costs.record_units(OpKind::Read, units);
+        }
+        let mut events = Vec::new();
+        let mut bytes = 0usize;
+        let mut more = out.last_evaluated_key().is_some();
+        let what = format!("an item of {stream}");
+        'items: for item in out.items() {
+            let sk = num(item, "sk", &what)?;
+            if sk == HEAD_SK as u64 {
+                continue;
+            }
+            let count = num(item, "n", &what)?;
+            let first = Version(sk + 1 - count.max(1));
+            let recorded = UNIX_EPOCH + Duration::from_micros(num(item, "t", &what)?);
+            let Some(AttributeValue::B(stored)) = item.get("e") else {
+                return Err(StoreError::Corrupt {
+                    what: format!("{what} at version {sk} has no events"),
+                });
+            };
+            let mut decoded = decode_events(stream, first, recorded, stored.as_ref())?;
+            if !forward {
+                decoded.reverse();
+            }
+            for e in decoded {
+                let wanted = if forward {
+                    e.version >= page.from
+                } else {
+                    e.version <= page.from
+                };
+                if !wanted {
+                    continue;
+                }
+                if events.len() == page.limit || bytes >= self.limits.page_bytes {
+                    more = true;
+                    break 'items;
+                }
+                bytes += e.size();
+                events.push(e);
+            }
+        }
+        Ok((events, more))
+    }
+
+    /// Reads a stream lazily, one `Query` a page.
+    pub(crate) fn read_events(
+        &self,
+        stream: &StreamId,
+        opts: ReadOptions,
+    ) -> BoxStream<'_, Result<RecordedEvent>> {
+        let stream = stream.clone();
+        paged(opts, self.limits.page_events, move |page| {
+            let stream = stream.clone();
+            async move { self.page(&stream, page).await }
+        })
+        .boxed()
+    }
+}

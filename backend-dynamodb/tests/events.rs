@@ -1,0 +1,273 @@
+//! Appends and reads against DynamoDB Local (or the account `SEKIBAN_DYNAMODB_ENDPOINT` points
+//! at): versions, the expected-version rule for every `Exact` a caller can pass, one round trip
+//! per append, concurrent writers, and reads in pages.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use sekiban_core::{
+    EventData, EventStore, ExpectedVersion, OpKind, ReadOptions, RecordedEvent, StoreError,
+    StreamId, Version,
+};
+use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable, Init};
+
+async fn table() -> DynamoDbTable {
+    let endpoint = std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "SEKIBAN_DYNAMODB_ENDPOINT is not set: run `bash scripts/test.sh`, which starts DynamoDB Local, \
+             or start it yourself (see backend-dynamodb/README.md)"
+        )
+    });
+    // One table for this test binary's tests; each test writes streams of its own.
+    let url = format!("dynamodb://sekiban-test-events?endpoint={endpoint}");
+    let t = DynamoDbTable::connect(DynamoDbConfig::from_url(&url).expect("a valid URL")).await;
+    let _: Init = t.init().await.expect("init");
+    t
+}
+
+fn stream() -> StreamId {
+    StreamId::new("acme", "order", uuid::Uuid::new_v4().simple().to_string()).expect("an id")
+}
+
+fn events(tag: &str, n: usize) -> Vec<EventData> {
+    (0..n)
+        .map(|i| EventData::new("Tick", format!(r#"{{"tag":"{tag}","n":{i}}}"#)))
+        .collect()
+}
+
+async fn read(t: &DynamoDbTable, s: &StreamId, opts: ReadOptions) -> Vec<RecordedEvent> {
+    let mut out = Vec::new();
+    let mut r = t.read(s, opts);
+    while let Some(e) = r.next().await {
+        out.push(e.expect("a read"));
+    }
+    out
+}
+
+fn versions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.version.0).collect()
+}
+
+fn refused_at(r: sekiban_core::Result<sekiban_core::AppendResult>, actual: u64) {
+    match r {
+        Err(StoreError::WrongExpectedVersion { actual: a, .. }) => assert_eq!(a, Version(actual)),
+        other => panic!("expected WrongExpectedVersion at {actual}, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_expected_version_is_checked_in_one_round_trip() {
+    let t = table().await;
+    let s = stream();
+    let written = events("a", 3);
+    let before = t.costs();
+    let r = t
+        .append(&s, ExpectedVersion::NoStream, written.clone())
+        .await
+        .expect("first append");
+    let spent = t.costs() - before;
+    assert_eq!((r.first, r.last), (Version(1), Version(3)));
+    assert_eq!(spent.round_trips(OpKind::Append), 1, "{spent}");
+    assert_eq!(spent.operation_round_trips(), 1, "{spent}");
+    assert!(spent.get(OpKind::Append).capacity_units > 0.0, "{spent}");
+
+    let before = t.costs();
+    let r = t
+        .append(&s, ExpectedVersion::Exact(Version(3)), events("b", 2))
+        .await
+        .expect("append at the head");
+    assert_eq!((r.first, r.last), (Version(4), Version(5)));
+    assert_eq!((t.costs() - before).operation_round_trips(), 1);
+
+    // Below the head, inside an earlier multi-event append, above the head, and no-stream on an
+    // existing stream: each refused with the actual version, in the one request.
+    for at in [3, 2, 0, 9] {
+        let before = t.costs();
+        let expected = if at == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(Version(at))
+        };
+        refused_at(t.append(&s, expected, events("x", 1)).await, 5);
+        assert_eq!(
+            (t.costs() - before).operation_round_trips(),
+            1,
+            "{expected}"
+        );
+    }
+    refused_at(
+        t.append(
+            &stream(),
+            ExpectedVersion::Exact(Version(1)),
+            events("y", 1),
+        )
+        .await,
+        0,
+    );
+    refused_at(
+        t.append(&stream(), ExpectedVersion::StreamExists, events("y", 1))
+            .await,
+        0,
+    );
+
+    let before = t.costs();
+    let r = t
+        .append(&s, ExpectedVersion::Any, events("c", 1))
+        .await
+        .expect("any");
+    assert_eq!(r.last, Version(6));
+    assert_eq!((t.costs() - before).operation_round_trips(), 2);
+    assert_eq!(t.stream_version(&s).await.expect("version"), Version(6));
+
+    let all = read(&t, &s, ReadOptions::forward()).await;
+    assert_eq!(versions(&all), vec![1, 2, 3, 4, 5, 6]);
+    for (e, w) in all.iter().zip(&written) {
+        assert_eq!(
+            (&e.id, &e.data, &e.event_type),
+            (&w.id, &w.data, &w.event_type)
+        );
+    }
+    let tail = read(&t, &s, ReadOptions::forward().from(Version(2)).max_count(3)).await;
+    assert_eq!(versions(&tail), vec![2, 3, 4]);
+    let back = read(&t, &s, ReadOptions::backward()).await;
+    assert_eq!(versions(&back), vec![6, 5, 4, 3, 2, 1]);
+    let back = read(
+        &t,
+        &s,
+        ReadOptions::backward().from(Version(4)).max_count(2),
+    )
+    .await;
+    assert_eq!(versions(&back), vec![4, 3]);
+    assert!(read(&t, &stream(), ReadOptions::forward()).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_writers_at_one_version_exactly_one_wins() {
+    let t = Arc::new(table().await);
+    let s = stream();
+    t.append(&s, ExpectedVersion::NoStream, events("seed", 1))
+        .await
+        .expect("seed");
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (t, s) = (t.clone(), s.clone());
+            tokio::spawn(async move {
+                t.append(
+                    &s,
+                    ExpectedVersion::Exact(Version(1)),
+                    events(&format!("w{i}"), 2),
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.expect("a task") {
+            Ok(r) => {
+                won += 1;
+                assert_eq!(r.last, Version(3));
+            }
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    StoreError::WrongExpectedVersion {
+                        actual: Version(3),
+                        ..
+                    }
+                ),
+                "{e:?}"
+            ),
+        }
+    }
+    assert_eq!(won, 1);
+
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let (t, s) = (t.clone(), s.clone());
+            tokio::spawn(async move {
+                t.append(&s, ExpectedVersion::Any, events(&format!("any{i}"), 3))
+                    .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a task").expect("an Any append");
+    }
+    let all = read(&t, &s, ReadOptions::forward()).await;
+    assert_eq!(versions(&all), (1..=21).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_streams_read_in_pages() {
+    let t = table().await;
+    let s = stream();
+    let max = t.limits().max_append_events;
+    let mut at = 0;
+    for k in [max, max, max / 2, 1, 7] {
+        t.append(&s, ExpectedVersion::Exact(Version(at)), events("p", k))
+            .await
+            .expect("append");
+        at += k as u64;
+    }
+    let before = t.costs();
+    let all = read(&t, &s, ReadOptions::forward()).await;
+    assert_eq!(versions(&all), (1..=at).collect::<Vec<_>>());
+    let pages = (t.costs() - before).round_trips(OpKind::Read);
+    let page_events = t.limits().page_events as u64;
+    assert!(
+        pages <= at.div_ceil(page_events) + 1,
+        "{pages} pages for {at} events"
+    );
+    let back = read(&t, &s, ReadOptions::backward()).await;
+    assert_eq!(versions(&back), (1..=at).rev().collect::<Vec<_>>());
+    let middle = read(
+        &t,
+        &s,
+        ReadOptions::forward().from(Version(150)).max_count(100),
+    )
+    .await;
+    assert_eq!(versions(&middle), (150..250).collect::<Vec<_>>());
+    let end = read(
+        &t,
+        &s,
+        ReadOptions::forward().from(Version(240)).max_count(100),
+    )
+    .await;
+    assert_eq!(versions(&end), (240..=at).collect::<Vec<_>>());
+    let back = read(
+        &t,
+        &s,
+        ReadOptions::backward().from(Version(201)).max_count(3),
+    )
+    .await;
+    assert_eq!(versions(&back), vec![201, 200, 199]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_over_the_limits_is_refused_before_a_request() {
+    let t = table().await;
+    let s = stream();
+    let before = t.costs();
+    let too_many = events("n", t.limits().max_append_events + 1);
+    let r = t.append(&s, ExpectedVersion::NoStream, too_many).await;
+    assert!(matches!(r, Err(StoreError::BatchTooLarge { .. })), "{r:?}");
+    let big = vec![EventData::new(
+        "Big",
+        vec![b'x'; t.limits().max_event_bytes],
+    )];
+    let r = t.append(&s, ExpectedVersion::NoStream, big).await;
+    assert!(matches!(r, Err(StoreError::EventTooLarge { .. })), "{r:?}");
+    assert_eq!((t.costs() - before).operation_round_trips(), 0);
+    // The largest event the limits allow fits one item.
+    let largest = t.limits().max_event_bytes - "Big".len();
+    let r = t
+        .append(
+            &s,
+            ExpectedVersion::NoStream,
+            vec![EventData::new("Big", vec![b'x'; largest])],
+        )
+        .await
+        .expect("an event at the limit");
+    assert_eq!(r.last, Version(1));
+}
