@@ -19,9 +19,10 @@ use aws_sdk_dynamodb::types::{
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use sekiban_core::idempotency::{PriorEvent, match_resend};
 use sekiban_core::paging::{Page, PageRequest, paged};
 use sekiban_core::{
-    AppendResult, Direction, EventData, ExpectedVersion, Limits, OpKind, ReadOptions,
+    AppendResult, Direction, EventData, EventId, ExpectedVersion, Limits, OpKind, ReadOptions,
     RecordedEvent, Result, StoreError, StreamId, Version,
 };
 
@@ -34,6 +35,14 @@ pub const HEAD_SK: i64 = i64::MAX;
 
 /// How many times an `Any` or `StreamExists` append retries after losing a race.
 const ANY_RETRIES: usize = 16;
+
+/// How many of a stream's latest events a re-send is recognised within: a refused append, or
+/// the head read of an `Any` or `StreamExists` append, reads the head and this many latest
+/// appends in one `Query` (each holds at least one event).
+pub const IDEMPOTENCY_WINDOW: u64 = 32;
+
+/// Stored events with the first and last version of the append that wrote each.
+type Recent = Vec<(RecordedEvent, Version, Version)>;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -48,7 +57,7 @@ pub fn dynamodb_limits() -> Limits {
         page_events: 100,
         page_bytes: 1024 * 1024,
         feed_poll_interval: Duration::from_millis(1000),
-        idempotency_window: 0,
+        idempotency_window: IDEMPOTENCY_WINDOW,
     }
 }
 
@@ -65,6 +74,33 @@ fn num(item: &Item, name: &str, what: &str) -> Result<u64> {
             what: format!("{what}: attribute {name} is missing or not a number"),
         }),
     }
+}
+
+/// The events of an append's item keyed `sk` (its last version), and its first version.
+fn decode_item(
+    stream: &StreamId,
+    item: &Item,
+    sk: u64,
+    what: &str,
+) -> Result<(Version, Vec<RecordedEvent>)> {
+    let count = num(item, "n", what)?;
+    let first = Version((sk + 1).saturating_sub(count.max(1)));
+    let recorded = UNIX_EPOCH + Duration::from_micros(num(item, "t", what)?);
+    let Some(AttributeValue::B(stored)) = item.get("e") else {
+        return Err(StoreError::Corrupt {
+            what: format!("{what} at version {sk} has no events"),
+        });
+    };
+    let events = decode_events(stream, first, recorded, stored.as_ref())?;
+    if events.len() as u64 != count {
+        return Err(StoreError::Corrupt {
+            what: format!(
+                "{what} at version {sk} says {count} events and holds {}",
+                events.len()
+            ),
+        });
+    }
+    Ok((first, events))
 }
 
 fn micros(t: SystemTime) -> u64 {
@@ -110,7 +146,67 @@ impl DynamoDbTable {
         }
     }
 
-    /// Writes `events` after `at` if the head is still at `at`; `Err(Some(actual))` when it is
+    /// The head's version and the events of the latest appends, enough to cover the
+    /// idempotency window: one backward `Query`, strongly consistent.
+    async fn recent(&self, stream: &StreamId, kind: OpKind) -> Result<(Version, Recent)> {
+        let items = i32::try_from(IDEMPOTENCY_WINDOW + 1).unwrap_or(i32::MAX);
+        let out = counted_as(
+            kind,
+            self.client
+                .query()
+                .table_name(&self.config.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(stream_key(stream)))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(items)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send(),
+        )
+        .await
+        .map_err(|e| from_sdk(&format!("read the latest appends of {stream}"), e))?;
+        if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
+            self.costs.record_units(kind, units);
+        }
+        let what = format!("an item of {stream}");
+        let mut head = Version::NONE;
+        let mut recent = Vec::new();
+        for item in out.items() {
+            let sk = num(item, "sk", &what)?;
+            if sk == HEAD_SK as u64 {
+                head = Version(num(item, "v", &what)?);
+                continue;
+            }
+            let (first, events) = decode_item(stream, item, sk, &what)?;
+            let last = Version(sk);
+            recent.extend(events.into_iter().map(|e| (e, first, last)));
+        }
+        Ok((head, recent))
+    }
+
+    /// Whether `events` re-send an append among the latest `IDEMPOTENCY_WINDOW` events.
+    fn resend_of(
+        stream: &StreamId,
+        events: &[EventData],
+        head: Version,
+        recent: &Recent,
+    ) -> Result<Option<AppendResult>> {
+        let floor = head.0.saturating_sub(IDEMPOTENCY_WINDOW);
+        let by_id: HashMap<EventId, &(RecordedEvent, Version, Version)> = recent
+            .iter()
+            .filter(|(e, _, _)| e.version.0 > floor)
+            .map(|r| (r.0.id, r))
+            .collect();
+        match_resend(stream, events, |id| {
+            by_id.get(&id).map(|(event, first, last)| PriorEvent {
+                event,
+                append_first: *first,
+                append_last: *last,
+            })
+        })
+    }
+
+    /// Writes `events` after `at` if the head is still at `at`; `Err(actual)` when it is
     /// not.
     async fn append_at(
         &self,
@@ -210,13 +306,30 @@ impl DynamoDbTable {
             actual,
         };
         match expected {
-            ExpectedVersion::Exact(at) => self.append_at(stream, at, &events).await?.map_err(wrong),
-            ExpectedVersion::NoStream => self
-                .append_at(stream, Version::NONE, &events)
-                .await?
-                .map_err(wrong),
+            ExpectedVersion::Exact(_) | ExpectedVersion::NoStream => {
+                let at = match expected {
+                    ExpectedVersion::Exact(v) => v,
+                    _ => Version::NONE,
+                };
+                let actual = match self.append_at(stream, at, &events).await? {
+                    Ok(done) => return Ok(done),
+                    Err(actual) => actual,
+                };
+                // A re-send of an append within the window was refused because it is stored:
+                // one read of the latest appends answers it.
+                if actual > at && at.0 + 1 > actual.0.saturating_sub(IDEMPOTENCY_WINDOW) {
+                    let (head, recent) = self.recent(stream, OpKind::Append).await?;
+                    if let Some(done) = Self::resend_of(stream, &events, head, &recent)? {
+                        return Ok(done);
+                    }
+                }
+                Err(wrong(actual))
+            }
             ExpectedVersion::Any | ExpectedVersion::StreamExists => {
-                let mut at = self.head_version(stream, OpKind::Append).await?;
+                let (mut at, recent) = self.recent(stream, OpKind::Append).await?;
+                if let Some(done) = Self::resend_of(stream, &events, at, &recent)? {
+                    return Ok(done);
+                }
                 for _ in 0..ANY_RETRIES {
                     if expected == ExpectedVersion::StreamExists && at == Version::NONE {
                         return Err(wrong(at));
@@ -281,15 +394,7 @@ impl DynamoDbTable {
             if sk == HEAD_SK as u64 {
                 continue;
             }
-            let count = num(item, "n", &what)?;
-            let first = Version(sk + 1 - count.max(1));
-            let recorded = UNIX_EPOCH + Duration::from_micros(num(item, "t", &what)?);
-            let Some(AttributeValue::B(stored)) = item.get("e") else {
-                return Err(StoreError::Corrupt {
-                    what: format!("{what} at version {sk} has no events"),
-                });
-            };
-            let mut decoded = decode_events(stream, first, recorded, stored.as_ref())?;
+            let (_, mut decoded) = decode_item(stream, item, sk, &what)?;
             if !forward {
                 decoded.reverse();
             }

@@ -19,7 +19,7 @@ mod layout;
 mod table;
 
 pub use config::DynamoDbConfig;
-pub use events::{HEAD_SK, dynamodb_limits};
+pub use events::{HEAD_SK, IDEMPOTENCY_WINDOW, dynamodb_limits};
 pub use layout::{decode_events, encode_events, stream_key};
 pub use table::{Init, KeyAttribute, TABLE, TableDefinition, other_replica_regions};
 
@@ -104,8 +104,8 @@ impl DynamoDbTable {
     }
 }
 
-/// Appends and reads (see the crate README for the layout). Re-sends are not recognised yet
-/// (`Limits::idempotency_window` is 0) and streams cannot be deleted yet.
+/// Appends and reads (see the crate README for the layout). Re-sends are recognised within the
+/// latest [`IDEMPOTENCY_WINDOW`] events; streams cannot be deleted yet.
 #[async_trait]
 impl EventStore for DynamoDbTable {
     async fn append(
