@@ -76,6 +76,13 @@ fn num(item: &Item, name: &str, what: &str) -> Result<u64> {
     }
 }
 
+fn erased(stream: &StreamId, version: Version) -> StoreError {
+    StoreError::StreamDeleted {
+        stream: stream.clone(),
+        version,
+    }
+}
+
 /// The events of an append's item keyed `sk` (its last version), and its first version.
 fn decode_item(
     stream: &StreamId,
@@ -116,7 +123,7 @@ fn built<T>(
 }
 
 impl DynamoDbTable {
-    fn key(&self, stream: &StreamId, sk: i64) -> Item {
+    pub(crate) fn key(&self, stream: &StreamId, sk: i64) -> Item {
         HashMap::from([
             ("pk".to_string(), AttributeValue::S(stream_key(stream))),
             ("sk".to_string(), n(sk)),
@@ -124,7 +131,7 @@ impl DynamoDbTable {
     }
 
     /// The head's version (0: no stream), read strongly consistent.
-    async fn head_version(&self, stream: &StreamId, kind: OpKind) -> Result<Version> {
+    pub(crate) async fn head_version(&self, stream: &StreamId, kind: OpKind) -> Result<Version> {
         let r = counted_as(
             kind,
             self.client
@@ -141,7 +148,13 @@ impl DynamoDbTable {
             self.costs.record_units(kind, units);
         }
         match r.item() {
-            Some(head) => Ok(Version(num(head, "v", &format!("the head of {stream}"))?)),
+            Some(head) => {
+                let v = Version(num(head, "v", &format!("the head of {stream}"))?);
+                if head.contains_key("x") {
+                    return Err(erased(stream, v));
+                }
+                Ok(v)
+            }
             None => Ok(Version::NONE),
         }
     }
@@ -175,6 +188,9 @@ impl DynamoDbTable {
             let sk = num(item, "sk", &what)?;
             if sk == HEAD_SK as u64 {
                 head = Version(num(item, "v", &what)?);
+                if item.contains_key("x") {
+                    return Err(erased(stream, head));
+                }
                 continue;
             }
             let (first, events) = decode_item(stream, item, sk, &what)?;
@@ -221,7 +237,7 @@ impl DynamoDbTable {
         let condition = if at == Version::NONE {
             "attribute_not_exists(v)"
         } else {
-            "v = :at"
+            "v = :at AND attribute_not_exists(x)"
         };
         let mut head = Update::builder()
             .table_name(&self.config.table)
@@ -280,10 +296,16 @@ impl DynamoDbTable {
                 match refused_head {
                     Some(old) => {
                         let actual = match old {
-                            Some(head) => num(&head, "v", &format!("the head of {stream}"))?,
-                            None => 0,
+                            Some(head) => {
+                                let v = Version(num(&head, "v", &format!("the head of {stream}"))?);
+                                if head.contains_key("x") {
+                                    return Err(erased(stream, v));
+                                }
+                                v
+                            }
+                            None => Version::NONE,
                         };
-                        Ok(Err(Version(actual)))
+                        Ok(Err(actual))
                     }
                     None => Err(from_sdk(&format!("append to {stream}"), e)),
                 }
@@ -392,6 +414,9 @@ impl DynamoDbTable {
         'items: for item in out.items() {
             let sk = num(item, "sk", &what)?;
             if sk == HEAD_SK as u64 {
+                if item.contains_key("x") {
+                    return Err(erased(stream, Version(num(item, "v", &what)?)));
+                }
                 continue;
             }
             let (_, mut decoded) = decode_item(stream, item, sk, &what)?;

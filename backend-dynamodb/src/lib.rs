@@ -13,6 +13,7 @@ use sekiban_core::{
 
 mod client;
 mod config;
+mod delete;
 mod error;
 mod events;
 mod layout;
@@ -105,7 +106,7 @@ impl DynamoDbTable {
 }
 
 /// Appends and reads (see the crate README for the layout). Re-sends are recognised within the
-/// latest [`IDEMPOTENCY_WINDOW`] events; streams cannot be deleted yet.
+/// latest [`IDEMPOTENCY_WINDOW`] events.
 #[async_trait]
 impl EventStore for DynamoDbTable {
     async fn append(
@@ -125,9 +126,7 @@ impl EventStore for DynamoDbTable {
         self.version_of(stream).await
     }
 
-    async fn delete_stream(&self, stream: &StreamId, _mode: DeleteMode) -> Result<()> {
-        Err(StoreError::Unsupported {
-            what: format!("deleting {stream}: the DynamoDB store cannot delete streams yet"),
-        })
+    async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
+        self.delete(stream, mode).await
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use sekiban_core::{
-    EventData, EventStore, ExpectedVersion, OpKind, ReadOptions, RecordedEvent, StoreError,
-    StreamId, Version,
+    DeleteMode, EventData, EventStore, ExpectedVersion, OpKind, ReadOptions, RecordedEvent,
+    StoreError, StreamId, Version,
 };
 use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable, Init};
 
@@ -341,4 +341,106 @@ async fn resends_within_the_window_are_recognised_by_event_id() {
         .expect("again");
     assert!(!r.deduplicated);
     assert_eq!(r.first, Version(6 + window as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_delete_hides_and_versions_go_on() {
+    let t = table().await;
+    let s = stream();
+    t.append(&s, ExpectedVersion::NoStream, events("a", 3))
+        .await
+        .expect("append");
+    t.append(&s, ExpectedVersion::Exact(Version(3)), events("b", 30))
+        .await
+        .expect("append");
+    let before = t.costs();
+    t.delete_stream(&s, DeleteMode::Soft)
+        .await
+        .expect("soft delete");
+    assert!((t.costs() - before).round_trips(OpKind::Delete) >= 3);
+    assert!(read(&t, &s, ReadOptions::forward()).await.is_empty());
+    assert!(read(&t, &s, ReadOptions::backward()).await.is_empty());
+    assert_eq!(t.stream_version(&s).await.expect("version"), Version(33));
+    refused_at(
+        t.append(&s, ExpectedVersion::NoStream, events("c", 1))
+            .await,
+        33,
+    );
+    let r = t
+        .append(&s, ExpectedVersion::Exact(Version(33)), events("d", 2))
+        .await
+        .expect("an append after the soft delete");
+    assert_eq!((r.first, r.last), (Version(34), Version(35)));
+    assert_eq!(
+        versions(&read(&t, &s, ReadOptions::forward()).await),
+        vec![34, 35]
+    );
+    t.delete_stream(&stream(), DeleteMode::Soft)
+        .await
+        .expect("deleting a missing stream does nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_delete_erases_for_good() {
+    let t = table().await;
+    let s = stream();
+    t.append(&s, ExpectedVersion::NoStream, events("a", 4))
+        .await
+        .expect("append");
+    t.delete_stream(&s, DeleteMode::Hard)
+        .await
+        .expect("hard delete");
+    fn erased<T>(r: &sekiban_core::Result<T>) -> bool {
+        matches!(
+            r,
+            Err(StoreError::StreamDeleted {
+                version: Version(4),
+                ..
+            })
+        )
+    }
+    let mut reads = t.read(&s, ReadOptions::forward());
+    let first = reads.next().await;
+    assert!(
+        matches!(
+            first,
+            Some(Err(StoreError::StreamDeleted {
+                version: Version(4),
+                ..
+            }))
+        ),
+        "{first:?}"
+    );
+    drop(reads);
+    let v = t.stream_version(&s).await;
+    assert!(erased(&v), "{v:?}");
+    for expected in [
+        ExpectedVersion::Exact(Version(4)),
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Any,
+        ExpectedVersion::StreamExists,
+    ] {
+        let r = t.append(&s, expected, events("after", 1)).await;
+        assert!(erased(&r), "{expected}: {r:?}");
+    }
+    t.delete_stream(&s, DeleteMode::Hard)
+        .await
+        .expect("a second hard delete does nothing");
+    t.delete_stream(&s, DeleteMode::Soft)
+        .await
+        .expect("a soft delete of an erased stream does nothing");
+    // Only the tombstone is left.
+    let items = t
+        .client()
+        .query()
+        .table_name(&t.config().table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(sekiban_dynamodb::stream_key(&s)),
+        )
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(items.count(), 1);
 }

@@ -1,0 +1,164 @@
+//! Deleting a stream. Soft: its events are removed and the head remembers how far (`h`); the
+//! version goes on. Hard: the head becomes a tombstone (`x`) first, so no append or read gets
+//! through, then every other item of the stream goes.
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, ReturnConsumedCapacity, WriteRequest,
+};
+use sekiban_core::{DeleteMode, OpKind, Result, StoreError, StreamId, Version};
+
+use crate::client::counted_as;
+use crate::error::from_sdk;
+use crate::{DynamoDbTable, HEAD_SK, stream_key};
+
+/// Most deletes in one `BatchWriteItem`.
+const BATCH: usize = 25;
+
+impl DynamoDbTable {
+    /// Deletes a stream (nothing when it does not exist or is already erased).
+    pub(crate) async fn delete(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
+        let head = match self.head_for_delete(stream).await? {
+            Some(v) => v,
+            None => return Ok(()),
+        };
+        match mode {
+            DeleteMode::Soft => {
+                self.delete_items(stream, head.0).await?;
+                self.mark(
+                    stream,
+                    "SET h = :v",
+                    "attribute_not_exists(x) AND (attribute_not_exists(h) OR h < :v)",
+                    head,
+                )
+                .await
+            }
+            DeleteMode::Hard => {
+                self.mark(stream, "SET x = :yes", "attribute_not_exists(x)", head)
+                    .await?;
+                self.delete_items(stream, u64::MAX).await
+            }
+        }
+    }
+
+    /// The head's version; `None` when there is nothing to delete.
+    async fn head_for_delete(&self, stream: &StreamId) -> Result<Option<Version>> {
+        match self.head_version(stream, OpKind::Delete).await {
+            Ok(Version::NONE) => Ok(None),
+            Ok(v) => Ok(Some(v)),
+            Err(StoreError::StreamDeleted { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Updates the head under `condition`; a head already erased counts as done.
+    async fn mark(
+        &self,
+        stream: &StreamId,
+        update: &str,
+        condition: &str,
+        head: Version,
+    ) -> Result<()> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .set_key(Some(self.key(stream, HEAD_SK)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        if update.contains(":v") || condition.contains(":v") {
+            request =
+                request.expression_attribute_values(":v", AttributeValue::N(head.0.to_string()));
+        }
+        if update.contains(":yes") {
+            request = request.expression_attribute_values(":yes", AttributeValue::Bool(true));
+        }
+        match counted_as(OpKind::Delete, request.send()).await {
+            Ok(out) => {
+                if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
+                    self.costs.record_units(OpKind::Delete, units);
+                }
+                Ok(())
+            }
+            // Erased meanwhile, or already hidden further: nothing left to do.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(from_sdk(&format!("delete {stream}"), e)),
+        }
+    }
+
+    /// Deletes the stream's items with a sort key up to `upto` (never the head).
+    async fn delete_items(&self, stream: &StreamId, upto: u64) -> Result<()> {
+        let upto = i64::try_from(upto).unwrap_or(HEAD_SK).min(HEAD_SK - 1);
+        let mut start = None;
+        loop {
+            let out = counted_as(
+                OpKind::Delete,
+                self.client
+                    .query()
+                    .table_name(&self.config.table)
+                    .key_condition_expression("pk = :pk AND sk <= :upto")
+                    .expression_attribute_values(":pk", AttributeValue::S(stream_key(stream)))
+                    .expression_attribute_values(":upto", AttributeValue::N(upto.to_string()))
+                    .projection_expression("pk, sk")
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start)
+                    .send(),
+            )
+            .await
+            .map_err(|e| from_sdk(&format!("list the items of {stream}"), e))?;
+            let keys: Vec<_> = out.items().to_vec();
+            for chunk in keys.chunks(BATCH) {
+                let mut pending: Vec<WriteRequest> = chunk
+                    .iter()
+                    .map(|key| {
+                        DeleteRequest::builder()
+                            .set_key(Some(key.clone()))
+                            .build()
+                            .map(|d| WriteRequest::builder().delete_request(d).build())
+                            .map_err(|e| StoreError::backend("build a delete request", e))
+                    })
+                    .collect::<Result<_>>()?;
+                for attempt in 0u32.. {
+                    if pending.is_empty() {
+                        break;
+                    }
+                    if attempt > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(6)))
+                            .await;
+                    }
+                    let out = counted_as(
+                        OpKind::Delete,
+                        self.client
+                            .batch_write_item()
+                            .request_items(&self.config.table, std::mem::take(&mut pending))
+                            .send(),
+                    )
+                    .await
+                    .map_err(|e| from_sdk(&format!("delete the items of {stream}"), e))?;
+                    pending = out
+                        .unprocessed_items()
+                        .and_then(|u| u.get(&self.config.table))
+                        .cloned()
+                        .unwrap_or_default();
+                    if attempt >= 10 && !pending.is_empty() {
+                        return Err(StoreError::Throttled {
+                            source: format!(
+                                "delete {stream}: items left unprocessed after {attempt} tries"
+                            )
+                            .into(),
+                        });
+                    }
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) => start = Some(k.clone()),
+                None => return Ok(()),
+            }
+        }
+    }
+}
