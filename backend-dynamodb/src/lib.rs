@@ -11,6 +11,7 @@ use sekiban_core::{
     Limits, ReadOptions, RecordedEvent, Result, StoreError, StreamId, Version,
 };
 
+mod checkpoints;
 mod client;
 mod config;
 mod delete;

@@ -1,0 +1,136 @@
+//! Consumers' checkpoints: one item each, under a partition key no stream can have (`~` is not
+//! allowed in a tenant), saved conditionally on its etag. The etag starts at the clock in
+//! microseconds and grows by at least one a save, so a name deleted and saved anew never hands
+//! out an etag it handed out before.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use sekiban_core::memory::check_checkpoint_name;
+use sekiban_core::{Checkpoint, CheckpointStore, Etag, OpKind, Result, StoreError};
+
+use crate::DynamoDbTable;
+use crate::client::counted_as;
+use crate::error::from_sdk;
+
+fn key(name: &str) -> std::collections::HashMap<String, AttributeValue> {
+    std::collections::HashMap::from([
+        (
+            "pk".to_string(),
+            AttributeValue::S(format!("~checkpoint|{name}")),
+        ),
+        ("sk".to_string(), AttributeValue::N("0".into())),
+    ])
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn etag_of(s: &str) -> Option<u64> {
+    s.parse().ok()
+}
+
+#[async_trait]
+impl CheckpointStore for DynamoDbTable {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<(Checkpoint, Etag)>> {
+        check_checkpoint_name(name)?;
+        let out = counted_as(
+            OpKind::Checkpoint,
+            self.client
+                .get_item()
+                .table_name(&self.config.table)
+                .set_key(Some(key(name)))
+                .consistent_read(true)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send(),
+        )
+        .await
+        .map_err(|e| from_sdk(&format!("load checkpoint {name:?}"), e))?;
+        if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
+            self.costs.record_units(OpKind::Checkpoint, units);
+        }
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        match (item.get("c"), item.get("e")) {
+            (Some(AttributeValue::S(c)), Some(AttributeValue::N(e))) => {
+                Ok(Some((Checkpoint::new(c.clone()), Etag(e.clone()))))
+            }
+            _ => Err(StoreError::Corrupt {
+                what: format!("checkpoint {name:?}: its item lacks the checkpoint or the etag"),
+            }),
+        }
+    }
+
+    async fn save_checkpoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+        expected: Option<&Etag>,
+    ) -> Result<Etag> {
+        check_checkpoint_name(name)?;
+        let conflict = || StoreError::CheckpointConflict {
+            name: name.to_string(),
+        };
+        let (condition, previous) = match expected {
+            None => ("attribute_not_exists(pk)", None),
+            Some(tag) => ("e = :previous", Some(etag_of(&tag.0).ok_or_else(conflict)?)),
+        };
+        let next = previous.map_or(0, |p| p + 1).max(now_micros());
+        let mut item = key(name);
+        item.insert(
+            "c".into(),
+            AttributeValue::S(checkpoint.as_str().to_string()),
+        );
+        item.insert("e".into(), AttributeValue::N(next.to_string()));
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.config.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        if let Some(p) = previous {
+            request =
+                request.expression_attribute_values(":previous", AttributeValue::N(p.to_string()));
+        }
+        match counted_as(OpKind::Checkpoint, request.send()).await {
+            Ok(out) => {
+                if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
+                    self.costs.record_units(OpKind::Checkpoint, units);
+                }
+                Ok(Etag(next.to_string()))
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(conflict())
+            }
+            Err(e) => Err(from_sdk(&format!("save checkpoint {name:?}"), e)),
+        }
+    }
+
+    async fn delete_checkpoint(&self, name: &str) -> Result<()> {
+        check_checkpoint_name(name)?;
+        let out = counted_as(
+            OpKind::Checkpoint,
+            self.client
+                .delete_item()
+                .table_name(&self.config.table)
+                .set_key(Some(key(name)))
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send(),
+        )
+        .await
+        .map_err(|e| from_sdk(&format!("delete checkpoint {name:?}"), e))?;
+        if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
+            self.costs.record_units(OpKind::Checkpoint, units);
+        }
+        Ok(())
+    }
+}
