@@ -1,15 +1,30 @@
 //! Deleting a stream. Soft: its events are removed and the head remembers how far (`h`); the
-//! version goes on. Hard: the head becomes a tombstone (`x`) first, so no append or read gets
-//! through, then every other item of the stream goes.
+//! version goes on. Hard: the head becomes a tombstone (`x`) first, with a second tombstone below
+//! every version, so no append or read gets through, then every other item of the stream goes.
 
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, ReturnConsumedCapacity, WriteRequest,
+    AttributeValue, DeleteRequest, Put, ReturnConsumedCapacity, TransactWriteItem, Update,
+    WriteRequest,
 };
 use sekiban_core::{DeleteMode, OpKind, Result, StoreError, StreamId, Version};
 
 use crate::client::counted_as;
 use crate::error::from_sdk;
+use crate::events::FLOOR_SK;
 use crate::{DynamoDbTable, HEAD_SK, stream_key};
+
+/// Whether a transaction was cancelled by a refused condition (and nothing else).
+fn is_condition_refusal<R>(e: &SdkError<TransactWriteItemsError, R>) -> bool {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed")),
+        _ => false,
+    }
+}
 
 /// Most deletes in one `BatchWriteItem`.
 const BATCH: usize = 25;
@@ -33,8 +48,7 @@ impl DynamoDbTable {
                 .await
             }
             DeleteMode::Hard => {
-                self.mark(stream, "SET x = :yes", "attribute_not_exists(x)", head)
-                    .await?;
+                self.tombstone(stream, head).await?;
                 self.delete_items(stream, u64::MAX).await
             }
         }
@@ -91,7 +105,56 @@ impl DynamoDbTable {
         }
     }
 
-    /// Deletes the stream's items with a sort key up to `upto` (never the head).
+    /// Makes the stream a tombstone, in one transaction: the head gets `x`, and an item at
+    /// `sk` 0 (below every version) says the same, so a read in either direction meets a
+    /// tombstone first once the stream's other items are gone. Already erased: nothing to do.
+    async fn tombstone(&self, stream: &StreamId, head: Version) -> Result<()> {
+        let update = Update::builder()
+            .table_name(&self.config.table)
+            .set_key(Some(self.key(stream, HEAD_SK)))
+            .update_expression("SET x = :yes")
+            .condition_expression("attribute_not_exists(x)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .build()
+            .map_err(|e| StoreError::backend("build the tombstone update", e))?;
+        let mut floor = self.key(stream, FLOOR_SK);
+        floor.insert("v".into(), AttributeValue::N(head.0.to_string()));
+        floor.insert("x".into(), AttributeValue::Bool(true));
+        let put = Put::builder()
+            .table_name(&self.config.table)
+            .set_item(Some(floor))
+            .build()
+            .map_err(|e| StoreError::backend("build the floor tombstone", e))?;
+        let request = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        match counted_as(OpKind::Delete, request.send()).await {
+            Ok(out) => {
+                let units: f64 = out
+                    .consumed_capacity()
+                    .iter()
+                    .filter_map(|c| c.capacity_units())
+                    .sum();
+                self.costs.record_units(OpKind::Delete, units);
+                Ok(())
+            }
+            // Erased meanwhile.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_transaction_canceled_exception())
+                    && is_condition_refusal(&e) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(from_sdk(&format!("erase {stream}"), e)),
+        }
+    }
+
+    /// Deletes the stream's items with a sort key from 1 up to `upto` (never the head or the
+    /// floor tombstone).
     async fn delete_items(&self, stream: &StreamId, upto: u64) -> Result<()> {
         let upto = i64::try_from(upto).unwrap_or(HEAD_SK).min(HEAD_SK - 1);
         let mut start = None;
@@ -101,8 +164,9 @@ impl DynamoDbTable {
                 self.client
                     .query()
                     .table_name(&self.config.table)
-                    .key_condition_expression("pk = :pk AND sk <= :upto")
+                    .key_condition_expression("pk = :pk AND sk BETWEEN :one AND :upto")
                     .expression_attribute_values(":pk", AttributeValue::S(stream_key(stream)))
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
                     .expression_attribute_values(":upto", AttributeValue::N(upto.to_string()))
                     .projection_expression("pk, sk")
                     .consistent_read(true)

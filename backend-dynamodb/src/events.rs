@@ -33,8 +33,12 @@ use crate::{DynamoDbTable, decode_events, encode_events, stream_key};
 /// The sort key of a stream's head item: after every version.
 pub const HEAD_SK: i64 = i64::MAX;
 
-/// How many times an `Any` or `StreamExists` append retries after losing a race.
-const ANY_RETRIES: usize = 16;
+/// The sort key of an erased stream's floor tombstone: before every version.
+pub(crate) const FLOOR_SK: i64 = 0;
+
+/// How many times an `Any` or `StreamExists` append tries again after losing a race, waiting a
+/// random time that doubles each loss (from 5 ms, at most 640 ms).
+const ANY_RETRIES: u32 = 64;
 
 /// How many of a stream's latest events a re-send is recognised within: a refused append, or
 /// the head read of an `Any` or `StreamExists` append, reads the head and this many latest
@@ -352,7 +356,12 @@ impl DynamoDbTable {
                 if let Some(done) = Self::resend_of(stream, &events, at, &recent)? {
                     return Ok(done);
                 }
-                for _ in 0..ANY_RETRIES {
+                for lost in 0..ANY_RETRIES {
+                    if lost > 0 {
+                        let ceiling = 5u64 << lost.min(7);
+                        let wait = uuid::Uuid::new_v4().as_u128() as u64 % ceiling;
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
                     if expected == ExpectedVersion::StreamExists && at == Version::NONE {
                         return Err(wrong(at));
                     }
@@ -411,9 +420,10 @@ impl DynamoDbTable {
         let mut bytes = 0usize;
         let mut more = out.last_evaluated_key().is_some();
         let what = format!("an item of {stream}");
+
         'items: for item in out.items() {
             let sk = num(item, "sk", &what)?;
-            if sk == HEAD_SK as u64 {
+            if sk == HEAD_SK as u64 || sk == FLOOR_SK as u64 {
                 if item.contains_key("x") {
                     return Err(erased(stream, Version(num(item, "v", &what)?)));
                 }

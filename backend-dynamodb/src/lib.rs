@@ -5,10 +5,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use sekiban_core::{
-    AppendResult, CostCounter, CostSnapshot, DeleteMode, EventData, EventStore, ExpectedVersion,
-    Limits, ReadOptions, RecordedEvent, Result, StoreError, StreamId, Version,
+    AppendResult, Capabilities, ChangeBatch, ChangeFeed, CostCounter, CostSnapshot, DeleteMode,
+    EventData, EventStore, ExpectedVersion, FeedHistory, FeedOptions, FeedStart, Limits,
+    ReadOptions, RecordedEvent, Result, Snapshot, SnapshotStore, Store, StoreError, StreamCatalog,
+    StreamId, Version,
 };
 
 mod checkpoints;
@@ -99,11 +102,6 @@ impl DynamoDbTable {
     pub fn costs(&self) -> CostSnapshot {
         self.costs.snapshot()
     }
-
-    /// What the table takes ([`dynamodb_limits`]).
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
 }
 
 /// Appends and reads (see the crate README for the layout). Re-sends are recognised within the
@@ -129,5 +127,56 @@ impl EventStore for DynamoDbTable {
 
     async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
         self.delete(stream, mode).await
+    }
+}
+
+fn not_yet(what: &str) -> StoreError {
+    StoreError::Unsupported {
+        what: format!("{what}: the DynamoDB store does not have it yet"),
+    }
+}
+
+/// Not yet: every call fails with `Unsupported`.
+#[async_trait]
+impl SnapshotStore for DynamoDbTable {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+        Err(not_yet(&format!(
+            "saving a snapshot of {}",
+            snapshot.stream
+        )))
+    }
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
+        Err(not_yet(&format!("loading a snapshot of {stream}")))
+    }
+}
+
+/// Not yet: the feed fails with `Unsupported` at once.
+impl ChangeFeed for DynamoDbTable {
+    fn changes(&self, _from: FeedStart, _opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
+        futures::stream::once(async { Err(not_yet("the change feed")) }).boxed()
+    }
+}
+
+/// Everything in one object; snapshots and the change feed are not there yet (`Unsupported`).
+#[async_trait]
+impl Store for DynamoDbTable {
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::basic();
+        c.feed_history = FeedHistory::Retained(std::time::Duration::from_secs(24 * 3600));
+        c.reports_capacity_units = true;
+        c
+    }
+    fn costs(&self) -> CostSnapshot {
+        self.costs.snapshot()
+    }
+    fn catalog(&self) -> Option<&dyn StreamCatalog> {
+        None
+    }
+    /// Nothing to release: the SDK client's connections close when the last clone is dropped.
+    async fn close(&self) -> Result<()> {
+        Ok(())
     }
 }
