@@ -40,10 +40,104 @@ pub(crate) const FLOOR_SK: i64 = 0;
 /// random time that doubles each loss (from 5 ms, at most 640 ms).
 const ANY_RETRIES: u32 = 64;
 
-/// How many of a stream's latest events a re-send is recognised within: a refused append, or
-/// the head read of an `Any` or `StreamExists` append, reads the head and this many latest
-/// appends in one `Query` (each holds at least one event).
-pub const IDEMPOTENCY_WINDOW: u64 = 32;
+/// How many of a stream's latest events a re-send is recognised within: the head keeps their ids,
+/// and a refused append, or the head read of an `Any` or `StreamExists` append, reads the head and
+/// this many latest appends in one `Query` (each holds at least one event).
+pub const IDEMPOTENCY_WINDOW: u64 = 16;
+
+/// The head keeps the ids of the stream's latest events in sets of one generation each
+/// (`i<g>`: the ids of versions `g * W + 1 ..= (g + 1) * W`, W the window), the last two
+/// generations only: between W and 2 W ids. An append adds its ids and removes the generations
+/// that fall behind, and, to refuse a re-send at the head's own version, is conditional on its
+/// first and last ids being in neither generation kept before it. All of that is known from the
+/// expected version alone, so it takes no read.
+struct IdSets {
+    /// ` ADD …` and ` REMOVE …` clauses for the head's update.
+    update: String,
+    /// ` AND NOT contains(…)` clauses for its condition.
+    condition: String,
+    names: Vec<(String, String)>,
+    values: Vec<(String, AttributeValue)>,
+}
+
+/// The generation of a version's id (versions from 1).
+fn generation(v: u64) -> u64 {
+    v.saturating_sub(1) / IDEMPOTENCY_WINDOW
+}
+
+impl IdSets {
+    fn new(at: Version, events: &[EventData], check: bool) -> Self {
+        let last_gen = generation(at.0 + events.len() as u64);
+        let keep: Vec<u64> = [last_gen.checked_sub(1), Some(last_gen)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let before: Vec<u64> = if at == Version::NONE {
+            Vec::new()
+        } else {
+            let g = generation(at.0);
+            [g.checked_sub(1), Some(g)].into_iter().flatten().collect()
+        };
+        let mut out = IdSets {
+            update: String::new(),
+            condition: String::new(),
+            names: Vec::new(),
+            values: Vec::new(),
+        };
+        let mut adds = Vec::new();
+        for g in &keep {
+            let ids: Vec<aws_sdk_dynamodb::primitives::Blob> = events
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| generation(at.0 + 1 + *i as u64) == *g)
+                .map(|(_, e)| aws_sdk_dynamodb::primitives::Blob::new(e.id.0.as_bytes().to_vec()))
+                .collect();
+            if !ids.is_empty() {
+                out.names.push((format!("#a{g}"), format!("i{g}")));
+                out.values.push((format!(":a{g}"), AttributeValue::Bs(ids)));
+                adds.push(format!("#a{g} :a{g}"));
+            }
+        }
+        let removes: Vec<String> = before
+            .iter()
+            .filter(|g| !keep.contains(g))
+            .map(|g| {
+                out.names.push((format!("#r{g}"), format!("i{g}")));
+                format!("#r{g}")
+            })
+            .collect();
+        if !adds.is_empty() {
+            out.update = format!(" ADD {}", adds.join(", "));
+        }
+        if !removes.is_empty() {
+            out.update
+                .push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        if check && !before.is_empty() {
+            let probes: Vec<&EventData> = match (events.first(), events.last()) {
+                (Some(f), Some(l)) if f.id != l.id => vec![f, l],
+                (Some(f), _) => vec![f],
+                _ => Vec::new(),
+            };
+            for (j, e) in probes.iter().enumerate() {
+                out.values.push((
+                    format!(":p{j}"),
+                    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+                        e.id.0.as_bytes().to_vec(),
+                    )),
+                ));
+                for g in &before {
+                    out.names.push((format!("#c{g}"), format!("i{g}")));
+                    out.condition
+                        .push_str(&format!(" AND NOT contains(#c{g}, :p{j})"));
+                }
+            }
+        }
+        out.names.sort();
+        out.names.dedup();
+        out
+    }
+}
 
 /// Stored events with the first and last version of the append that wrote each.
 type Recent = Vec<(RecordedEvent, Version, Version)>;
@@ -234,25 +328,58 @@ impl DynamoDbTable {
         at: Version,
         events: &[EventData],
     ) -> Result<std::result::Result<AppendResult, Version>> {
+        match self.write_at(stream, at, events, true).await? {
+            // Refused at the expected version: an id of the append is among the head's recent
+            // ones. A re-send within the window is answered; one outside it, or an id repeated
+            // from an older append, goes through as an ordinary append.
+            Err(actual) if actual == at && at != Version::NONE => {
+                let (head, recent) = self.recent(stream, OpKind::Append).await?;
+                if let Some(done) = Self::resend_of(stream, events, head, &recent)? {
+                    return Ok(Ok(done));
+                }
+                self.write_at(stream, at, events, false).await
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// One `TransactWriteItems`: the head's update under the expected version (and, with
+    /// `check_ids`, under none of the append's first and last ids being among the head's recent
+    /// ones), and the new item.
+    async fn write_at(
+        &self,
+        stream: &StreamId,
+        at: Version,
+        events: &[EventData],
+        check_ids: bool,
+    ) -> Result<std::result::Result<AppendResult, Version>> {
         let k = events.len() as u64;
         let (first, last) = (at.plus(1), at.plus(k));
         let last_sk = i64::try_from(last.0)
             .map_err(|_| StoreError::invalid(format!("{stream}: version {last} is too high")))?;
-        let condition = if at == Version::NONE {
-            "attribute_not_exists(v)"
+        let ids = IdSets::new(at, events, check_ids);
+        let mut condition = if at == Version::NONE {
+            "attribute_not_exists(v)".to_string()
         } else {
-            "v = :at AND attribute_not_exists(x)"
+            "v = :at AND attribute_not_exists(x)".to_string()
         };
+        condition.push_str(&ids.condition);
         let mut head = Update::builder()
             .table_name(&self.config.table)
             .set_key(Some(self.key(stream, HEAD_SK)))
-            .update_expression("SET v = :last, f = :first")
+            .update_expression(format!("SET v = :last, f = :first{}", ids.update))
             .condition_expression(condition)
             .expression_attribute_values(":last", n(last.0))
             .expression_attribute_values(":first", n(first.0))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if at != Version::NONE {
             head = head.expression_attribute_values(":at", n(at.0));
+        }
+        for (placeholder, name) in ids.names {
+            head = head.expression_attribute_names(placeholder, name);
+        }
+        for (placeholder, value) in ids.values {
+            head = head.expression_attribute_values(placeholder, value);
         }
         let mut item = self.key(stream, last_sk);
         item.insert("n".into(), n(k));
@@ -343,7 +470,13 @@ impl DynamoDbTable {
                 };
                 // A re-send of an append within the window was refused because it is stored:
                 // one read of the latest appends answers it.
-                if actual > at && at.0 + 1 > actual.0.saturating_sub(IDEMPOTENCY_WINDOW) {
+                // (Under an expected version above the head, the original may be anywhere in it.)
+                let in_window = if actual > at {
+                    at.0 + 1 > actual.0.saturating_sub(IDEMPOTENCY_WINDOW)
+                } else {
+                    actual > Version::NONE
+                };
+                if in_window {
                     let (head, recent) = self.recent(stream, OpKind::Append).await?;
                     if let Some(done) = Self::resend_of(stream, &events, head, &recent)? {
                         return Ok(done);

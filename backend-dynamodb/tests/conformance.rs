@@ -1,6 +1,5 @@
 //! The conformance suite on DynamoDB Local: the cases the store passes today (`COVERED`); the
-//! others wait for what they need (`NOT_YET`: snapshots, the change feed, re-sends recognised
-//! under the head's own version).
+//! others wait for what they need (`NOT_YET`: snapshots and the change feed).
 
 use std::sync::Arc;
 
@@ -36,11 +35,15 @@ const COVERED: &[&str] = &[
     "expected_exact_above_head_fails",
     "concurrent_writers_one_winner_per_version",
     "concurrent_writers_any_no_gaps",
+    "resend_under_exact",
     "resend_under_no_stream",
     "resend_under_stream_exists_and_any",
+    "resend_after_other_appends",
     "resend_at_window_edge",
     "resend_outside_window",
+    "resend_with_other_data_conflicts",
     "resend_with_other_metadata_conflicts",
+    "resend_partial_overlap_conflicts",
     "payload_bytes_round_trip",
     "stream_version_tracks_head",
     "read_forward_from_and_max_count",
@@ -61,15 +64,6 @@ const COVERED: &[&str] = &[
 
 /// Cases the DynamoDB store does not pass yet, by what is missing.
 const NOT_YET: &[(&str, &[&str])] = &[
-    (
-        "a re-send under an expected version its append no longer fails (the head as expected): the head does not keep recent event ids yet",
-        &[
-            "resend_under_exact",
-            "resend_after_other_appends",
-            "resend_with_other_data_conflicts",
-            "resend_partial_overlap_conflicts",
-        ],
-    ),
     (
         "snapshots",
         &[
