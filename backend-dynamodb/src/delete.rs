@@ -36,22 +36,42 @@ impl DynamoDbTable {
             Some(v) => v,
             None => return Ok(()),
         };
+        let dropped = self.pointer(stream).await?;
         match mode {
             DeleteMode::Soft => {
                 self.delete_items(stream, head.0).await?;
+                if dropped.is_some() {
+                    self.delete_pointer(stream).await?;
+                }
                 self.mark(
                     stream,
                     "SET h = :v",
                     "attribute_not_exists(x) AND (attribute_not_exists(h) OR h < :v)",
                     head,
                 )
-                .await
+                .await?;
             }
             DeleteMode::Hard => {
                 self.tombstone(stream, head).await?;
-                self.delete_items(stream, u64::MAX).await
+                self.delete_items(stream, u64::MAX).await?;
             }
         }
+        self.offload.after_delete(stream, mode, dropped).await
+    }
+
+    /// Deletes the snapshot pointer item.
+    async fn delete_pointer(&self, stream: &StreamId) -> Result<()> {
+        counted_as(
+            OpKind::Delete,
+            self.client
+                .delete_item()
+                .table_name(&self.config.table)
+                .set_key(Some(self.key(stream, crate::SNAPSHOT_SK)))
+                .send(),
+        )
+        .await
+        .map_err(|e| from_sdk(&format!("delete the snapshot of {stream}"), e))?;
+        Ok(())
     }
 
     /// The head's version; `None` when there is nothing to delete.

@@ -291,6 +291,9 @@ impl DynamoDbTable {
                 }
                 continue;
             }
+            if sk == crate::SNAPSHOT_SK as u64 {
+                continue;
+            }
             let (first, events) = decode_item(stream, item, sk, &what)?;
             let last = Version(sk);
             recent.extend(events.into_iter().map(|e| (e, first, last)));
@@ -556,6 +559,9 @@ impl DynamoDbTable {
 
         'items: for item in out.items() {
             let sk = num(item, "sk", &what)?;
+            if sk == crate::SNAPSHOT_SK as u64 {
+                continue;
+            }
             if sk == HEAD_SK as u64 || sk == FLOOR_SK as u64 {
                 if item.contains_key("x") {
                     return Err(erased(stream, Version(num(item, "v", &what)?)));

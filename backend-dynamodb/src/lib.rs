@@ -7,12 +7,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use sekiban_core::snapshot::SnapshotOffload;
 use sekiban_core::{
     AppendResult, Capabilities, ChangeBatch, ChangeFeed, CostCounter, CostSnapshot, DeleteMode,
     EventData, EventStore, ExpectedVersion, FeedHistory, FeedOptions, FeedStart, Limits,
-    ReadOptions, RecordedEvent, Result, Snapshot, SnapshotStore, Store, StoreError, StreamCatalog,
-    StreamId, Version,
+    ReadOptions, RecordedEvent, Result, Store, StoreError, StreamCatalog, StreamId, Version,
 };
+use sekiban_core::{BlobStore, CountingBlobStore};
 
 mod checkpoints;
 mod client;
@@ -21,11 +22,13 @@ mod delete;
 mod error;
 mod events;
 mod layout;
+mod snapshots;
 mod table;
 
 pub use config::DynamoDbConfig;
 pub use events::{HEAD_SK, IDEMPOTENCY_WINDOW, dynamodb_limits};
 pub use layout::{decode_events, encode_events, stream_key};
+pub use snapshots::SNAPSHOT_SK;
 pub use table::{Init, KeyAttribute, TABLE, TableDefinition, other_replica_regions};
 
 /// A sekiban table in DynamoDB, reached through one counted client.
@@ -48,19 +51,32 @@ pub struct DynamoDbTable {
     config: DynamoDbConfig,
     costs: Arc<CostCounter>,
     limits: Limits,
+    offload: SnapshotOffload,
 }
 
 impl DynamoDbTable {
     /// A client for the table of `config`, with the AWS environment's region and credentials
     /// where the config names none. Sends nothing yet.
     pub async fn connect(config: DynamoDbConfig) -> Self {
+        Self::connect_with_blobs(config, Arc::new(snapshots::NoBucket)).await
+    }
+
+    /// The same, offloading snapshots larger than `max_inline_snapshot_bytes` to `blobs`
+    /// (without it, such snapshots are refused until the URL names a bucket).
+    pub async fn connect_with_blobs(config: DynamoDbConfig, blobs: Arc<dyn BlobStore>) -> Self {
         let costs = Arc::new(CostCounter::new());
         let client = client::dynamodb(&config, costs.clone()).await;
+        let limits = dynamodb_limits();
+        let offload = SnapshotOffload::new(
+            Arc::new(CountingBlobStore::new(blobs, costs.clone())),
+            limits.max_inline_snapshot_bytes,
+        );
         DynamoDbTable {
             client,
             config,
             costs,
-            limits: dynamodb_limits(),
+            limits,
+            offload,
         }
     }
 
@@ -136,20 +152,6 @@ fn not_yet(what: &str) -> StoreError {
     }
 }
 
-/// Not yet: every call fails with `Unsupported`.
-#[async_trait]
-impl SnapshotStore for DynamoDbTable {
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        Err(not_yet(&format!(
-            "saving a snapshot of {}",
-            snapshot.stream
-        )))
-    }
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
-        Err(not_yet(&format!("loading a snapshot of {stream}")))
-    }
-}
-
 /// Not yet: the feed fails with `Unsupported` at once.
 impl ChangeFeed for DynamoDbTable {
     fn changes(&self, _from: FeedStart, _opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
@@ -157,7 +159,7 @@ impl ChangeFeed for DynamoDbTable {
     }
 }
 
-/// Everything in one object; snapshots and the change feed are not there yet (`Unsupported`).
+/// Everything in one object; the change feed is not there yet (`Unsupported`).
 #[async_trait]
 impl Store for DynamoDbTable {
     fn limits(&self) -> &Limits {
