@@ -50,9 +50,7 @@ impl CheckpointStore for DynamoDbTable {
         )
         .await
         .map_err(|e| from_sdk(&format!("load checkpoint {name:?}"), e))?;
-        if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
-            self.costs.record_units(OpKind::Checkpoint, units);
-        }
+        self.charge(OpKind::Checkpoint, out.consumed_capacity());
         let Some(item) = out.item() else {
             return Ok(None);
         };
@@ -100,9 +98,7 @@ impl CheckpointStore for DynamoDbTable {
         }
         match counted_as(OpKind::Checkpoint, request.send()).await {
             Ok(out) => {
-                if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
-                    self.costs.record_units(OpKind::Checkpoint, units);
-                }
+                self.charge(OpKind::Checkpoint, out.consumed_capacity());
                 Ok(Etag(next.to_string()))
             }
             Err(e)
@@ -128,9 +124,7 @@ impl CheckpointStore for DynamoDbTable {
         )
         .await
         .map_err(|e| from_sdk(&format!("delete checkpoint {name:?}"), e))?;
-        if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
-            self.costs.record_units(OpKind::Checkpoint, units);
-        }
+        self.charge(OpKind::Checkpoint, out.consumed_capacity());
         Ok(())
     }
 }

@@ -109,9 +109,7 @@ impl DynamoDbTable {
         }
         match counted_as(OpKind::Delete, request.send()).await {
             Ok(out) => {
-                if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
-                    self.costs.record_units(OpKind::Delete, units);
-                }
+                self.charge(OpKind::Delete, out.consumed_capacity());
                 Ok(())
             }
             // Erased meanwhile, or already hidden further: nothing left to do.
@@ -153,12 +151,7 @@ impl DynamoDbTable {
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         match counted_as(OpKind::Delete, request.send()).await {
             Ok(out) => {
-                let units: f64 = out
-                    .consumed_capacity()
-                    .iter()
-                    .filter_map(|c| c.capacity_units())
-                    .sum();
-                self.costs.record_units(OpKind::Delete, units);
+                self.charge(OpKind::Delete, out.consumed_capacity());
                 Ok(())
             }
             // Erased meanwhile.

@@ -242,9 +242,7 @@ impl DynamoDbTable {
         )
         .await
         .map_err(|e| from_sdk(&format!("read the head of {stream}"), e))?;
-        if let Some(units) = r.consumed_capacity().and_then(|c| c.capacity_units()) {
-            self.costs.record_units(kind, units);
-        }
+        self.charge(kind, r.consumed_capacity());
         match r.item() {
             Some(head) => {
                 let v = Version(num(head, "v", &format!("the head of {stream}"))?);
@@ -276,9 +274,7 @@ impl DynamoDbTable {
         )
         .await
         .map_err(|e| from_sdk(&format!("read the latest appends of {stream}"), e))?;
-        if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
-            self.costs.record_units(kind, units);
-        }
+        self.charge(kind, out.consumed_capacity());
         let what = format!("an item of {stream}");
         let mut head = Version::NONE;
         let mut recent = Vec::new();
@@ -408,12 +404,7 @@ impl DynamoDbTable {
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         match counted_as(OpKind::Append, request.send()).await {
             Ok(out) => {
-                let units: f64 = out
-                    .consumed_capacity()
-                    .iter()
-                    .filter_map(|c| c.capacity_units())
-                    .sum();
-                self.costs.record_units(OpKind::Append, units);
+                self.charge(OpKind::Append, out.consumed_capacity());
                 Ok(Ok(AppendResult {
                     first,
                     last,
@@ -549,9 +540,7 @@ impl DynamoDbTable {
         )
         .await
         .map_err(|e| from_sdk(&format!("read {stream}"), e))?;
-        if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
-            self.costs.record_units(OpKind::Read, units);
-        }
+        self.charge(OpKind::Read, out.consumed_capacity());
         let mut events = Vec::new();
         let mut bytes = 0usize;
         let mut more = out.last_evaluated_key().is_some();

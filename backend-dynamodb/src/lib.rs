@@ -118,6 +118,19 @@ impl DynamoDbTable {
     pub fn costs(&self) -> CostSnapshot {
         self.costs.snapshot()
     }
+
+    /// Counts the capacity units a response reports (`ReturnConsumedCapacity`) under `kind`.
+    pub(crate) fn charge<'a>(
+        &self,
+        kind: sekiban_core::OpKind,
+        consumed: impl IntoIterator<Item = &'a aws_sdk_dynamodb::types::ConsumedCapacity>,
+    ) {
+        let units: f64 = consumed
+            .into_iter()
+            .filter_map(|c| c.capacity_units())
+            .sum();
+        self.costs.record_units(kind, units);
+    }
 }
 
 /// Appends and reads (see the crate README for the layout). Re-sends are recognised within the

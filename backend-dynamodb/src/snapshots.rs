@@ -113,9 +113,7 @@ impl DynamoDbTable {
         )
         .await
         .map_err(|e| from_sdk(&format!("read the snapshot pointer of {stream}"), e))?;
-        if let Some(units) = out.consumed_capacity().and_then(|c| c.capacity_units()) {
-            self.costs.record_units(kind, units);
-        }
+        self.charge(kind, out.consumed_capacity());
         let (mut pointer, mut head) = (None, None);
         for item in out.items() {
             match number(item, "sk") {
@@ -206,12 +204,7 @@ impl DynamoDbTable {
                 .return_consumed_capacity(ReturnConsumedCapacity::Total);
             match counted_as(OpKind::Snapshot, request.send()).await {
                 Ok(out) => {
-                    let units: f64 = out
-                        .consumed_capacity()
-                        .iter()
-                        .filter_map(|c| c.capacity_units())
-                        .sum();
-                    self.costs.record_units(OpKind::Snapshot, units);
+                    self.charge(OpKind::Snapshot, out.consumed_capacity());
                     return Ok(PointerWrite::Replaced(current));
                 }
                 // The head or the pointer moved meanwhile: look again.

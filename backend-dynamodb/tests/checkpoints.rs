@@ -2,19 +2,12 @@
 //! never handed out twice for one name.
 
 use sekiban_core::{Checkpoint, CheckpointStore, OpKind, StoreError};
-use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
+use sekiban_dynamodb::DynamoDbTable;
+
+mod common;
 
 async fn table() -> DynamoDbTable {
-    let endpoint = std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "SEKIBAN_DYNAMODB_ENDPOINT is not set: run `bash scripts/test.sh`, which starts DynamoDB Local, \
-             or start it yourself (see backend-dynamodb/README.md)"
-        )
-    });
-    let url = format!("dynamodb://sekiban-test-events?endpoint={endpoint}");
-    let t = DynamoDbTable::connect(DynamoDbConfig::from_url(&url).expect("a valid URL")).await;
-    t.init().await.expect("init");
-    t
+    common::table("sekiban-test-events", None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,20 +5,12 @@ use std::sync::Arc;
 
 use sekiban_conformance::{CASES, Harness, run_selected};
 use sekiban_core::{BlobStore, ObjectBlobStore};
-use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
+
+mod common;
 
 async fn harness() -> Harness {
-    let endpoint = std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "SEKIBAN_DYNAMODB_ENDPOINT is not set: run `bash scripts/test.sh`, which starts DynamoDB Local, \
-             or start it yourself (see backend-dynamodb/README.md)"
-        )
-    });
-    let url = format!("dynamodb://sekiban-test-conformance?endpoint={endpoint}");
     let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
-    let config = DynamoDbConfig::from_url(&url).expect("a valid URL");
-    let t = DynamoDbTable::connect_with_blobs(config, blobs.clone()).await;
-    t.init().await.expect("init");
+    let t = common::table("sekiban-test-conformance", Some(blobs.clone())).await;
     Harness::new(Arc::new(t), blobs)
 }
 

@@ -9,20 +9,13 @@ use sekiban_core::{
     DeleteMode, EventData, EventStore, ExpectedVersion, OpKind, ReadOptions, RecordedEvent, Store,
     StoreError, StreamId, Version,
 };
-use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable, Init};
+use sekiban_dynamodb::DynamoDbTable;
+
+mod common;
 
 async fn table() -> DynamoDbTable {
-    let endpoint = std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "SEKIBAN_DYNAMODB_ENDPOINT is not set: run `bash scripts/test.sh`, which starts DynamoDB Local, \
-             or start it yourself (see backend-dynamodb/README.md)"
-        )
-    });
     // One table for this test binary's tests; each test writes streams of its own.
-    let url = format!("dynamodb://sekiban-test-events?endpoint={endpoint}");
-    let t = DynamoDbTable::connect(DynamoDbConfig::from_url(&url).expect("a valid URL")).await;
-    let _: Init = t.init().await.expect("init");
-    t
+    common::table("sekiban-test-events", None).await
 }
 
 fn stream() -> StreamId {

@@ -8,23 +8,12 @@ use aws_sdk_dynamodb::types::{
 use sekiban_core::{OpKind, StoreError};
 use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable, Init, TABLE};
 
-/// The test endpoint (and, with it, the credentials scripts/test.sh sets for the emulator, so
-/// the SDK never looks further for any).
-fn endpoint() -> String {
-    std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "SEKIBAN_DYNAMODB_ENDPOINT is not set: run `bash scripts/test.sh`, which starts DynamoDB Local, \
-             or start it yourself (see backend-dynamodb/README.md) and set SEKIBAN_DYNAMODB_ENDPOINT=http://127.0.0.1:PORT"
-        )
-    })
-}
+mod common;
 
 /// A client for a fresh table name on the test endpoint.
 async fn fresh_table() -> DynamoDbTable {
-    let endpoint = endpoint();
     let name = format!("sekiban-test-{}", uuid::Uuid::new_v4().simple());
-    let url = format!("dynamodb://{name}?endpoint={endpoint}");
-    DynamoDbTable::connect(DynamoDbConfig::from_url(&url).expect("a valid URL")).await
+    common::client(&name, None).await
 }
 
 async fn drop_table(t: &DynamoDbTable) {
@@ -109,7 +98,7 @@ async fn a_table_of_another_shape_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_endpoint_is_unavailable() {
-    endpoint();
+    common::endpoint();
     let config = DynamoDbConfig::from_url("dynamodb://sekiban-nowhere?endpoint=http://127.0.0.1:9")
         .expect("a valid URL");
     let t = DynamoDbTable::connect(config).await;
