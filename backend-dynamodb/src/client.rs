@@ -8,8 +8,11 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::interceptors::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    InterceptorContext,
 };
+use aws_sdk_dynamodb::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_smithy_http_client::Builder as HttpClientBuilder;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use sekiban_core::{CostCounter, OpKind};
@@ -75,6 +78,41 @@ impl Intercept for Counting {
     }
 }
 
+/// Whether a transaction was cancelled because another one touched its items meanwhile.
+pub(crate) fn is_transaction_conflict(e: &TransactWriteItemsError) -> bool {
+    matches!(
+        e,
+        TransactWriteItemsError::TransactionCanceledException(c)
+            if c.cancellation_reasons().iter().any(|r| r.code() == Some("TransactionConflict"))
+    )
+}
+
+/// Makes the SDK retry a transaction cancelled by a conflict with another one, as it retries
+/// throttling: with its jittered backoff, each attempt counted by [`Counting`]. What is left
+/// after the retries surfaces as `Throttled`.
+#[derive(Debug)]
+pub(crate) struct TransactionConflicts;
+
+impl ClassifyRetry for TransactionConflicts {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let conflict = ctx
+            .output_or_error()
+            .and_then(|r| r.err())
+            .and_then(|e| e.as_operation_error())
+            .and_then(|e| e.downcast_ref::<TransactWriteItemsError>())
+            .is_some_and(is_transaction_conflict);
+        if conflict {
+            RetryAction::transient_error()
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "sekiban-transaction-conflicts"
+    }
+}
+
 /// A DynamoDB client for `config`, counting into `costs`.
 pub(crate) async fn dynamodb(
     config: &DynamoDbConfig,
@@ -93,6 +131,43 @@ pub(crate) async fn dynamodb(
     let shared = loader.load().await;
     let conf = aws_sdk_dynamodb::config::Builder::from(&shared)
         .interceptor(Counting { costs })
+        .retry_classifier(TransactionConflicts)
         .build();
     aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::CancellationReason;
+    use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+    use aws_smithy_runtime_api::client::interceptors::context::{Error, Input};
+    use aws_smithy_runtime_api::client::orchestrator::OrchestratorError;
+
+    fn cancelled(code: &str) -> InterceptorContext {
+        let e = TransactWriteItemsError::TransactionCanceledException(
+            TransactionCanceledException::builder()
+                .cancellation_reasons(CancellationReason::builder().code("None").build())
+                .cancellation_reasons(CancellationReason::builder().code(code).build())
+                .build(),
+        );
+        let mut ctx = InterceptorContext::new(Input::erase(()));
+        ctx.set_output_or_error(Err(OrchestratorError::operation(Error::erase(e))));
+        ctx
+    }
+
+    #[test]
+    fn conflicts_are_retried_refusals_are_not() {
+        let c = TransactionConflicts;
+        assert_eq!(
+            c.classify_retry(&cancelled("TransactionConflict")),
+            RetryAction::transient_error()
+        );
+        assert_eq!(
+            c.classify_retry(&cancelled("ConditionalCheckFailed")),
+            RetryAction::NoActionIndicated
+        );
+        let ctx = InterceptorContext::new(Input::erase(()));
+        assert_eq!(c.classify_retry(&ctx), RetryAction::NoActionIndicated);
+    }
 }

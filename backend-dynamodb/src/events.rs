@@ -418,6 +418,16 @@ impl DynamoDbTable {
                     }
                     _ => None,
                 });
+                if e.as_service_error()
+                    .is_some_and(crate::client::is_transaction_conflict)
+                {
+                    return Err(StoreError::Throttled {
+                        source: format!(
+                            "append to {stream}: another transaction kept touching its head; retry"
+                        )
+                        .into(),
+                    });
+                }
                 match refused_head {
                     Some(old) => {
                         let actual = match old {
