@@ -117,7 +117,7 @@ impl ClassifyRetry for TransactionConflicts {
 pub(crate) async fn dynamodb(
     config: &DynamoDbConfig,
     costs: Arc<CostCounter>,
-) -> aws_sdk_dynamodb::Client {
+) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
     let http = HttpClientBuilder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -130,10 +130,18 @@ pub(crate) async fn dynamodb(
     }
     let shared = loader.load().await;
     let conf = aws_sdk_dynamodb::config::Builder::from(&shared)
-        .interceptor(Counting { costs })
+        .interceptor(Counting {
+            costs: costs.clone(),
+        })
         .retry_classifier(TransactionConflicts)
         .build();
-    aws_sdk_dynamodb::Client::from_conf(conf)
+    let streams = aws_sdk_dynamodbstreams::config::Builder::from(&shared)
+        .interceptor(Counting { costs })
+        .build();
+    (
+        aws_sdk_dynamodb::Client::from_conf(conf),
+        aws_sdk_dynamodbstreams::Client::from_conf(streams),
+    )
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Where the store lives: `dynamodb://TABLE?region=…&endpoint=…&bucket=…&s3_endpoint=…`.
+//! Where the store lives: `dynamodb://TABLE?region=…&endpoint=…&bucket=…&s3_endpoint=…&blobs=…`.
 
 use sekiban_core::{Result, StoreError};
 
@@ -25,6 +25,8 @@ pub struct DynamoDbConfig {
     pub bucket: Option<String>,
     /// Another S3 endpoint than AWS's (an emulator).
     pub s3_endpoint: Option<String>,
+    /// A local directory for snapshot blobs instead of a bucket (development and tests).
+    pub blobs: Option<String>,
 }
 
 impl DynamoDbConfig {
@@ -38,11 +40,12 @@ impl DynamoDbConfig {
             endpoint: None,
             bucket: None,
             s3_endpoint: None,
+            blobs: None,
         })
     }
 
-    /// Parses `dynamodb://TABLE?region=R&endpoint=URL&bucket=B&s3_endpoint=URL` (every
-    /// parameter optional).
+    /// Parses `dynamodb://TABLE?region=R&endpoint=URL&bucket=B&s3_endpoint=URL&blobs=DIR`
+    /// (every parameter optional).
     pub fn from_url(url: &str) -> Result<Self> {
         let rest = url
             .strip_prefix("dynamodb://")
@@ -62,9 +65,10 @@ impl DynamoDbConfig {
                 "endpoint" => &mut c.endpoint,
                 "bucket" => &mut c.bucket,
                 "s3_endpoint" => &mut c.s3_endpoint,
+                "blobs" => &mut c.blobs,
                 _ => {
                     return Err(StoreError::invalid(format!(
-                        "{url:?}: unknown parameter {key:?}; the parameters are region, endpoint, bucket and s3_endpoint"
+                        "{url:?}: unknown parameter {key:?}; the parameters are region, endpoint, bucket, s3_endpoint and blobs"
                     )));
                 }
             };

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use sekiban_core::snapshot::SnapshotOffload;
 use sekiban_core::{
@@ -21,6 +20,7 @@ mod config;
 mod delete;
 mod error;
 mod events;
+mod feed;
 mod layout;
 mod snapshots;
 mod table;
@@ -48,10 +48,12 @@ pub use table::{Init, KeyAttribute, TABLE, TableDefinition, other_replica_region
 #[derive(Debug, Clone)]
 pub struct DynamoDbTable {
     client: aws_sdk_dynamodb::Client,
+    streams: aws_sdk_dynamodbstreams::Client,
     config: DynamoDbConfig,
     costs: Arc<CostCounter>,
     limits: Limits,
     offload: SnapshotOffload,
+    blobs: Arc<dyn BlobStore>,
 }
 
 impl DynamoDbTable {
@@ -65,19 +67,50 @@ impl DynamoDbTable {
     /// (without it, such snapshots are refused until the URL names a bucket).
     pub async fn connect_with_blobs(config: DynamoDbConfig, blobs: Arc<dyn BlobStore>) -> Self {
         let costs = Arc::new(CostCounter::new());
-        let client = client::dynamodb(&config, costs.clone()).await;
+        let (client, streams) = client::dynamodb(&config, costs.clone()).await;
         let limits = dynamodb_limits();
         let offload = SnapshotOffload::new(
-            Arc::new(CountingBlobStore::new(blobs, costs.clone())),
+            Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone())),
             limits.max_inline_snapshot_bytes,
         );
         DynamoDbTable {
             client,
+            streams,
             config,
             costs,
             limits,
             offload,
+            blobs,
         }
+    }
+
+    /// Opens the store at `url` for use: connects, checks the table (it must exist, made by
+    /// `init`), and offloads large snapshots to the `blobs=DIR` directory when the URL names
+    /// one. (A `bucket=` is not supported yet.)
+    pub async fn open(url: &str) -> Result<Self> {
+        let config = DynamoDbConfig::from_url(url)?;
+        if config.bucket.is_some() {
+            return Err(StoreError::Unsupported {
+                what:
+                    "snapshot blobs in S3 (bucket=): not yet; use blobs=DIR for a local directory"
+                        .into(),
+            });
+        }
+        let table = match &config.blobs {
+            Some(dir) => {
+                let blobs: Arc<dyn BlobStore> =
+                    Arc::new(sekiban_core::ObjectBlobStore::create_dir(dir)?);
+                Self::connect_with_blobs(config, blobs).await
+            }
+            None => Self::connect(config).await,
+        };
+        table.check().await?;
+        Ok(table)
+    }
+
+    /// The blob store large snapshots go to.
+    pub fn blobs(&self) -> Arc<dyn BlobStore> {
+        self.blobs.clone()
     }
 
     /// Creates the table as [`TABLE`] defines it (on-demand, stream of new images) and waits
@@ -159,20 +192,14 @@ impl EventStore for DynamoDbTable {
     }
 }
 
-fn not_yet(what: &str) -> StoreError {
-    StoreError::Unsupported {
-        what: format!("{what}: the DynamoDB store does not have it yet"),
-    }
-}
-
-/// Not yet: the feed fails with `Unsupported` at once.
+/// From DynamoDB Streams (see the `feed` module's docs).
 impl ChangeFeed for DynamoDbTable {
-    fn changes(&self, _from: FeedStart, _opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
-        futures::stream::once(async { Err(not_yet("the change feed")) }).boxed()
+    fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
+        self.feed(from, opts)
     }
 }
 
-/// Everything in one object; the change feed is not there yet (`Unsupported`).
+/// Everything in one object.
 #[async_trait]
 impl Store for DynamoDbTable {
     fn limits(&self) -> &Limits {

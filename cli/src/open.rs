@@ -46,13 +46,32 @@ macro_rules! postgres_urls {
     };
 }
 
+#[cfg(feature = "dynamodb")]
+macro_rules! dynamodb_urls {
+    () => {
+        ", dynamodb://TABLE (dynamodb parameters: region=R, endpoint=URL, blobs=DIR; \
+         `sekiban init` creates the table)"
+    };
+}
+#[cfg(not(feature = "dynamodb"))]
+macro_rules! dynamodb_urls {
+    () => {
+        " (this build has no `dynamodb` feature)"
+    };
+}
+
 /// The URL forms this build opens, for help texts and error messages.
 pub fn supported_urls() -> &'static str {
-    concat!("memory://[?blobs=DIR]", sqlite_urls!(), postgres_urls!(),)
+    concat!(
+        "memory://[?blobs=DIR]",
+        sqlite_urls!(),
+        postgres_urls!(),
+        dynamodb_urls!(),
+    )
 }
 
 /// Schemes of backends that exist in the design but are not built into this tool yet.
-const NOT_YET: &[&str] = &["dynamodb", "cosmos", "cosmosdb"];
+const NOT_YET: &[&str] = &["cosmos", "cosmosdb"];
 
 /// The URL's scheme: the letters before the first `:`, when they form a scheme of at least two
 /// characters (a single letter is a Windows drive, not a scheme).
@@ -68,19 +87,14 @@ fn scheme(url: &str) -> Option<&str> {
 
 fn unusable(why: String) -> StoreError {
     StoreError::invalid(format!(
-        "{why}; this build opens {}; dynamodb:// and cosmos:// are not built in yet",
+        "{why}; this build opens {}; cosmos:// is not built in yet",
         supported_urls()
     ))
 }
 
 fn not_yet(scheme: &str) -> StoreError {
-    let init = if scheme == "dynamodb" && cfg!(feature = "dynamodb") {
-        " (`sekiban init` creates a dynamodb:// table already)"
-    } else {
-        ""
-    };
     StoreError::invalid(format!(
-        "{scheme}:// stores are not built into this sekiban yet{init}; this build opens {}",
+        "{scheme}:// stores are not built into this sekiban yet; this build opens {}",
         supported_urls()
     ))
 }
@@ -92,7 +106,9 @@ fn not_yet(scheme: &str) -> StoreError {
 /// * `sqlite:…` — `SqliteEventStore::from_url` (cargo feature `sqlite`, on by default): a file
 ///   (created with its schema, or migrated, when opened) or `sqlite::memory:`;
 /// * `postgres://…` — `PostgresEventStore::from_url` (cargo feature `postgres`, on by default):
-///   a migrated schema (`sekiban init` migrates it).
+///   a migrated schema (`sekiban init` migrates it);
+/// * `dynamodb://TABLE…` — `DynamoDbTable::open` (cargo feature `dynamodb`, on by default): a
+///   table `sekiban init` created.
 ///
 /// A URL without a scheme, an unknown scheme, or a malformed URL is
 /// [`StoreError::InvalidInput`] naming the forms this build supports.
@@ -117,6 +133,7 @@ pub async fn open_store(url: &str) -> Result<OpenedStore, StoreError> {
         }
         "sqlite" => open_sqlite(url).await,
         "postgres" | "postgresql" => open_postgres(url).await,
+        "dynamodb" => open_dynamodb(url).await,
         other if NOT_YET.contains(&other) => Err(not_yet(other)),
         other => Err(unusable(format!("unknown store URL scheme {other:?}"))),
     }
@@ -155,6 +172,24 @@ async fn open_postgres(url: &str) -> Result<OpenedStore, StoreError> {
 async fn open_postgres(_url: &str) -> Result<OpenedStore, StoreError> {
     Err(unusable(
         "this sekiban was built without the `postgres` cargo feature".into(),
+    ))
+}
+
+#[cfg(feature = "dynamodb")]
+async fn open_dynamodb(url: &str) -> Result<OpenedStore, StoreError> {
+    let store = sekiban_dynamodb::DynamoDbTable::open(url).await?;
+    let blobs = store.blobs();
+    Ok(OpenedStore {
+        store: Arc::new(store),
+        blobs,
+        kind: "dynamodb",
+    })
+}
+
+#[cfg(not(feature = "dynamodb"))]
+async fn open_dynamodb(_url: &str) -> Result<OpenedStore, StoreError> {
+    Err(unusable(
+        "this sekiban was built without the `dynamodb` cargo feature".into(),
     ))
 }
 
@@ -202,7 +237,7 @@ mod tests {
             "",
             "nosuch://x",
             "/tmp/x.db",
-            "dynamodb://table",
+            "dynamodb://t",
             "postgres://u@127.0.0.1:1/db?schema=Not-Valid",
             "memory://x",
         ] {

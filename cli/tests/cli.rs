@@ -672,8 +672,14 @@ fn store_url_errors_are_clear() {
         r.stderr
     );
     assert!(r.stderr.contains("not built in yet"), "{}", r.stderr);
-    sekiban(&["--store", "dynamodb://table", "streams"]).failed_with(2, "not built into");
+    assert!(
+        r.stderr.contains("dynamodb://") || !cfg!(feature = "dynamodb"),
+        "{}",
+        r.stderr
+    );
+    sekiban(&["--store", "cosmos://x", "streams"]).failed_with(2, "not built into");
     sekiban(&["--store", "dynamodb://t", "init"]).failed_with(2, "3 to 255 characters");
+    sekiban(&["--store", "dynamodb://t", "streams"]).failed_with(2, "3 to 255 characters");
     // Nothing listens on port 1: the server is unavailable (exit 1), said clearly.
     let down = "postgres://postgres@127.0.0.1:1/db?connect_timeout_ms=2000";
     sekiban(&["--store", down, "init"]).failed_with(1, "running and reachable");

@@ -20,9 +20,16 @@ async fn init_creates_the_table_then_finds_it() {
     assert!(first.contains("stream NEW_IMAGE"), "{first}");
     let second = sekiban_ok(&url, &["init"]);
     assert!(second.contains("already existed; it matches"), "{second}");
-    let (code, _, err) = sekiban_on(&url, &["streams", "--tenant", "acme"]);
+    let missing = format!(
+        "dynamodb://sekiban-cli-missing-{}?endpoint={endpoint}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let (code, _, err) = sekiban_on(&missing, &["events", "acme/order/1"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("sekiban init"), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("init"),
+        "{err}"
+    );
 
     let config = sekiban_dynamodb::DynamoDbConfig::from_url(&url).expect("the URL");
     let table = sekiban_dynamodb::DynamoDbTable::connect(config).await;
@@ -34,4 +41,23 @@ async fn init_creates_the_table_then_finds_it() {
         .send()
         .await
         .expect("delete the test table");
+}
+
+/// The whole conformance suite through the CLI, on a table `sekiban init` made, with snapshot
+/// blobs in a local directory; it cleans up after itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_passes_on_dynamodb() {
+    let endpoint = std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+        panic!("SEKIBAN_DYNAMODB_ENDPOINT is not set: run `bash scripts/test.sh`, which starts DynamoDB Local")
+    });
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let name = format!("sekiban-cli-{}", uuid::Uuid::new_v4().simple());
+    let url = format!(
+        "dynamodb://{name}?endpoint={endpoint}&blobs={}",
+        dir.path().join("blobs").display()
+    );
+    sekiban_ok(&url, &["init"]);
+    let out = sekiban_ok(&url, &["conformance"]);
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+    assert!(out.contains("removed: "), "{out}");
 }

@@ -95,8 +95,7 @@ async fn init_dynamodb(url: &str) -> anyhow::Result<()> {
         Init::Existed => "already existed; it matches",
     };
     print(&format!(
-        "dynamodb: table {name} {what}: keys {} ({}) and {} ({}), {} billing, stream {}\n\
-         the event store on DynamoDB is not built into this sekiban yet; other commands refuse dynamodb:// URLs for now\n",
+        "dynamodb: table {name} {what}: keys {} ({}) and {} ({}), {} billing, stream {}\n",
         TABLE.partition_key.name,
         TABLE.partition_key.kind,
         TABLE.sort_key.name,
