@@ -60,4 +60,14 @@ async fn conformance_passes_on_dynamodb() {
     let out = sekiban_ok(&url, &["conformance"]);
     assert!(out.contains(" passed, 0 failed"), "{out}");
     assert!(out.contains("removed: "), "{out}");
+    let table = sekiban_dynamodb::DynamoDbTable::open(&url)
+        .await
+        .expect("the table");
+    table
+        .client()
+        .delete_table()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("delete the test table");
 }
