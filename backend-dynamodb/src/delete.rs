@@ -39,17 +39,23 @@ impl DynamoDbTable {
         let dropped = self.pointer(stream).await?;
         match mode {
             DeleteMode::Soft => {
-                self.delete_items(stream, head.0).await?;
                 if dropped.is_some() {
                     self.delete_pointer(stream).await?;
                 }
-                self.mark(
-                    stream,
-                    "SET h = :v",
-                    "attribute_not_exists(x) AND (attribute_not_exists(h) OR h < :v)",
-                    head,
-                )
-                .await?;
+                // Every soft delete changes the head (`d` counts them), so each one is a record
+                // on the stream and a marker on the feed, as on every store.
+                let mut head = head;
+                for _ in 0..8 {
+                    self.delete_items(stream, head.0).await?;
+                    if self.mark_soft(stream, head).await? {
+                        break;
+                    }
+                    // An append moved the head meanwhile, or the stream was erased.
+                    match self.head_for_delete(stream).await? {
+                        Some(v) => head = v,
+                        None => break,
+                    }
+                }
             }
             DeleteMode::Hard => {
                 self.tombstone(stream, head).await?;
@@ -84,40 +90,29 @@ impl DynamoDbTable {
         }
     }
 
-    /// Updates the head under `condition`; a head already erased counts as done.
-    async fn mark(
-        &self,
-        stream: &StreamId,
-        update: &str,
-        condition: &str,
-        head: Version,
-    ) -> Result<()> {
-        let mut request = self
+    /// Records a soft delete up to `head` in the head, if it is still there and live; whether
+    /// it was.
+    async fn mark_soft(&self, stream: &StreamId, head: Version) -> Result<bool> {
+        let request = self
             .client
             .update_item()
             .table_name(&self.config.table)
             .set_key(Some(self.key(stream, HEAD_SK)))
-            .update_expression(update)
-            .condition_expression(condition)
+            .update_expression("SET h = :v ADD d :one")
+            .condition_expression("attribute_not_exists(x) AND v = :v")
+            .expression_attribute_values(":v", AttributeValue::N(head.0.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
-        if update.contains(":v") || condition.contains(":v") {
-            request =
-                request.expression_attribute_values(":v", AttributeValue::N(head.0.to_string()));
-        }
-        if update.contains(":yes") {
-            request = request.expression_attribute_values(":yes", AttributeValue::Bool(true));
-        }
         match counted_as(OpKind::Delete, request.send()).await {
             Ok(out) => {
                 self.charge(OpKind::Delete, out.consumed_capacity());
-                Ok(())
+                Ok(true)
             }
-            // Erased meanwhile, or already hidden further: nothing left to do.
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(from_sdk(&format!("delete {stream}"), e)),
         }
