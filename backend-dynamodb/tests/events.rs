@@ -437,3 +437,41 @@ async fn hard_delete_erases_for_good() {
         .expect("query");
     assert_eq!(items.count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_soft_delete_is_a_marker_on_the_feed() {
+    let t = table().await;
+    let s = stream();
+    t.append(&s, ExpectedVersion::NoStream, events("a", 20))
+        .await
+        .expect("append");
+    t.delete_stream(&s, DeleteMode::Soft)
+        .await
+        .expect("soft delete");
+    t.delete_stream(&s, DeleteMode::Soft)
+        .await
+        .expect("soft delete again");
+    let opts = sekiban_core::FeedOptions::catch_up().tenant(s.tenant());
+    let mut feed = sekiban_core::ChangeFeed::changes(&t, sekiban_core::FeedStart::Beginning, opts);
+    let mut markers = Vec::new();
+    while let Some(batch) = feed.next().await {
+        for item in batch.expect("a batch").items {
+            if let sekiban_core::FeedItem::Deleted {
+                stream,
+                version,
+                mode,
+            } = item
+                && stream == s
+            {
+                markers.push((version, mode));
+            }
+        }
+    }
+    assert_eq!(
+        markers,
+        vec![
+            (Version(20), DeleteMode::Soft),
+            (Version(20), DeleteMode::Soft)
+        ]
+    );
+}
