@@ -3,8 +3,6 @@
 //! microseconds and grows by at least one a save, so a name deleted and saved anew never hands
 //! out an etag it handed out before.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 use sekiban_core::memory::check_checkpoint_name;
@@ -13,6 +11,7 @@ use sekiban_core::{Checkpoint, CheckpointStore, Etag, OpKind, Result, StoreError
 use crate::DynamoDbTable;
 use crate::client::counted_as;
 use crate::error::from_sdk;
+use crate::events::now_micros;
 
 fn key(name: &str) -> std::collections::HashMap<String, AttributeValue> {
     std::collections::HashMap::from([
@@ -22,12 +21,6 @@ fn key(name: &str) -> std::collections::HashMap<String, AttributeValue> {
         ),
         ("sk".to_string(), AttributeValue::N("0".into())),
     ])
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn etag_of(s: &str) -> Option<u64> {

@@ -50,3 +50,11 @@ impl std::fmt::Display for DisplayChain<'_> {
         Ok(())
     }
 }
+
+/// A request builder's error (a required field missing) as a backend error naming the part.
+pub(crate) fn built<T>(
+    what: &str,
+    r: std::result::Result<T, aws_sdk_dynamodb::error::BuildError>,
+) -> sekiban_core::Result<T> {
+    r.map_err(|e| StoreError::backend(format!("build the {what}"), e))
+}

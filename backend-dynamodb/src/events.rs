@@ -27,7 +27,7 @@ use sekiban_core::{
 };
 
 use crate::client::counted_as;
-use crate::error::from_sdk;
+use crate::error::{built, from_sdk};
 use crate::{DynamoDbTable, decode_events, encode_events, stream_key};
 
 /// The sort key of a stream's head item: after every version.
@@ -182,7 +182,7 @@ fn erased(stream: &StreamId, version: Version) -> StoreError {
 }
 
 /// The events of an append's item keyed `sk` (its last version), and its first version.
-fn decode_item(
+pub(crate) fn decode_item(
     stream: &StreamId,
     item: &Item,
     sk: u64,
@@ -208,16 +208,11 @@ fn decode_item(
     Ok((first, events))
 }
 
-fn micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
+/// The clock in microseconds since the epoch (record times, etags, a `Now` feed's start).
+pub(crate) fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-fn built<T>(
-    what: &str,
-    r: std::result::Result<T, aws_sdk_dynamodb::error::BuildError>,
-) -> Result<T> {
-    r.map_err(|e| StoreError::backend(format!("build the {what}"), e))
 }
 
 impl DynamoDbTable {
@@ -383,7 +378,7 @@ impl DynamoDbTable {
         let mut item = self.key(stream, last_sk);
         item.insert("n".into(), n(k));
         item.insert("e".into(), AttributeValue::B(encode_events(events)?.into()));
-        item.insert("t".into(), n(micros(SystemTime::now())));
+        item.insert("t".into(), n(now_micros()));
         let batch = Put::builder()
             .table_name(&self.config.table)
             .set_item(Some(item))

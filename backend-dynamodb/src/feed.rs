@@ -18,7 +18,6 @@
 //!   rounds record times down to the minute), so it may repeat events, never lose one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::{AttributeValue as DdbValue, KeysAndAttributes};
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
@@ -31,9 +30,10 @@ use sekiban_core::{
 
 use crate::client::counted_as;
 use crate::error::from_sdk;
-use crate::{DynamoDbTable, HEAD_SK, decode_events};
+use crate::events::{decode_item, now_micros};
+use crate::{DynamoDbTable, HEAD_SK};
 
-type Image = HashMap<String, AttributeValue>;
+type Image = HashMap<String, DdbValue>;
 
 /// Records asked for in one `GetRecords` (the service's most).
 const RECORDS_PER_READ: i32 = 1000;
@@ -91,24 +91,28 @@ struct State {
     ended: bool,
 }
 
-fn s(img: &Image, k: &str) -> Option<String> {
-    match img.get(k) {
-        Some(AttributeValue::S(v)) => Some(v.clone()),
-        _ => None,
-    }
+/// A record's image as the table's item, so one decoder serves the table and its stream
+/// (attribute types the store does not write are left out).
+fn to_item(img: &HashMap<String, AttributeValue>) -> Image {
+    img.iter()
+        .filter_map(|(k, v)| {
+            let v = match v {
+                AttributeValue::S(s) => DdbValue::S(s.clone()),
+                AttributeValue::N(n) => DdbValue::N(n.clone()),
+                AttributeValue::B(b) => DdbValue::B(b.as_ref().to_vec().into()),
+                AttributeValue::Bool(b) => DdbValue::Bool(*b),
+                _ => return None,
+            };
+            Some((k.clone(), v))
+        })
+        .collect()
 }
 
 fn num(img: &Image, k: &str) -> Option<u64> {
     match img.get(k) {
-        Some(AttributeValue::N(v)) => v.parse().ok(),
+        Some(DdbValue::N(v)) => v.parse().ok(),
         _ => None,
     }
-}
-
-fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn encode_pos(p: &Pos) -> String {
@@ -399,8 +403,10 @@ impl DynamoDbTable {
                         continue;
                     }
                 }
-                let Some(img) = rec.new_image() else { continue };
-                let mut items = self.items_of(img, opts, &mut batches).await?;
+                let Some(img) = rec.new_image().map(to_item) else {
+                    continue;
+                };
+                let mut items = self.items_of(&img, opts, &mut batches).await?;
                 let mut done = 0;
                 if let Some((record, skip)) = &st.shards[i].skip
                     && *record == seq
@@ -434,9 +440,10 @@ impl DynamoDbTable {
         opts: &FeedOptions,
         batches: &mut HashMap<(String, u64), Image>,
     ) -> Result<Vec<FeedItem>> {
-        let (Some(pk), Some(sk)) = (s(img, "pk"), num(img, "sk")) else {
+        let (Some(DdbValue::S(pk)), Some(sk)) = (img.get("pk"), num(img, "sk")) else {
             return Ok(Vec::new());
         };
+        let pk = pk.clone();
         let Some(stream) = stream_of(&pk) else {
             return Ok(Vec::new());
         };
@@ -465,7 +472,7 @@ impl DynamoDbTable {
             }]);
         }
         let events = match batches.get(&(pk, v)) {
-            Some(b) => events_of(&stream, b)?,
+            Some(b) => decode_item(&stream, b, v, "an append on the feed")?.1,
             None => self.events_item(&stream, v).await?,
         };
         Ok(events.into_iter().map(FeedItem::Event).collect())
@@ -516,11 +523,7 @@ impl DynamoDbTable {
         let Some(item) = out.item() else {
             return Ok(Vec::new());
         };
-        let img: Image = item
-            .iter()
-            .filter_map(|(k, v)| to_stream_value(v).map(|v| (k.clone(), v)))
-            .collect();
-        events_of(stream, &img)
+        Ok(decode_item(stream, item, last, "an append on the feed")?.1)
     }
 
     /// Drops the events of streams erased by now.
@@ -637,37 +640,4 @@ impl DynamoDbTable {
         })
         .boxed()
     }
-}
-
-fn to_stream_value(v: &DdbValue) -> Option<AttributeValue> {
-    Some(match v {
-        DdbValue::S(s) => AttributeValue::S(s.clone()),
-        DdbValue::N(n) => AttributeValue::N(n.clone()),
-        DdbValue::B(b) => AttributeValue::B(aws_sdk_dynamodbstreams::primitives::Blob::new(
-            b.as_ref().to_vec(),
-        )),
-        DdbValue::Bool(b) => AttributeValue::Bool(*b),
-        _ => return None,
-    })
-}
-
-fn events_of(stream: &StreamId, img: &Image) -> Result<Vec<RecordedEvent>> {
-    let what = format!("an append of {stream} on the feed");
-    let (Some(last), Some(count), Some(t)) = (num(img, "sk"), num(img, "n"), num(img, "t")) else {
-        return Err(StoreError::Corrupt {
-            what: format!("{what}: attributes missing"),
-        });
-    };
-    let Some(AttributeValue::B(e)) = img.get("e") else {
-        return Err(StoreError::Corrupt {
-            what: format!("{what}: no events"),
-        });
-    };
-    let first = Version((last + 1).saturating_sub(count.max(1)));
-    decode_events(
-        stream,
-        first,
-        UNIX_EPOCH + Duration::from_micros(t),
-        e.as_ref(),
-    )
 }

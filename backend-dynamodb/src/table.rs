@@ -11,7 +11,7 @@ use sekiban_core::{OpKind, Result, StoreError};
 use serde::Serialize;
 
 use crate::client::counted_as;
-use crate::error::from_sdk;
+use crate::error::{built, from_sdk};
 
 /// A key attribute: its name and DynamoDB type (`S` string, `N` number).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -60,13 +60,6 @@ pub const TABLE: TableDefinition = TableDefinition {
 
 /// How long `init` waits for a new table to become active.
 const ACTIVE_WAIT: Duration = Duration::from_secs(120);
-
-fn built<T>(
-    what: &str,
-    r: std::result::Result<T, aws_sdk_dynamodb::error::BuildError>,
-) -> Result<T> {
-    r.map_err(|e| StoreError::backend(format!("build the {what}"), e))
-}
 
 impl TableDefinition {
     fn attribute(key: KeyAttribute) -> Result<AttributeDefinition> {

@@ -5,14 +5,34 @@ mod common;
 
 use common::{sekiban_ok, sekiban_on};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn init_creates_the_table_then_finds_it() {
-    let endpoint = std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
+/// The test endpoint, which `scripts/test.sh` starts.
+fn endpoint() -> String {
+    std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
         panic!(
             "SEKIBAN_DYNAMODB_ENDPOINT is not set: run `bash scripts/test.sh`, which starts DynamoDB Local \
              (see backend-dynamodb/README.md to start it yourself)"
         )
-    });
+    })
+}
+
+/// Deletes the table a test made.
+async fn drop_table(url: &str) {
+    let table = sekiban_dynamodb::DynamoDbTable::open(url)
+        .await
+        .expect("the table");
+    let name = table.config().table.clone();
+    table
+        .client()
+        .delete_table()
+        .table_name(name)
+        .send()
+        .await
+        .expect("delete the test table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_creates_the_table_then_finds_it() {
+    let endpoint = endpoint();
     let name = format!("sekiban-cli-{}", uuid::Uuid::new_v4().simple());
     let url = format!("dynamodb://{name}?endpoint={endpoint}");
     let first = sekiban_ok(&url, &["init"]);
@@ -31,25 +51,15 @@ async fn init_creates_the_table_then_finds_it() {
         "{err}"
     );
 
-    let config = sekiban_dynamodb::DynamoDbConfig::from_url(&url).expect("the URL");
-    let table = sekiban_dynamodb::DynamoDbTable::connect(config).await;
-    table.check().await.expect("the table sekiban init made");
-    table
-        .client()
-        .delete_table()
-        .table_name(&name)
-        .send()
-        .await
-        .expect("delete the test table");
+    // Opening checks the table sekiban init made.
+    drop_table(&url).await;
 }
 
 /// The whole conformance suite through the CLI, on a table `sekiban init` made, with snapshot
 /// blobs in a local directory; it cleans up after itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_passes_on_dynamodb() {
-    let endpoint = std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!("SEKIBAN_DYNAMODB_ENDPOINT is not set: run `bash scripts/test.sh`, which starts DynamoDB Local")
-    });
+    let endpoint = endpoint();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let name = format!("sekiban-cli-{}", uuid::Uuid::new_v4().simple());
     let url = format!(
@@ -60,14 +70,5 @@ async fn conformance_passes_on_dynamodb() {
     let out = sekiban_ok(&url, &["conformance"]);
     assert!(out.contains(" passed, 0 failed"), "{out}");
     assert!(out.contains("removed: "), "{out}");
-    let table = sekiban_dynamodb::DynamoDbTable::open(&url)
-        .await
-        .expect("the table");
-    table
-        .client()
-        .delete_table()
-        .table_name(&name)
-        .send()
-        .await
-        .expect("delete the test table");
+    drop_table(&url).await;
 }
