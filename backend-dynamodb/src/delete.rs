@@ -1,5 +1,6 @@
-//! Deleting a stream. Soft: its events are removed and the head remembers how far (`h`); the
-//! version goes on. Hard: the head becomes a tombstone (`x`) first, with a second tombstone below
+//! Deleting a stream. Soft: the head remembers how far (`h`) and the version goes on; the items
+//! of events older than the idempotency window are removed, the newer ones are kept hidden (`z`)
+//! so that a re-send of a hidden append is still recognised (rule 3) and reads skip them. Hard: the head becomes a tombstone (`x`) first, with a second tombstone below
 //! every version, so no append or read gets through, then every other item of the stream goes.
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -13,7 +14,9 @@ use sekiban_core::{DeleteMode, OpKind, Result, StoreError, StreamId, Version};
 use crate::client::counted_as;
 use crate::error::from_sdk;
 use crate::events::FLOOR_SK;
-use crate::{DynamoDbTable, HEAD_SK, stream_key};
+use crate::{DynamoDbTable, HEAD_SK, IDEMPOTENCY_WINDOW, stream_key};
+
+type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// Whether a transaction was cancelled by a refused condition (and nothing else).
 fn is_condition_refusal<R>(e: &SdkError<TransactWriteItemsError, R>) -> bool {
@@ -46,7 +49,7 @@ impl DynamoDbTable {
                 // on the stream and a marker on the feed, as on every store.
                 let mut head = head;
                 for _ in 0..8 {
-                    self.delete_items(stream, head.0).await?;
+                    self.hide_items(stream, head.0).await?;
                     if self.mark_soft(stream, head).await? {
                         break;
                     }
@@ -59,7 +62,9 @@ impl DynamoDbTable {
             }
             DeleteMode::Hard => {
                 self.tombstone(stream, head).await?;
-                self.delete_items(stream, u64::MAX).await?;
+                let items = self.items_upto(stream, u64::MAX).await?;
+                self.delete_keys(stream, items.into_iter().map(|(key, _, _)| key).collect())
+                    .await?;
             }
         }
         self.offload.after_delete(stream, mode, dropped).await
@@ -161,11 +166,53 @@ impl DynamoDbTable {
         }
     }
 
-    /// Deletes the stream's items with a sort key from 1 up to `upto` (never the head or the
-    /// floor tombstone).
-    async fn delete_items(&self, stream: &StreamId, upto: u64) -> Result<()> {
+    /// Soft-deletes up to `head`: the items of an append that ends within the idempotency
+    /// window (after `head - IDEMPOTENCY_WINDOW`) are hidden (`z`), the older ones deleted.
+    async fn hide_items(&self, stream: &StreamId, head: u64) -> Result<()> {
+        let window_floor = head.saturating_sub(IDEMPOTENCY_WINDOW);
+        let mut old = Vec::new();
+        for (key, sk, hidden) in self.items_upto(stream, head).await? {
+            if sk <= window_floor {
+                old.push(key);
+            } else if !hidden {
+                self.hide_item(stream, key).await?;
+            }
+        }
+        self.delete_keys(stream, old).await
+    }
+
+    /// Marks one append's item hidden, if it is still there (a hard delete may have taken it).
+    async fn hide_item(&self, stream: &StreamId, key: Item) -> Result<()> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .set_key(Some(key))
+            .update_expression("SET z = :yes")
+            .condition_expression("attribute_exists(sk)")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        match counted_as(OpKind::Delete, request.send()).await {
+            Ok(out) => {
+                self.charge(OpKind::Delete, out.consumed_capacity());
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(from_sdk(&format!("hide an append of {stream}"), e)),
+        }
+    }
+
+    /// The keys of the stream's items with a sort key from 1 up to `upto` (never the head or
+    /// the floor tombstone), each with its sort key and whether it is hidden already.
+    async fn items_upto(&self, stream: &StreamId, upto: u64) -> Result<Vec<(Item, u64, bool)>> {
         let upto = i64::try_from(upto).unwrap_or(HEAD_SK).min(HEAD_SK - 1);
         let mut start = None;
+        let mut found = Vec::new();
         loop {
             let out = counted_as(
                 OpKind::Delete,
@@ -176,61 +223,79 @@ impl DynamoDbTable {
                     .expression_attribute_values(":pk", AttributeValue::S(stream_key(stream)))
                     .expression_attribute_values(":one", AttributeValue::N("1".into()))
                     .expression_attribute_values(":upto", AttributeValue::N(upto.to_string()))
-                    .projection_expression("pk, sk")
+                    .projection_expression("pk, sk, z")
                     .consistent_read(true)
                     .set_exclusive_start_key(start)
                     .send(),
             )
             .await
             .map_err(|e| from_sdk(&format!("list the items of {stream}"), e))?;
-            let keys: Vec<_> = out.items().to_vec();
-            for chunk in keys.chunks(BATCH) {
-                let mut pending: Vec<WriteRequest> = chunk
+            for item in out.items() {
+                let sk = match item.get("sk") {
+                    Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+                    _ => 0,
+                };
+                let hidden = item.contains_key("z");
+                let key: Item = item
                     .iter()
-                    .map(|key| {
-                        DeleteRequest::builder()
-                            .set_key(Some(key.clone()))
-                            .build()
-                            .map(|d| WriteRequest::builder().delete_request(d).build())
-                            .map_err(|e| StoreError::backend("build a delete request", e))
-                    })
-                    .collect::<Result<_>>()?;
-                for attempt in 0u32.. {
-                    if pending.is_empty() {
-                        break;
-                    }
-                    if attempt > 0 {
-                        tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(6)))
-                            .await;
-                    }
-                    let out = counted_as(
-                        OpKind::Delete,
-                        self.client
-                            .batch_write_item()
-                            .request_items(&self.config.table, std::mem::take(&mut pending))
-                            .send(),
-                    )
-                    .await
-                    .map_err(|e| from_sdk(&format!("delete the items of {stream}"), e))?;
-                    pending = out
-                        .unprocessed_items()
-                        .and_then(|u| u.get(&self.config.table))
-                        .cloned()
-                        .unwrap_or_default();
-                    if attempt >= 10 && !pending.is_empty() {
-                        return Err(StoreError::Throttled {
-                            source: format!(
-                                "delete {stream}: items left unprocessed after {attempt} tries"
-                            )
-                            .into(),
-                        });
-                    }
-                }
+                    .filter(|(k, _)| *k == "pk" || *k == "sk")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                found.push((key, sk, hidden));
             }
             match out.last_evaluated_key() {
                 Some(k) => start = Some(k.clone()),
-                None => return Ok(()),
+                None => return Ok(found),
             }
         }
+    }
+
+    /// Deletes items by key, 25 a `BatchWriteItem`, retrying what the service leaves
+    /// unprocessed.
+    async fn delete_keys(&self, stream: &StreamId, keys: Vec<Item>) -> Result<()> {
+        for chunk in keys.chunks(BATCH) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|key| {
+                    DeleteRequest::builder()
+                        .set_key(Some(key.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| StoreError::backend("build a delete request", e))
+                })
+                .collect::<Result<_>>()?;
+            for attempt in 0u32.. {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(6)))
+                        .await;
+                }
+                let out = counted_as(
+                    OpKind::Delete,
+                    self.client
+                        .batch_write_item()
+                        .request_items(&self.config.table, std::mem::take(&mut pending))
+                        .send(),
+                )
+                .await
+                .map_err(|e| from_sdk(&format!("delete the items of {stream}"), e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.config.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if attempt >= 10 && !pending.is_empty() {
+                    return Err(StoreError::Throttled {
+                        source: format!(
+                            "delete {stream}: items left unprocessed after {attempt} tries"
+                        )
+                        .into(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -139,6 +139,26 @@ impl IdSets {
     }
 }
 
+/// A refused append: the head's version, and whether the head holds one of the append's ids
+/// among its recent ones (only then can the append be a re-send within the window).
+#[derive(Debug, Clone, Copy)]
+struct Refused {
+    actual: Version,
+    knows_ids: bool,
+}
+
+/// Whether the head's id sets (`i<g>`) hold one of `events`' ids.
+fn head_knows(head: &Item, events: &[EventData]) -> bool {
+    head.iter()
+        .filter(|(k, _)| k.starts_with('i'))
+        .filter_map(|(_, v)| match v {
+            AttributeValue::Bs(set) => Some(set),
+            _ => None,
+        })
+        .flatten()
+        .any(|id| events.iter().any(|e| id.as_ref() == e.id.0.as_bytes()))
+}
+
 /// Stored events with the first and last version of the append that wrote each.
 type Recent = Vec<(RecordedEvent, Version, Version)>;
 
@@ -253,7 +273,8 @@ impl DynamoDbTable {
     /// The head's version and the events of the latest appends, enough to cover the
     /// idempotency window: one backward `Query`, strongly consistent.
     async fn recent(&self, stream: &StreamId, kind: OpKind) -> Result<(Version, Recent)> {
-        let items = i32::try_from(IDEMPOTENCY_WINDOW + 1).unwrap_or(i32::MAX);
+        // The head, the snapshot pointer, then at least one event an item.
+        let items = i32::try_from(IDEMPOTENCY_WINDOW + 2).unwrap_or(i32::MAX);
         let out = counted_as(
             kind,
             self.client
@@ -314,19 +335,19 @@ impl DynamoDbTable {
         })
     }
 
-    /// Writes `events` after `at` if the head is still at `at`; `Err(actual)` when it is
-    /// not.
+    /// Writes `events` after `at` if the head is still at `at`; `Err` with the head's version
+    /// when it is not.
     async fn append_at(
         &self,
         stream: &StreamId,
         at: Version,
         events: &[EventData],
-    ) -> Result<std::result::Result<AppendResult, Version>> {
+    ) -> Result<std::result::Result<AppendResult, Refused>> {
         match self.write_at(stream, at, events, true).await? {
             // Refused at the expected version: an id of the append is among the head's recent
             // ones. A re-send within the window is answered; one outside it, or an id repeated
             // from an older append, goes through as an ordinary append.
-            Err(actual) if actual == at && at != Version::NONE => {
+            Err(refused) if refused.actual == at && at != Version::NONE => {
                 let (head, recent) = self.recent(stream, OpKind::Append).await?;
                 if let Some(done) = Self::resend_of(stream, events, head, &recent)? {
                     return Ok(Ok(done));
@@ -346,7 +367,7 @@ impl DynamoDbTable {
         at: Version,
         events: &[EventData],
         check_ids: bool,
-    ) -> Result<std::result::Result<AppendResult, Version>> {
+    ) -> Result<std::result::Result<AppendResult, Refused>> {
         let k = events.len() as u64;
         let (first, last) = (at.plus(1), at.plus(k));
         let last_sk = i64::try_from(last.0)
@@ -425,17 +446,23 @@ impl DynamoDbTable {
                 }
                 match refused_head {
                     Some(old) => {
-                        let actual = match old {
+                        let refused = match old {
                             Some(head) => {
                                 let v = Version(num(&head, "v", &format!("the head of {stream}"))?);
                                 if head.contains_key("x") {
                                     return Err(erased(stream, v));
                                 }
-                                v
+                                Refused {
+                                    actual: v,
+                                    knows_ids: head_knows(&head, events),
+                                }
                             }
-                            None => Version::NONE,
+                            None => Refused {
+                                actual: Version::NONE,
+                                knows_ids: false,
+                            },
                         };
-                        Ok(Err(actual))
+                        Ok(Err(refused))
                     }
                     None => Err(from_sdk(&format!("append to {stream}"), e)),
                 }
@@ -463,24 +490,20 @@ impl DynamoDbTable {
                     ExpectedVersion::Exact(v) => v,
                     _ => Version::NONE,
                 };
-                let actual = match self.append_at(stream, at, &events).await? {
+                let refused = match self.append_at(stream, at, &events).await? {
                     Ok(done) => return Ok(done),
-                    Err(actual) => actual,
+                    Err(refused) => refused,
                 };
-                // A re-send of an append within the window was refused because it is stored:
+                // A re-send of an append within the window, under any expected version: the
+                // refused head returned its recent ids, and when it holds one of this append's,
                 // one read of the latest appends answers it.
-                // (Under an expected version above the head, the original may be anywhere in it.)
-                let in_window = if actual > at {
-                    at.0 + 1 > actual.0.saturating_sub(IDEMPOTENCY_WINDOW)
-                } else {
-                    actual > Version::NONE
-                };
-                if in_window {
+                if refused.knows_ids {
                     let (head, recent) = self.recent(stream, OpKind::Append).await?;
                     if let Some(done) = Self::resend_of(stream, &events, head, &recent)? {
                         return Ok(done);
                     }
                 }
+                let actual = refused.actual;
                 Err(wrong(actual))
             }
             ExpectedVersion::Any | ExpectedVersion::StreamExists => {
@@ -499,7 +522,7 @@ impl DynamoDbTable {
                     }
                     match self.append_at(stream, at, &events).await? {
                         Ok(done) => return Ok(done),
-                        Err(actual) => at = actual,
+                        Err(refused) => at = refused.actual,
                     }
                 }
                 Err(StoreError::Throttled {
@@ -560,6 +583,10 @@ impl DynamoDbTable {
                 if item.contains_key("x") {
                     return Err(erased(stream, Version(num(item, "v", &what)?)));
                 }
+                continue;
+            }
+            // Hidden by a soft delete, kept for re-sends.
+            if item.contains_key("z") {
                 continue;
             }
             let (_, mut decoded) = decode_item(stream, item, sk, &what)?;

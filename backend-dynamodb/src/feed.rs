@@ -451,7 +451,8 @@ impl DynamoDbTable {
             return Ok(Vec::new());
         }
         if sk != HEAD_SK as u64 {
-            if sk > 0 && sk < crate::SNAPSHOT_SK as u64 {
+            // An append's item; one a soft delete hid is no news.
+            if sk > 0 && sk < crate::SNAPSHOT_SK as u64 && !img.contains_key("z") {
                 batches.insert((pk, sk), img.clone());
             }
             return Ok(Vec::new());
@@ -520,10 +521,12 @@ impl DynamoDbTable {
         .await
         .map_err(|e| from_sdk(&format!("read an append of {stream}"), e))?;
         self.charge(OpKind::Feed, out.consumed_capacity());
-        let Some(item) = out.item() else {
-            return Ok(Vec::new());
-        };
-        Ok(decode_item(stream, item, last, "an append on the feed")?.1)
+        match out.item() {
+            // Gone or hidden: soft-deleted since.
+            None => Ok(Vec::new()),
+            Some(item) if item.contains_key("z") => Ok(Vec::new()),
+            Some(item) => Ok(decode_item(stream, item, last, "an append on the feed")?.1),
+        }
     }
 
     /// Drops the events of streams erased by now.
