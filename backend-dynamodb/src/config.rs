@@ -27,6 +27,15 @@ pub struct DynamoDbConfig {
     pub s3_endpoint: Option<String>,
     /// A local directory for snapshot blobs instead of a bucket (development and tests).
     pub blobs: Option<String>,
+    /// How long the table's stream keeps records: 24 hours on AWS. The feed treats records of
+    /// writes older than this as trimmed, and a `Beginning` replay whose table scan outlasts it
+    /// scans again for what changed meanwhile. Shorter only to test expiry.
+    pub stream_retention: std::time::Duration,
+    /// How long before a `Beginning` replay's start its table scan stops and Streams takes
+    /// over, by the time each write records: it covers requests still in flight when the scan
+    /// starts and writers' clocks out of step. Two minutes; zero in tests, to make the scan carry
+    /// what was just written.
+    pub replay_margin: std::time::Duration,
 }
 
 impl DynamoDbConfig {
@@ -41,6 +50,8 @@ impl DynamoDbConfig {
             bucket: None,
             s3_endpoint: None,
             blobs: None,
+            stream_retention: std::time::Duration::from_secs(24 * 3600),
+            replay_margin: std::time::Duration::from_secs(120),
         })
     }
 

@@ -13,7 +13,7 @@ use sekiban_core::{DeleteMode, OpKind, Result, StoreError, StreamId, Version};
 
 use crate::client::counted_as;
 use crate::error::from_sdk;
-use crate::events::FLOOR_SK;
+use crate::events::{FLOOR_SK, now_micros};
 use crate::{DynamoDbTable, HEAD_SK, IDEMPOTENCY_WINDOW, stream_key};
 
 type Item = std::collections::HashMap<String, AttributeValue>;
@@ -103,10 +103,11 @@ impl DynamoDbTable {
             .update_item()
             .table_name(&self.config.table)
             .set_key(Some(self.key(stream, HEAD_SK)))
-            .update_expression("SET h = :v ADD d :one")
+            .update_expression("SET h = :v, m = :now, hm = :now ADD d :one")
             .condition_expression("attribute_not_exists(x) AND v = :v")
             .expression_attribute_values(":v", AttributeValue::N(head.0.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":now", AttributeValue::N(now_micros().to_string()))
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         match counted_as(OpKind::Delete, request.send()).await {
             Ok(out) => {
@@ -130,9 +131,10 @@ impl DynamoDbTable {
         let update = Update::builder()
             .table_name(&self.config.table)
             .set_key(Some(self.key(stream, HEAD_SK)))
-            .update_expression("SET x = :yes")
+            .update_expression("SET x = :yes, m = :now")
             .condition_expression("attribute_not_exists(x)")
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":now", AttributeValue::N(now_micros().to_string()))
             .build()
             .map_err(|e| StoreError::backend("build the tombstone update", e))?;
         let mut floor = self.key(stream, FLOOR_SK);

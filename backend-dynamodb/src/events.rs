@@ -373,6 +373,7 @@ impl DynamoDbTable {
         let last_sk = i64::try_from(last.0)
             .map_err(|_| StoreError::invalid(format!("{stream}: version {last} is too high")))?;
         let ids = IdSets::new(at, events, check_ids);
+        let now = now_micros();
         let mut condition = if at == Version::NONE {
             "attribute_not_exists(v)".to_string()
         } else {
@@ -382,10 +383,11 @@ impl DynamoDbTable {
         let mut head = Update::builder()
             .table_name(&self.config.table)
             .set_key(Some(self.key(stream, HEAD_SK)))
-            .update_expression(format!("SET v = :last, f = :first{}", ids.update))
+            .update_expression(format!("SET v = :last, f = :first, m = :now{}", ids.update))
             .condition_expression(condition)
             .expression_attribute_values(":last", n(last.0))
             .expression_attribute_values(":first", n(first.0))
+            .expression_attribute_values(":now", n(now))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if at != Version::NONE {
             head = head.expression_attribute_values(":at", n(at.0));
@@ -399,7 +401,7 @@ impl DynamoDbTable {
         let mut item = self.key(stream, last_sk);
         item.insert("n".into(), n(k));
         item.insert("e".into(), AttributeValue::B(encode_events(events)?.into()));
-        item.insert("t".into(), n(now_micros()));
+        item.insert("t".into(), n(now));
         let batch = Put::builder()
             .table_name(&self.config.table)
             .set_item(Some(item))

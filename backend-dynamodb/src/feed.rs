@@ -31,6 +31,7 @@ use sekiban_core::{
 use crate::client::counted_as;
 use crate::error::from_sdk;
 use crate::events::{decode_item, now_micros};
+use crate::replay::{CLOCK_MARGIN, Phase, Scan};
 use crate::{DynamoDbTable, HEAD_SK};
 
 type Image = HashMap<String, DdbValue>;
@@ -60,6 +61,7 @@ enum Pos {
 #[derive(Debug)]
 struct Shard {
     id: String,
+    parent: Option<String>,
     /// Where the reader starts (what a checkpoint says before anything was read).
     start: Pos,
     /// The last record read.
@@ -72,11 +74,20 @@ struct Shard {
     latest: bool,
 }
 
-/// One record's items, waiting to be handed out.
+/// Where a unit comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The shard at this index.
+    Shard(usize),
+    /// The table scan of a `Beginning` replay.
+    Scan,
+}
+
+/// One record's (or, in the scan, one item's) items, waiting to be handed out.
 #[derive(Debug)]
 struct Unit {
-    shard: usize,
-    /// The record before it in its shard.
+    source: Source,
+    /// The record (item) before it in its shard (the scan).
     after: Option<String>,
     record: String,
     /// Items handed out already (before a resume, or in an earlier batch).
@@ -89,6 +100,23 @@ struct State {
     shards: Vec<Shard>,
     queue: std::collections::VecDeque<Unit>,
     ended: bool,
+    /// The table scan of a `Beginning` replay, before the shards are read.
+    scan: Option<Scan>,
+    /// The last scan's cut (0: none): records of writes before it are the scan's.
+    cut: u64,
+}
+
+impl State {
+    fn ended() -> Self {
+        State {
+            arn: String::new(),
+            shards: Vec::new(),
+            queue: std::collections::VecDeque::new(),
+            ended: true,
+            scan: None,
+            cut: 0,
+        }
+    }
 }
 
 /// A record's image as the table's item, so one decoder serves the table and its stream
@@ -130,42 +158,85 @@ fn encode_pos(p: &Pos) -> String {
     }
 }
 
+/// The position before the first item of `source` not handed out yet, given where its reader
+/// is (`last` read, `skip` of a record partly handed out before a resume, `start` before any).
+fn position(
+    st: &State,
+    source: Source,
+    start: &Pos,
+    last: &Option<String>,
+    skip: &Option<(String, usize)>,
+) -> Pos {
+    match st.queue.iter().find(|u| u.source == source) {
+        Some(u) if u.done > 0 => Pos::Part {
+            after: u.after.clone(),
+            record: u.record.clone(),
+            skip: u.done,
+        },
+        Some(u) => u.after.clone().map_or(start.clone(), Pos::After),
+        None => match skip {
+            // A partly handed-out record not read again yet.
+            Some((record, skip)) => Pos::Part {
+                after: last.clone(),
+                record: record.clone(),
+                skip: *skip,
+            },
+            None => last.clone().map_or(start.clone(), Pos::After),
+        },
+    }
+}
+
 /// The checkpoint after what has been handed out: per shard, before its first item not yet
-/// handed out.
+/// handed out; during a scan, the pass and the item before the first not handed out.
 fn checkpoint(st: &State) -> Checkpoint {
+    if let Some(scan) = &st.scan {
+        let pos = position(st, Source::Scan, &Pos::Trim, &scan.last, &scan.skip);
+        return Checkpoint::new(format!(
+            "ddb1;{};;{},{},{},{}",
+            st.arn,
+            scan.since,
+            scan.cut,
+            scan.phase as u8,
+            encode_pos(&pos)
+        ));
+    }
     let parts: Vec<String> = st
         .shards
         .iter()
         .enumerate()
+        .filter(|(i, sh)| {
+            // A shard read to its end and handed out leaves once its children are in.
+            let done = sh.closed
+                && sh.skip.is_none()
+                && !st.queue.iter().any(|u| u.source == Source::Shard(*i));
+            let children = st
+                .shards
+                .iter()
+                .any(|c| c.parent.as_deref() == Some(sh.id.as_str()));
+            !(done && children)
+        })
         .map(|(i, sh)| {
-            let pos = match st.queue.iter().find(|u| u.shard == i) {
-                Some(u) if u.done > 0 => Pos::Part {
-                    after: u.after.clone(),
-                    record: u.record.clone(),
-                    skip: u.done,
-                },
-                Some(u) => u.after.clone().map_or(sh.start.clone(), Pos::After),
-                None => match &sh.skip {
-                    // A partly handed-out record not read again yet.
-                    Some((record, skip)) => Pos::Part {
-                        after: sh.last.clone(),
-                        record: record.clone(),
-                        skip: *skip,
-                    },
-                    None => sh.last.clone().map_or(sh.start.clone(), Pos::After),
-                },
-            };
+            let pos = position(st, Source::Shard(i), &sh.start, &sh.last, &sh.skip);
             format!("{}={}", sh.id, encode_pos(&pos))
         })
         .collect();
-    Checkpoint::new(format!("ddb1;{};{}", st.arn, parts.join(",")))
+    let cut = if st.cut > 0 {
+        format!(";cut={}", st.cut)
+    } else {
+        String::new()
+    };
+    Checkpoint::new(format!("ddb1;{};{}{cut}", st.arn, parts.join(",")))
 }
 
-fn decode(c: &Checkpoint) -> Result<(String, HashMap<String, Pos>)> {
+/// A decoded checkpoint: the stream ARN, each shard's position, the scan pass it is in, and the
+/// last scan's cut.
+type Decoded = (String, HashMap<String, Pos>, Option<Scan>, u64);
+
+fn decode(c: &Checkpoint) -> Result<Decoded> {
     let bad = |why: &str| StoreError::InvalidCheckpoint {
         reason: format!("{c}: {why}; use a checkpoint this store's feed handed out"),
     };
-    let mut parts = c.as_str().splitn(3, ';');
+    let mut parts = c.as_str().splitn(4, ';');
     if parts.next() != Some("ddb1") {
         return Err(bad("not a DynamoDB feed checkpoint"));
     }
@@ -174,6 +245,19 @@ fn decode(c: &Checkpoint) -> Result<(String, HashMap<String, Pos>)> {
         .filter(|a| !a.is_empty())
         .ok_or_else(|| bad("no stream"))?;
     let mut shards = HashMap::new();
+    let parse_pos = |pos: &str| {
+        Ok(match pos.split(':').collect::<Vec<_>>().as_slice() {
+            ["trim"] => Pos::Trim,
+            ["after", seq] if !seq.is_empty() => Pos::After((*seq).to_string()),
+            ["since", t] => Pos::Since(t.parse().map_err(|_| bad("a malformed time"))?),
+            ["part", after, record, skip] if !record.is_empty() => Pos::Part {
+                after: (!after.is_empty()).then(|| (*after).to_string()),
+                record: (*record).to_string(),
+                skip: skip.parse().map_err(|_| bad("a malformed count"))?,
+            },
+            _ => return Err(bad("a malformed position")),
+        })
+    };
     for entry in parts
         .next()
         .unwrap_or("")
@@ -183,24 +267,129 @@ fn decode(c: &Checkpoint) -> Result<(String, HashMap<String, Pos>)> {
         let (id, pos) = entry
             .split_once('=')
             .ok_or_else(|| bad("a malformed shard"))?;
-        let pos = match pos.split(':').collect::<Vec<_>>().as_slice() {
-            ["trim"] => Pos::Trim,
-            ["after", seq] if !seq.is_empty() => Pos::After((*seq).to_string()),
-            ["since", t] => Pos::Since(t.parse().map_err(|_| bad("a malformed time"))?),
-            ["part", after, record, skip] if !record.is_empty() => Pos::Part {
-                after: (!after.is_empty()).then(|| (*after).to_string()),
-                record: (*record).to_string(),
-                skip: skip.parse().map_err(|_| bad("a malformed count"))?,
-            },
-            _ => return Err(bad("a malformed shard position")),
-        };
-        shards.insert(id.to_string(), pos);
+        shards.insert(id.to_string(), parse_pos(pos)?);
     }
-    Ok((arn.to_string(), shards))
+    let time = |t: &str| t.parse::<u64>().map_err(|_| bad("a malformed time"));
+    let (scan, cut) = match parts.next() {
+        None => (None, 0),
+        Some(cut) if cut.starts_with("cut=") => (None, time(&cut[4..])?),
+        Some(scan) => {
+            let f: Vec<&str> = scan.splitn(4, ',').collect();
+            let [since, cut, phase, pos] = f.as_slice() else {
+                return Err(bad("a malformed scan position"));
+            };
+            let phase = match *phase {
+                "0" => Phase::Waiting,
+                "1" => Phase::Delivering,
+                "2" => Phase::Stopped,
+                _ => return Err(bad("a malformed scan position")),
+            };
+            let (last, skip) = match parse_pos(pos)? {
+                Pos::Trim => (None, None),
+                Pos::After(k) => (Some(k), None),
+                Pos::Part {
+                    after,
+                    record,
+                    skip,
+                } => (after, Some((record, skip))),
+                Pos::Since(_) => return Err(bad("a malformed scan position")),
+            };
+            let scan = Scan::resumed(time(since)?, time(cut)?, phase, last, skip)?;
+            (Some(scan), 0)
+        }
+    };
+    Ok((arn.to_string(), shards, scan, cut))
+}
+
+/// A shard listing (id, parent) ordered parents before their children; a parent no longer
+/// listed (trimmed) counts as read.
+fn parents_first(listed: Vec<(String, Option<String>)>) -> Vec<(String, Option<String>)> {
+    let ids: HashSet<&String> = listed.iter().map(|(id, _)| id).collect();
+    let mut ordered: Vec<(String, Option<String>)> = Vec::new();
+    let mut placed: HashSet<String> = HashSet::new();
+    while ordered.len() < listed.len() {
+        let before = ordered.len();
+        for (id, parent) in &listed {
+            let ready = parent
+                .as_ref()
+                .is_none_or(|p| !ids.contains(p) || placed.contains(p));
+            if !placed.contains(id) && ready {
+                placed.insert(id.clone());
+                ordered.push((id.clone(), parent.clone()));
+            }
+        }
+        if ordered.len() == before {
+            // A cycle, which the service never lists: the rest in listing order, not dropped.
+            for (id, parent) in &listed {
+                if placed.insert(id.clone()) {
+                    ordered.push((id.clone(), parent.clone()));
+                }
+            }
+        }
+    }
+    ordered
+}
+
+/// Whether a listed shard absent from a checkpoint was read to its end before: one of its
+/// descendants is in the checkpoint (a drained shard leaves the checkpoint once its children
+/// are in it). Otherwise it is new since, and read from its oldest record.
+fn drained(
+    id: &str,
+    listed: &[(String, Option<String>)],
+    positions: &HashMap<String, Pos>,
+) -> bool {
+    let mut frontier = vec![id.to_string()];
+    let mut visited = HashSet::new();
+    while let Some(p) = frontier.pop() {
+        for (child, parent) in listed {
+            if parent.as_deref() == Some(p.as_str()) && visited.insert(child.clone()) {
+                if positions.contains_key(child) {
+                    return true;
+                }
+                frontier.push(child.clone());
+            }
+        }
+    }
+    false
+}
+
+/// Whether shard `i` may be read: its parent, if still listed, is read to its end (AWS orders
+/// an item's records across a split only so).
+fn readable(shards: &[Shard], i: usize) -> bool {
+    shards[i].parent.as_ref().is_none_or(|p| {
+        shards
+            .iter()
+            .find(|s| &s.id == p)
+            .is_none_or(|parent| parent.closed)
+    })
+}
+
+/// A shard's reader starting at `pos` (`latest`: a `Now` feed's first iterator is the latest
+/// record).
+fn shard(id: String, parent: Option<String>, pos: Pos, latest: bool) -> Shard {
+    let (start, last, skip) = match pos {
+        Pos::After(seq) => (Pos::Trim, Some(seq), None),
+        Pos::Part {
+            after,
+            record,
+            skip,
+        } => (Pos::Trim, after, Some((record, skip))),
+        other => (other, None, None),
+    };
+    Shard {
+        id,
+        parent,
+        start,
+        last,
+        skip,
+        iterator: None,
+        closed: false,
+        latest,
+    }
 }
 
 /// A stream id from a partition key, if it is one (checkpoints are `~…`).
-fn stream_of(pk: &str) -> Option<StreamId> {
+pub(crate) fn stream_of(pk: &str) -> Option<StreamId> {
     let mut p = pk.splitn(3, '|');
     let (t, c, i) = (p.next()?, p.next()?, p.next()?);
     StreamId::new(t, c, i).ok()
@@ -251,37 +440,28 @@ impl DynamoDbTable {
                 None => break,
             }
         }
-        // Parents before children.
-        let ids: HashSet<String> = shards.iter().map(|(id, _)| id.clone()).collect();
-        let mut ordered: Vec<(String, Option<String>)> = Vec::new();
-        let mut placed: HashSet<String> = HashSet::new();
-        while ordered.len() < shards.len() {
-            let before = ordered.len();
-            for (id, parent) in &shards {
-                let ready = parent
-                    .as_ref()
-                    .is_none_or(|p| !ids.contains(p) || placed.contains(p));
-                if !placed.contains(id) && ready {
-                    placed.insert(id.clone());
-                    ordered.push((id.clone(), parent.clone()));
-                }
-            }
-            if ordered.len() == before {
-                break;
-            }
-        }
+        let ordered = parents_first(shards);
         self.costs.record_partitions_opened(ordered.len() as u64);
+        self.shards_listed.store(
+            u32::try_from(ordered.len()).unwrap_or(u32::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok((arn, ordered))
     }
 
     async fn start(&self, from: &FeedStart) -> Result<State> {
         let (arn, listed) = self.shards().await?;
-        let (wanted_arn, positions) = match from {
+        let (wanted_arn, positions, scan, cut) = match from {
             FeedStart::After(c) => {
-                let (a, p) = decode(c)?;
-                (Some(a), p)
+                let (a, p, scan, cut) = decode(c)?;
+                (Some(a), p, scan, cut)
             }
-            _ => (None, HashMap::new()),
+            // Everything in the table: a scan first, then the shards from its start on.
+            FeedStart::Beginning => {
+                let scan = self.scan_pass(0);
+                (None, HashMap::new(), Some(scan), 0)
+            }
+            FeedStart::Now => (None, HashMap::new(), None, 0),
         };
         if let Some(a) = wanted_arn
             && a != arn
@@ -292,41 +472,94 @@ impl DynamoDbTable {
                 ),
             });
         }
-        let now = now_micros();
-        let shards = listed
-            .into_iter()
-            .map(|(id, _)| {
-                let pos = match from {
-                    FeedStart::Beginning => Pos::Trim,
-                    FeedStart::Now => Pos::Since(now),
-                    FeedStart::After(_) => positions.get(&id).cloned().unwrap_or(Pos::Trim),
-                };
-                let (start, last, skip) = match pos {
-                    Pos::After(seq) => (Pos::Trim, Some(seq), None),
-                    Pos::Part {
-                        after,
-                        record,
-                        skip,
-                    } => (Pos::Trim, after, Some((record, skip))),
-                    other => (other, None, None),
-                };
-                Shard {
-                    id,
-                    start,
-                    last,
-                    skip,
-                    iterator: None,
-                    closed: false,
-                    latest: *from == FeedStart::Now,
-                }
-            })
-            .collect();
-        Ok(State {
+        let mut st = State {
             arn,
-            shards,
+            shards: Vec::new(),
             queue: std::collections::VecDeque::new(),
             ended: false,
-        })
+            scan,
+            cut,
+        };
+        if st.scan.is_some() {
+            return Ok(st);
+        }
+        let now = now_micros();
+        let trimmed = now.saturating_sub(self.retention_micros());
+        for (id, parent) in &listed {
+            let pos = match from {
+                FeedStart::Now => Pos::Since(now),
+                _ => match positions.get(id) {
+                    Some(p) => p.clone(),
+                    None if drained(id, &listed, &positions) => continue,
+                    None => Pos::Trim,
+                },
+            };
+            if let Pos::Since(t) = pos
+                && t + CLOCK_MARGIN < trimmed
+            {
+                return Err(StoreError::FeedPositionExpired {
+                    detail: format!(
+                        "the checkpoint reads shard {id} from {t} µs since the epoch, older than the stream keeps ({} s)",
+                        self.config.stream_retention.as_secs()
+                    ),
+                });
+            }
+            st.shards.push(shard(
+                id.clone(),
+                parent.clone(),
+                pos,
+                *from == FeedStart::Now,
+            ));
+        }
+        Ok(st)
+    }
+
+    /// A scan pass starting now, for what was written from `since` on (the replay margin is at
+    /// most a quarter of the stream's retention).
+    fn scan_pass(&self, since: u64) -> Scan {
+        let margin = u64::try_from(self.config.replay_margin.as_micros())
+            .unwrap_or(u64::MAX)
+            .min(self.retention_micros() / 4);
+        Scan::new(since, now_micros().saturating_sub(margin))
+    }
+
+    /// The stream's retention in µs.
+    fn retention_micros(&self) -> u64 {
+        u64::try_from(self.config.stream_retention.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// After a scan pass: the shards from the pass's cut on, or, when records from then may be
+    /// trimmed already, another pass for what was written since.
+    async fn hand_over(&self, st: &mut State) -> Result<()> {
+        let Some(scan) = &st.scan else {
+            return Ok(());
+        };
+        let now = now_micros();
+        let retention = self.retention_micros();
+        // Streams carries what was written from the cut on: it must still hold that, with a
+        // quarter of the retention (at most an hour) to spare.
+        let spare = (retention / 4).min(3_600_000_000);
+        if now.saturating_sub(scan.cut) + spare > retention {
+            st.scan = Some(self.scan_pass(scan.cut));
+            return Ok(());
+        }
+        let cut = scan.cut;
+        let (arn, listed) = self.shards().await?;
+        if arn != st.arn {
+            return Err(StoreError::InvalidCheckpoint {
+                reason: format!(
+                    "the table's stream changed from {} to {arn} during the replay (a recreated table?)",
+                    st.arn
+                ),
+            });
+        }
+        st.shards = listed
+            .into_iter()
+            .map(|(id, parent)| shard(id, parent, Pos::Since(cut), false))
+            .collect();
+        st.scan = None;
+        st.cut = cut;
+        Ok(())
     }
 
     async fn iterator(&self, arn: &str, shard: &Shard) -> Result<Option<String>> {
@@ -346,7 +579,20 @@ impl DynamoDbTable {
                 .send(),
         )
         .await
-        .map_err(|e| from_sdk(&format!("open shard {}", shard.id), e))?;
+        .map_err(|e| {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_trimmed_data_access_exception())
+            {
+                StoreError::FeedPositionExpired {
+                    detail: format!(
+                        "shard {} no longer holds the records after the checkpoint's position",
+                        shard.id
+                    ),
+                }
+            } else {
+                from_sdk(&format!("open shard {}", shard.id), e)
+            }
+        })?;
         Ok(out.shard_iterator().map(str::to_string))
     }
 
@@ -355,9 +601,32 @@ impl DynamoDbTable {
     /// returned a full page (more is waiting: a follower reads on without waiting).
     async fn round(&self, st: &mut State, opts: &FeedOptions) -> Result<(bool, bool)> {
         let mut units = Vec::new();
+        if let Some(scan) = st.scan.as_mut() {
+            if scan.done {
+                self.hand_over(st).await?;
+            } else {
+                for (after, record, items) in self.scan_page(scan, opts).await? {
+                    units.push(Unit {
+                        source: Source::Scan,
+                        after,
+                        record,
+                        done: 0,
+                        items: items.into(),
+                    });
+                }
+            }
+            self.drop_erased(&mut units).await?;
+            st.queue
+                .extend(units.into_iter().filter(|u| !u.items.is_empty()));
+            // A scan reads on until it hands over.
+            return Ok((true, true));
+        }
         let (mut any, mut full) = (false, false);
+        // Records of writes older than the stream keeps count as trimmed (on AWS they are).
+        let trimmed = now_micros().saturating_sub(self.retention_micros());
+        let mut closed_now = false;
         for i in 0..st.shards.len() {
-            if st.shards[i].closed {
+            if st.shards[i].closed || !readable(&st.shards, i) {
                 continue;
             }
             if st.shards[i].iterator.is_none() {
@@ -368,7 +637,7 @@ impl DynamoDbTable {
                 }
             }
             let it = st.shards[i].iterator.clone().unwrap_or_default();
-            let out = counted_as(
+            let out = match counted_as(
                 OpKind::Feed,
                 self.streams
                     .get_records()
@@ -377,7 +646,21 @@ impl DynamoDbTable {
                     .send(),
             )
             .await
-            .map_err(|e| from_sdk(&format!("read shard {}", st.shards[i].id), e))?;
+            {
+                Ok(out) => out,
+                // Iterators expire after 15 minutes: a new one from the last record read (a
+                // `Now` reader that has read none re-reads from its start time).
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_expired_iterator_exception()) =>
+                {
+                    st.shards[i].iterator = None;
+                    st.shards[i].latest = false;
+                    full = true;
+                    continue;
+                }
+                Err(e) => return Err(from_sdk(&format!("read shard {}", st.shards[i].id), e)),
+            };
             // Streams charges a read request unit per GetRecords.
             self.costs.record_units(OpKind::Feed, 1.0);
             any |= !out.records().is_empty();
@@ -385,6 +668,7 @@ impl DynamoDbTable {
             st.shards[i].iterator = out.next_shard_iterator().map(str::to_string);
             if st.shards[i].iterator.is_none() {
                 st.shards[i].closed = true;
+                closed_now = true;
             }
             let since = match st.shards[i].start {
                 Pos::Since(t) if !st.shards[i].latest => Some(t.saturating_sub(60_000_000)),
@@ -406,7 +690,13 @@ impl DynamoDbTable {
                 let Some(img) = rec.new_image().map(to_item) else {
                     continue;
                 };
-                let mut items = self.items_of(&img, opts, &mut batches).await?;
+                if num(&img, "m")
+                    .or_else(|| num(&img, "t"))
+                    .is_some_and(|written| written < trimmed)
+                {
+                    continue;
+                }
+                let mut items = self.items_of(&img, opts, &mut batches, st.cut).await?;
                 let mut done = 0;
                 if let Some((record, skip)) = &st.shards[i].skip
                     && *record == seq
@@ -417,7 +707,7 @@ impl DynamoDbTable {
                 }
                 if !items.is_empty() {
                     units.push(Unit {
-                        shard: i,
+                        source: Source::Shard(i),
                         after,
                         record: seq,
                         done,
@@ -429,6 +719,17 @@ impl DynamoDbTable {
         self.drop_erased(&mut units).await?;
         st.queue
             .extend(units.into_iter().filter(|u| !u.items.is_empty()));
+        if closed_now {
+            // A shard ends when it splits or rolls over: its children are read next, from
+            // their oldest records.
+            let (_, listed) = self.shards().await?;
+            for (id, parent) in listed {
+                if !st.shards.iter().any(|s| s.id == id) {
+                    st.shards.push(shard(id, parent, Pos::Trim, false));
+                    full = true;
+                }
+            }
+        }
         Ok((any, full))
     }
 
@@ -439,6 +740,7 @@ impl DynamoDbTable {
         img: &Image,
         opts: &FeedOptions,
         batches: &mut HashMap<(String, u64), Image>,
+        cut: u64,
     ) -> Result<Vec<FeedItem>> {
         let (Some(DdbValue::S(pk)), Some(sk)) = (img.get("pk"), num(img, "sk")) else {
             return Ok(Vec::new());
@@ -458,7 +760,12 @@ impl DynamoDbTable {
             return Ok(Vec::new());
         }
         let v = num(img, "v").unwrap_or(0);
+        // What a `Beginning` replay's scan delivered: writes before its cut.
+        let scanned = |at: &str| num(img, at).unwrap_or(0) < cut;
         if img.contains_key("x") {
+            if scanned("m") {
+                return Ok(Vec::new());
+            }
             return Ok(vec![FeedItem::Deleted {
                 stream,
                 version: Version(v),
@@ -466,11 +773,22 @@ impl DynamoDbTable {
             }]);
         }
         if num(img, "h") == Some(v) {
+            if scanned("hm") {
+                return Ok(Vec::new());
+            }
             return Ok(vec![FeedItem::Deleted {
                 stream,
                 version: Version(v),
                 mode: DeleteMode::Soft,
             }]);
+        }
+        // Unless the scan stopped at an earlier item written after the cut.
+        if scanned("m")
+            && !self
+                .written_after_cut_before(&stream, num(img, "f").unwrap_or(v), cut)
+                .await?
+        {
+            return Ok(Vec::new());
         }
         let events = match batches.get(&(pk, v)) {
             Some(b) => decode_item(&stream, b, v, "an append on the feed")?.1,
@@ -600,15 +918,7 @@ impl DynamoDbTable {
                     Some(st) => st,
                     None => match self.start(&from).await {
                         Ok(st) => st,
-                        Err(e) => {
-                            let ended = State {
-                                arn: String::new(),
-                                shards: Vec::new(),
-                                queue: std::collections::VecDeque::new(),
-                                ended: true,
-                            };
-                            return Some((Err(e), Some(ended)));
-                        }
+                        Err(e) => return Some((Err(e), Some(State::ended()))),
                     },
                 };
                 loop {
@@ -642,5 +952,122 @@ impl DynamoDbTable {
             }
         })
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(pairs: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        pairs
+            .iter()
+            .map(|(id, p)| (id.to_string(), p.map(str::to_string)))
+            .collect()
+    }
+
+    fn ids(l: &[(String, Option<String>)]) -> Vec<&str> {
+        l.iter().map(|(id, _)| id.as_str()).collect()
+    }
+
+    /// Streams may list a child before its parent; a split gives two children; the root's
+    /// parent may be trimmed already.
+    #[test]
+    fn lineage_puts_parents_first() {
+        let l = listing(&[
+            ("c1", Some("b")),
+            ("b", Some("a")),
+            ("c2", Some("b")),
+            ("a", Some("trimmed")),
+            ("d", None),
+            ("e", Some("d")),
+        ]);
+        let o = parents_first(l);
+        let pos = |id: &str| ids(&o).iter().position(|x| *x == id).expect("listed");
+        assert_eq!(o.len(), 6, "{o:?}");
+        for (child, parent) in [("b", "a"), ("c1", "b"), ("c2", "b"), ("e", "d")] {
+            assert!(pos(parent) < pos(child), "{parent} after {child}: {o:?}");
+        }
+        // A cycle (never listed by the service) loses no shard.
+        let o = parents_first(listing(&[("x", Some("y")), ("y", Some("x"))]));
+        assert_eq!(o.len(), 2);
+    }
+
+    fn reader(id: &str, parent: Option<&str>, closed: bool) -> Shard {
+        let mut s = shard(id.into(), parent.map(str::to_string), Pos::Trim, false);
+        s.closed = closed;
+        s
+    }
+
+    /// A child is read only once its parent is read to its end (or no longer listed).
+    #[test]
+    fn children_wait_for_their_parent() {
+        let open = [reader("a", None, false), reader("b", Some("a"), false)];
+        assert!(readable(&open, 0));
+        assert!(
+            !readable(&open, 1),
+            "a child read while its parent has records"
+        );
+        let done = [reader("a", None, true), reader("b", Some("a"), false)];
+        assert!(readable(&done, 1));
+        let orphan = [reader("b", Some("gone"), false)];
+        assert!(readable(&orphan, 0));
+    }
+
+    /// Resumed, a listed shard missing from the checkpoint is new (read from its oldest record)
+    /// unless a descendant is in the checkpoint (it was drained and left it).
+    #[test]
+    fn resume_tells_drained_shards_from_new_ones() {
+        let l = listing(&[
+            ("a", None),
+            ("b", Some("a")),
+            ("c", Some("b")),
+            ("d", Some("b")),
+        ]);
+        let pos: HashMap<String, Pos> = [("c".to_string(), Pos::After("9".into()))].into();
+        assert!(
+            drained("a", &l, &pos),
+            "a grandparent of a checkpointed shard"
+        );
+        assert!(drained("b", &l, &pos), "a parent of a checkpointed shard");
+        assert!(
+            !drained("d", &l, &pos),
+            "a sibling born after the checkpoint"
+        );
+        let old: HashMap<String, Pos> = [("a".to_string(), Pos::After("1".into()))].into();
+        assert!(
+            !drained("b", &l, &old),
+            "a child of a checkpointed shard is new"
+        );
+    }
+
+    /// A checkpoint leaves out a shard read to its end once its children are in it, and keeps
+    /// the scan's place and cut.
+    #[test]
+    fn checkpoints_round_trip() {
+        let mut st = State::ended();
+        st.arn = "arn:s".into();
+        st.shards = vec![reader("a", None, true), reader("b", Some("a"), false)];
+        st.shards[1].last = Some("42".into());
+        st.cut = 7;
+        let cp = checkpoint(&st);
+        let (arn, pos, scan, cut) = decode(&cp).expect("decodes");
+        assert_eq!(arn, "arn:s");
+        assert!(!pos.contains_key("a"), "{cp}");
+        assert_eq!(pos.get("b"), Some(&Pos::After("42".into())));
+        assert!(scan.is_none());
+        assert_eq!(cut, 7);
+        st.scan = Some(Scan::new(3, 9));
+        let cp = checkpoint(&st);
+        let (_, _, scan, _) = decode(&cp).expect("decodes");
+        let scan = scan.expect("a scan position");
+        assert_eq!((scan.since, scan.cut, scan.last), (3, 9, None));
+        for bad in [
+            "ddb1;arn;;x",
+            "ddb1;arn;a=after:1;cut=z",
+            "ddb1;arn;;1,2,7,trim",
+        ] {
+            assert!(decode(&Checkpoint::new(bad)).is_err(), "{bad}");
+        }
     }
 }

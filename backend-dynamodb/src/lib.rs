@@ -22,6 +22,7 @@ mod error;
 mod events;
 mod feed;
 mod layout;
+mod replay;
 mod snapshots;
 mod table;
 
@@ -54,6 +55,8 @@ pub struct DynamoDbTable {
     limits: Limits,
     offload: SnapshotOffload,
     blobs: Arc<dyn BlobStore>,
+    /// Shards the stream had when a feed last listed them.
+    shards_listed: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl DynamoDbTable {
@@ -81,6 +84,7 @@ impl DynamoDbTable {
             limits,
             offload,
             blobs,
+            shards_listed: Arc::new(std::sync::atomic::AtomicU32::new(0)),
         }
     }
 
@@ -207,7 +211,13 @@ impl Store for DynamoDbTable {
     }
     fn capabilities(&self) -> Capabilities {
         let mut c = Capabilities::basic();
-        c.feed_history = FeedHistory::Retained(std::time::Duration::from_secs(24 * 3600));
+        // A `Beginning` replay scans the table before it reads the stream.
+        c.feed_history = FeedHistory::Unbounded;
+        // Shards, and a replay's scan in hash order: no order across streams, so never one.
+        c.feed_partitions = self
+            .shards_listed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(2);
         c.reports_capacity_units = true;
         c
     }
