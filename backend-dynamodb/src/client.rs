@@ -113,11 +113,9 @@ impl ClassifyRetry for TransactionConflicts {
     }
 }
 
-/// A DynamoDB client for `config`, counting into `costs`.
-pub(crate) async fn dynamodb(
-    config: &DynamoDbConfig,
-    costs: Arc<CostCounter>,
-) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
+/// The AWS settings of `config`: its region and endpoint over the environment's, and the one
+/// HTTPS client.
+pub(crate) async fn shared(config: &DynamoDbConfig) -> aws_config::SdkConfig {
     let http = HttpClientBuilder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -128,14 +126,21 @@ pub(crate) async fn dynamodb(
     if let Some(endpoint) = &config.endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    let shared = loader.load().await;
-    let conf = aws_sdk_dynamodb::config::Builder::from(&shared)
+    loader.load().await
+}
+
+/// The DynamoDB and Streams clients on `shared`, counting into `costs`.
+pub(crate) fn dynamodb(
+    shared: &aws_config::SdkConfig,
+    costs: Arc<CostCounter>,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
+    let conf = aws_sdk_dynamodb::config::Builder::from(shared)
         .interceptor(Counting {
             costs: costs.clone(),
         })
         .retry_classifier(TransactionConflicts)
         .build();
-    let streams = aws_sdk_dynamodbstreams::config::Builder::from(&shared)
+    let streams = aws_sdk_dynamodbstreams::config::Builder::from(shared)
         .interceptor(Counting { costs })
         .build();
     (

@@ -23,12 +23,14 @@ mod events;
 mod feed;
 mod layout;
 mod replay;
+mod s3;
 mod snapshots;
 mod table;
 
 pub use config::DynamoDbConfig;
 pub use events::{HEAD_SK, IDEMPOTENCY_WINDOW, dynamodb_limits};
 pub use layout::{decode_events, encode_events, stream_key};
+pub use s3::S3Blobs;
 pub use snapshots::SNAPSHOT_SK;
 pub use table::{Init, KeyAttribute, TABLE, TableDefinition, other_replica_regions};
 
@@ -55,22 +57,39 @@ pub struct DynamoDbTable {
     limits: Limits,
     offload: SnapshotOffload,
     blobs: Arc<dyn BlobStore>,
+    /// The bucket of `bucket=`, where large snapshots go.
+    s3: Option<S3Blobs>,
     /// Shards the stream had when a feed last listed them.
     shards_listed: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl DynamoDbTable {
     /// A client for the table of `config`, with the AWS environment's region and credentials
-    /// where the config names none. Sends nothing yet.
+    /// where the config names none, offloading snapshots larger than
+    /// `max_inline_snapshot_bytes` to the S3 bucket it names (without one, such snapshots are
+    /// refused). Sends nothing yet.
     pub async fn connect(config: DynamoDbConfig) -> Self {
-        Self::connect_with_blobs(config, Arc::new(snapshots::NoBucket)).await
+        Self::connect_with(config, None).await
     }
 
-    /// The same, offloading snapshots larger than `max_inline_snapshot_bytes` to `blobs`
-    /// (without it, such snapshots are refused until the URL names a bucket).
+    /// The same, offloading large snapshots to `blobs` instead.
     pub async fn connect_with_blobs(config: DynamoDbConfig, blobs: Arc<dyn BlobStore>) -> Self {
+        Self::connect_with(config, Some(blobs)).await
+    }
+
+    async fn connect_with(config: DynamoDbConfig, blobs: Option<Arc<dyn BlobStore>>) -> Self {
         let costs = Arc::new(CostCounter::new());
-        let (client, streams) = client::dynamodb(&config, costs.clone()).await;
+        let shared = client::shared(&config).await;
+        let (client, streams) = client::dynamodb(&shared, costs.clone());
+        let s3 = config
+            .bucket
+            .as_deref()
+            .map(|b| S3Blobs::new(&shared, config.s3_endpoint.as_deref(), b));
+        let blobs: Arc<dyn BlobStore> = match (blobs, &s3) {
+            (Some(b), _) => b,
+            (None, Some(s3)) => Arc::new(s3.clone()),
+            (None, None) => Arc::new(snapshots::NoBucket),
+        };
         let limits = dynamodb_limits();
         let offload = SnapshotOffload::new(
             Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone())),
@@ -84,21 +103,20 @@ impl DynamoDbTable {
             limits,
             offload,
             blobs,
+            s3,
             shards_listed: Arc::new(std::sync::atomic::AtomicU32::new(0)),
         }
     }
 
     /// Opens the store at `url` for use: connects, checks the table (it must exist, made by
-    /// `init`), and offloads large snapshots to the `blobs=DIR` directory when the URL names
-    /// one. (A `bucket=` is not supported yet.)
+    /// `init`), and offloads large snapshots to the S3 bucket the URL names (`bucket=`, which
+    /// must exist) or to a local directory (`blobs=DIR`, for development).
     pub async fn open(url: &str) -> Result<Self> {
         let config = DynamoDbConfig::from_url(url)?;
-        if config.bucket.is_some() {
-            return Err(StoreError::Unsupported {
-                what:
-                    "snapshot blobs in S3 (bucket=): not yet; use blobs=DIR for a local directory"
-                        .into(),
-            });
+        if config.bucket.is_some() && config.blobs.is_some() {
+            return Err(StoreError::invalid(format!(
+                "{url:?} names a bucket and a blobs directory; snapshots go to one of them"
+            )));
         }
         let table = match &config.blobs {
             Some(dir) => {
@@ -109,7 +127,18 @@ impl DynamoDbTable {
             None => Self::connect(config).await,
         };
         table.check().await?;
+        if let Some(s3) = &table.s3 {
+            s3.check().await?;
+        }
         Ok(table)
+    }
+
+    /// Creates the bucket `bucket=` names when it does not exist (nothing to do without one).
+    pub async fn init_bucket(&self) -> Result<Option<Init>> {
+        match &self.s3 {
+            Some(s3) => Ok(Some(s3.init().await?)),
+            None => Ok(None),
+        }
     }
 
     /// The blob store large snapshots go to.

@@ -103,6 +103,17 @@ async fn init_dynamodb(url: &str) -> anyhow::Result<()> {
         TABLE.billing_mode,
         TABLE.stream_view_type,
     ))?;
+    if let Some(done) = table.init_bucket().await? {
+        let bucket = table.config().bucket.as_deref().unwrap_or_default();
+        let what = match done {
+            Init::Created => "created",
+            Init::Existed => "already existed",
+        };
+        print(&format!(
+            "dynamodb: snapshot bucket {bucket} {what} (large snapshots go there)
+"
+        ))?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,173 @@
+//! Snapshot blobs in S3 (`bucket=`), on the table's HTTPS client, region and credentials.
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use bytes::Bytes;
+use sekiban_core::{BlobStore, Result, StoreError};
+
+use crate::Init;
+use crate::error::from_sdk;
+
+/// A [`BlobStore`] in one S3 bucket: a blob is an object keyed by its path.
+///
+/// ```no_run
+/// # async fn run() -> sekiban_core::Result<()> {
+/// use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
+/// // Large snapshots go to the bucket the URL names.
+/// let url = "dynamodb://events?bucket=my-snapshots";
+/// let table = DynamoDbTable::connect(DynamoDbConfig::from_url(url)?).await;
+/// table.init().await?;
+/// table.init_bucket().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct S3Blobs {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Blobs {
+    /// Blobs in `bucket`, through `shared` (region, credentials, HTTPS client), at `endpoint`
+    /// when given (an emulator: path-style requests), else AWS's.
+    pub(crate) fn new(
+        shared: &aws_config::SdkConfig,
+        endpoint: Option<&str>,
+        bucket: &str,
+    ) -> Self {
+        // Not the table's endpoint, which the shared settings carry.
+        let mut conf = aws_sdk_s3::config::Builder::from(shared);
+        conf.set_endpoint_url(endpoint.map(str::to_string));
+        if endpoint.is_some() {
+            conf.set_force_path_style(Some(true));
+        }
+        S3Blobs {
+            client: aws_sdk_s3::Client::from_conf(conf.build()),
+            bucket: bucket.to_string(),
+        }
+    }
+
+    /// The bucket's name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Checks the bucket exists (and the credentials reach it).
+    pub async fn check(&self) -> Result<()> {
+        let b = &self.bucket;
+        match self.client.head_bucket().bucket(b).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
+                Err(StoreError::invalid(format!(
+                    "bucket {b} does not exist; create it with `sekiban init` or the templates in infra/"
+                )))
+            }
+            Err(e) => Err(from_sdk(&format!("look up bucket {b}"), e)),
+        }
+    }
+
+    /// Creates the bucket when it does not exist (in the client's region). The templates in
+    /// `infra/` add what production wants: encryption, public access blocked, no versioning.
+    pub async fn init(&self) -> Result<Init> {
+        let b = &self.bucket;
+        match self.client.head_bucket().bucket(b).send().await {
+            Ok(_) => return Ok(Init::Existed),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+            Err(e) => return Err(from_sdk(&format!("look up bucket {b}"), e)),
+        }
+        let mut create = self.client.create_bucket().bucket(b);
+        if let Some(region) = self
+            .client
+            .config()
+            .region()
+            .map(|r| r.as_ref().to_string())
+            && region != "us-east-1"
+        {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                    .build(),
+            );
+        }
+        create
+            .send()
+            .await
+            .map_err(|e| from_sdk(&format!("create bucket {b}"), e))?;
+        Ok(Init::Created)
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Blobs {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| from_sdk(&format!("put s3://{}/{key}", self.bucket), e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(from_sdk(&format!("get s3://{}/{key}", self.bucket), e)),
+        };
+        let body = out.body.collect().await.map_err(|e| {
+            StoreError::backend(format!("read the body of s3://{}/{key}", self.bucket), e)
+        })?;
+        Ok(Some(body.into_bytes()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        // S3 answers a delete of a missing key with success.
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| from_sdk(&format!("delete s3://{}/{key}", self.bucket), e))?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| from_sdk(&format!("list s3://{}/{prefix}", self.bucket), e))?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}
