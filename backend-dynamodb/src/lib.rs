@@ -26,6 +26,8 @@ mod replay;
 mod s3;
 mod snapshots;
 mod table;
+#[cfg(feature = "testcontainers")]
+pub mod testcontainer;
 
 pub use config::DynamoDbConfig;
 pub use events::{HEAD_SK, IDEMPOTENCY_WINDOW, dynamodb_limits};

@@ -6,15 +6,41 @@ use std::sync::Arc;
 use sekiban_core::BlobStore;
 use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
 
-/// The test endpoint (and, with it, the credentials scripts/test.sh sets for the emulator, so
-/// the SDK never looks further for any).
+/// The test endpoint: `SEKIBAN_DYNAMODB_ENDPOINT` (with the credentials scripts/test.sh sets
+/// for the emulator, so the SDK never looks further for any); else, with the `testcontainers`
+/// feature, a container started for this test process; else a failure naming the command that
+/// provides one.
 pub fn endpoint() -> String {
-    std::env::var("SEKIBAN_DYNAMODB_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
+    match std::env::var("SEKIBAN_DYNAMODB_ENDPOINT") {
+        Ok(e) if !e.is_empty() => e,
+        #[cfg(feature = "testcontainers")]
+        _ => container_endpoint(),
+        #[cfg(not(feature = "testcontainers"))]
+        _ => panic!(
             "SEKIBAN_DYNAMODB_ENDPOINT is not set: run `bash scripts/test.sh`, which starts DynamoDB Local, \
              or start it yourself (see backend-dynamodb/README.md) and set SEKIBAN_DYNAMODB_ENDPOINT=http://127.0.0.1:PORT"
-        )
-    })
+        ),
+    }
+}
+
+/// One container per test process, started on first use. It is left running when the process
+/// exits (nothing drops a static): remove it with `docker rm -f`.
+#[cfg(feature = "testcontainers")]
+fn container_endpoint() -> String {
+    static CONTAINER: std::sync::OnceLock<sekiban_dynamodb::testcontainer::DynamoDbContainer> =
+        std::sync::OnceLock::new();
+    CONTAINER
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                let rt = tokio::runtime::Runtime::new().expect("a runtime");
+                rt.block_on(sekiban_dynamodb::testcontainer::start())
+            })
+            .join()
+            .expect("the container thread")
+            .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .endpoint
+        .clone()
 }
 
 /// A client for the table `name` on the test endpoint, not created yet.
