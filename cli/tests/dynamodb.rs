@@ -55,18 +55,28 @@ async fn init_creates_the_table_then_finds_it() {
     drop_table(&url).await;
 }
 
-/// The whole conformance suite through the CLI, on a table `sekiban init` made, with snapshot
-/// blobs in a local directory; it cleans up after itself.
+/// The whole conformance suite through the CLI, on a table and a snapshot bucket `sekiban init`
+/// made (S3 at `SEKIBAN_S3_ENDPOINT`, which `scripts/test.sh` starts); it cleans up after itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_passes_on_dynamodb() {
     let endpoint = endpoint();
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let s3 = std::env::var("SEKIBAN_S3_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "SEKIBAN_S3_ENDPOINT is not set: run `bash scripts/test.sh`, which starts moto for S3 \
+             (see backend-dynamodb/README.md to start it yourself)"
+        )
+    });
     let name = format!("sekiban-cli-{}", uuid::Uuid::new_v4().simple());
-    let url = format!(
-        "dynamodb://{name}?endpoint={endpoint}&blobs={}",
-        dir.path().join("blobs").display()
+    let bucket = format!(
+        "sekiban-cli-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    sekiban_ok(&url, &["init"]);
+    let url = format!("dynamodb://{name}?endpoint={endpoint}&bucket={bucket}&s3_endpoint={s3}");
+    let init = sekiban_ok(&url, &["init"]);
+    assert!(
+        init.contains(&format!("snapshot bucket {bucket} created")),
+        "{init}"
+    );
     let out = sekiban_ok(&url, &["conformance"]);
     assert!(out.contains(" passed, 0 failed"), "{out}");
     assert!(out.contains("removed: "), "{out}");
