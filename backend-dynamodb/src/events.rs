@@ -243,8 +243,8 @@ impl DynamoDbTable {
         ])
     }
 
-    /// The head's version (0: no stream), read strongly consistent.
-    pub(crate) async fn head_version(&self, stream: &StreamId, kind: OpKind) -> Result<Version> {
+    /// The head item, read strongly consistent, counted under `kind`.
+    pub(crate) async fn head_item(&self, stream: &StreamId, kind: OpKind) -> Result<Option<Item>> {
         let r = counted_as(
             kind,
             self.client
@@ -258,9 +258,14 @@ impl DynamoDbTable {
         .await
         .map_err(|e| from_sdk(&format!("read the head of {stream}"), e))?;
         self.charge(kind, r.consumed_capacity());
-        match r.item() {
+        Ok(r.item().cloned())
+    }
+
+    /// The head's version (0: no stream), read strongly consistent.
+    pub(crate) async fn head_version(&self, stream: &StreamId, kind: OpKind) -> Result<Version> {
+        match self.head_item(stream, kind).await? {
             Some(head) => {
-                let v = Version(num(head, "v", &format!("the head of {stream}"))?);
+                let v = Version(num(&head, "v", &format!("the head of {stream}"))?);
                 if head.contains_key("x") {
                     return Err(erased(stream, v));
                 }

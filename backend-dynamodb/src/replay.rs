@@ -217,7 +217,8 @@ impl DynamoDbTable {
                     .find(|i| pk_of(i) == Some(pk) && num(i, "sk") == Some(HEAD_SK as u64))
                 {
                     Some(h) => Some(h.clone()),
-                    None => self.scan_head(&stream).await?,
+                    // The stream runs past the page.
+                    None => self.head_item(&stream, OpKind::Feed).await?,
                 };
                 let current = Current {
                     pk: pk.to_string(),
@@ -345,24 +346,6 @@ impl DynamoDbTable {
                 None => return Ok(false),
             }
         }
-    }
-
-    /// A stream's head, read consistently (for a stream that runs past the scan's page).
-    async fn scan_head(&self, stream: &StreamId) -> Result<Option<Item>> {
-        let out = counted_as(
-            OpKind::Feed,
-            self.client
-                .get_item()
-                .table_name(&self.config.table)
-                .set_key(Some(self.key(stream, HEAD_SK)))
-                .consistent_read(true)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send(),
-        )
-        .await
-        .map_err(|e| from_sdk(&format!("read the head of {stream}"), e))?;
-        self.charge(OpKind::Feed, out.consumed_capacity());
-        Ok(out.item().cloned())
     }
 }
 
