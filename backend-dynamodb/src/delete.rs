@@ -98,16 +98,27 @@ impl DynamoDbTable {
     /// Records a soft delete up to `head` in the head, if it is still there and live; whether
     /// it was.
     async fn mark_soft(&self, stream: &StreamId, head: Version) -> Result<bool> {
+        let now = now_micros();
         let request = self
             .client
             .update_item()
             .table_name(&self.config.table)
             .set_key(Some(self.key(stream, HEAD_SK)))
-            .update_expression("SET h = :v, m = :now, hm = :now ADD d :one")
+            .update_expression(
+                "SET h = :v, m = :now, hm = :now, hl = list_append(if_not_exists(hl, :none), :entry) ADD d :one",
+            )
             .condition_expression("attribute_not_exists(x) AND v = :v")
             .expression_attribute_values(":v", AttributeValue::N(head.0.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":now", AttributeValue::N(now_micros().to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(
+                ":entry",
+                AttributeValue::L(vec![
+                    AttributeValue::N(head.0.to_string()),
+                    AttributeValue::N(now.to_string()),
+                ]),
+            )
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         match counted_as(OpKind::Delete, request.send()).await {
             Ok(out) => {

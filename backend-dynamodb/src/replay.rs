@@ -163,6 +163,21 @@ fn num(item: &Item, k: &str) -> Option<u64> {
     }
 }
 
+/// A head's soft deletes, oldest first: (version, time), from its list `hl` of both in turn.
+fn soft_deletes(head: &Item) -> Vec<(u64, u64)> {
+    let Some(AttributeValue::L(list)) = head.get("hl") else {
+        return Vec::new();
+    };
+    let nums: Vec<u64> = list
+        .iter()
+        .filter_map(|v| match v {
+            AttributeValue::N(n) => n.parse().ok(),
+            _ => None,
+        })
+        .collect();
+    nums.chunks_exact(2).map(|p| (p[0], p[1])).collect()
+}
+
 fn pk_of(item: &Item) -> Option<&str> {
     match item.get("pk") {
         Some(AttributeValue::S(s)) => Some(s),
@@ -229,21 +244,23 @@ impl DynamoDbTable {
                         Phase::Waiting
                     },
                 };
-                // The latest soft delete, if this pass has it, before the events after it.
+                // Its soft deletes this pass has (`hl`: version, time, …), before the events
+                // after them.
                 if let Some(head) = &current.head
                     && !head.contains_key("x")
-                    && let Some(h) = num(head, "h")
-                    && in_pass(num(head, "hm").unwrap_or(0))
                 {
-                    units.push((
-                        after.clone(),
-                        key.clone(),
-                        vec![FeedItem::Deleted {
+                    let markers: Vec<FeedItem> = soft_deletes(head)
+                        .into_iter()
+                        .filter(|(_, at)| in_pass(*at))
+                        .map(|(h, _)| FeedItem::Deleted {
                             stream: stream.clone(),
                             version: Version(h),
                             mode: DeleteMode::Soft,
-                        }],
-                    ));
+                        })
+                        .collect();
+                    if !markers.is_empty() {
+                        units.push((after.clone(), key.clone(), markers));
+                    }
                 }
                 scan.current = Some(current);
             }
