@@ -38,8 +38,9 @@ pub const HEAD_SK: i64 = i64::MAX;
 /// The sort key of an erased stream's floor tombstone: before every version.
 pub(crate) const FLOOR_SK: i64 = 0;
 
-/// How many times an `Any` or `StreamExists` append tries again after losing a race, waiting a
-/// random time that doubles each loss (from 5 ms, at most 640 ms).
+/// How many times an `Any` or `StreamExists` append tries again after losing a race: at once
+/// the first three times (the refusal carries the head's version), then after a random wait
+/// that doubles each loss (from 5 ms, at most 320 ms).
 const ANY_RETRIES: u32 = 64;
 
 /// How many of a stream's latest events a re-send is recognised within: the head keeps their ids,
@@ -521,8 +522,10 @@ impl DynamoDbTable {
                     return Ok(done);
                 }
                 for lost in 0..ANY_RETRIES {
-                    if lost > 0 {
-                        let ceiling = 5u64 << lost.min(7);
+                    // The refusal said where the head is: try there at once, and only after a
+                    // few losses in a row wait, to let the other writers through.
+                    if lost > 3 {
+                        let ceiling = 5u64 << (lost - 3).min(6);
                         let wait = uuid::Uuid::new_v4().as_u128() as u64 % ceiling;
                         tokio::time::sleep(Duration::from_millis(wait)).await;
                     }
