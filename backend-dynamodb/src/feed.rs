@@ -86,6 +86,8 @@ enum Source {
 /// One record's (or, in the scan, one item's) items, waiting to be handed out.
 #[derive(Debug)]
 struct Unit {
+    /// In the scan: the phase of its stream before it.
+    phase: Phase,
     source: Source,
     /// The record (item) before it in its shard (the scan).
     after: Option<String>,
@@ -196,7 +198,11 @@ fn checkpoint(st: &State) -> Checkpoint {
             st.arn,
             scan.since,
             scan.cut,
-            scan.phase as u8,
+            // Where the first item not handed out is, or the scan's place after its page.
+            st.queue
+                .iter()
+                .find(|u| u.source == Source::Scan)
+                .map_or(scan.phase, |u| u.phase) as u8,
             encode_pos(&pos)
         ));
     }
@@ -605,8 +611,9 @@ impl DynamoDbTable {
             if scan.done {
                 self.hand_over(st).await?;
             } else {
-                for (after, record, items) in self.scan_page(scan, opts).await? {
+                for (after, record, items, phase) in self.scan_page(scan, opts).await? {
                     units.push(Unit {
+                        phase,
                         source: Source::Scan,
                         after,
                         record,
@@ -707,6 +714,7 @@ impl DynamoDbTable {
                 }
                 if !items.is_empty() {
                     units.push(Unit {
+                        phase: Phase::Waiting,
                         source: Source::Shard(i),
                         after,
                         record: seq,

@@ -185,8 +185,9 @@ fn pk_of(item: &Item) -> Option<&str> {
     }
 }
 
-/// Items read by one scan request, ready to queue: (the key before, the item's key, items).
-pub(crate) type ScanUnit = (Option<String>, String, Vec<FeedItem>);
+/// Items read by one scan request, ready to queue: (the key before, the item's key, items, and
+/// the phase of its stream before the item: what a checkpoint just before it holds).
+pub(crate) type ScanUnit = (Option<String>, String, Vec<FeedItem>, Phase);
 
 impl DynamoDbTable {
     /// Reads one page of the scan: its items' events and markers, in order.
@@ -259,7 +260,7 @@ impl DynamoDbTable {
                         })
                         .collect();
                     if !markers.is_empty() {
-                        units.push((after.clone(), key.clone(), markers));
+                        units.push((after.clone(), key.clone(), markers, current.phase));
                     }
                 }
                 scan.current = Some(current);
@@ -268,6 +269,7 @@ impl DynamoDbTable {
                 continue;
             };
             let erased = current.head.as_ref().is_some_and(|h| h.contains_key("x"));
+            let phase_before = current.phase;
             if sk == HEAD_SK as u64 {
                 if item.contains_key("x") && in_pass(num(item, "m").unwrap_or(0)) {
                     units.push((
@@ -278,6 +280,7 @@ impl DynamoDbTable {
                             version: Version(num(item, "v").unwrap_or(0)),
                             mode: DeleteMode::Hard,
                         }],
+                        phase_before,
                     ));
                 }
                 continue;
@@ -306,7 +309,7 @@ impl DynamoDbTable {
                 scan.skip = None;
             }
             if !events.is_empty() {
-                units.push((after, key, events));
+                units.push((after, key, events, phase_before));
             }
         }
         scan.phase = scan.current.as_ref().map_or(Phase::Waiting, |c| c.phase);

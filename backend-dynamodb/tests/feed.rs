@@ -251,3 +251,39 @@ async fn a_restarted_consumer_loses_nothing() {
         assert_eq!(highest, 8, "{s}: the last version delivered");
     }
 }
+
+/// A checkpoint taken inside a stream the scan delivers in part (its last append written after
+/// the cut, so Streams delivers that one) resumes the scan where it was in that stream: the
+/// events still due from the scan come, then the rest from Streams, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_resumed_inside_a_stream_goes_on_with_it() {
+    let name = format!("sekiban-test-feed-{}", uuid::Uuid::new_v4().simple());
+    let url = format!("dynamodb://{name}?endpoint={}", common::endpoint());
+    let mut config = DynamoDbConfig::from_url(&url).expect("a valid URL");
+    config.replay_margin = Duration::from_secs(2);
+    let t = DynamoDbTable::connect(config).await;
+    t.init().await.expect("init");
+    let s = stream("split", "s");
+    for i in 0..2 {
+        t.append(&s, ExpectedVersion::Any, events(&format!("early{i}"), 1))
+            .await
+            .expect("append");
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // After the cut of a feed started now: Streams', not the scan's.
+    t.append(&s, ExpectedVersion::Any, events("late", 1))
+        .await
+        .expect("append");
+    let opts = FeedOptions::catch_up().tenant("split").max_batch(1);
+    let mut feed = t.changes(FeedStart::Beginning, opts.clone());
+    let first = feed.next().await.expect("a batch").expect("a batch");
+    drop(feed);
+    assert_eq!(per_stream(&first.items).get("s"), Some(&vec![1]));
+    let (rest, _) = catch_up(&t, FeedStart::After(first.checkpoint.clone()), opts).await;
+    assert_eq!(
+        per_stream(&rest).get("s"),
+        Some(&vec![2, 3]),
+        "resumed from {}: {rest:?}",
+        first.checkpoint
+    );
+}
