@@ -38,10 +38,11 @@ pub const HEAD_SK: i64 = i64::MAX;
 /// The sort key of an erased stream's floor tombstone: before every version.
 pub(crate) const FLOOR_SK: i64 = 0;
 
-/// How many times an `Any` or `StreamExists` append tries again after losing a race: at once
-/// the first three times (the refusal carries the head's version), then after a random wait
-/// that doubles each loss (from 5 ms, at most 320 ms).
-const ANY_RETRIES: u32 = 64;
+/// How long an `Any` or `StreamExists` append goes on trying after losing races for the head:
+/// at once the first three times (the refusal carries the head's version), then after a random
+/// wait that doubles each loss (from 5 ms, at most 80 ms). A count would not do: of 16 writers
+/// on one stream each wins a round with odds of 1 in 16, so 64 losses in a row happen.
+const ANY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// How many of a stream's latest events a re-send is recognised within: the head keeps their ids,
 /// and a refused append, or the head read of an `Any` or `StreamExists` append, reads the head and
@@ -521,11 +522,13 @@ impl DynamoDbTable {
                 if let Some(done) = Self::resend_of(stream, &events, at, &recent)? {
                     return Ok(done);
                 }
-                for lost in 0..ANY_RETRIES {
+                let deadline = tokio::time::Instant::now() + ANY_PATIENCE;
+                let mut lost = 0u32;
+                while lost == 0 || tokio::time::Instant::now() < deadline {
                     // The refusal said where the head is: try there at once, and only after a
                     // few losses in a row wait, to let the other writers through.
                     if lost > 3 {
-                        let ceiling = 5u64 << (lost - 3).min(6);
+                        let ceiling = 5u64 << (lost - 3).min(4);
                         let wait = uuid::Uuid::new_v4().as_u128() as u64 % ceiling;
                         tokio::time::sleep(Duration::from_millis(wait)).await;
                     }
@@ -536,10 +539,12 @@ impl DynamoDbTable {
                         Ok(done) => return Ok(done),
                         Err(refused) => at = refused.actual,
                     }
+                    lost += 1;
                 }
                 Err(StoreError::Throttled {
                     source: format!(
-                        "append to {stream}: lost the race for the head {ANY_RETRIES} times in a row"
+                        "append to {stream}: lost the race for the head {lost} times in {} s",
+                        ANY_PATIENCE.as_secs()
                     )
                     .into(),
                 })
