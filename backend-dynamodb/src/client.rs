@@ -134,7 +134,13 @@ pub(crate) fn dynamodb(
     shared: &aws_config::SdkConfig,
     costs: Arc<CostCounter>,
 ) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
+    // DynamoDB's own advice: a base delay of 25 ms, not the SDK's 1 s (transaction conflicts on
+    // a busy head clear in milliseconds).
+    let retry = aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+        .with_initial_backoff(std::time::Duration::from_millis(25))
+        .with_max_backoff(std::time::Duration::from_secs(2));
     let conf = aws_sdk_dynamodb::config::Builder::from(shared)
+        .retry_config(retry)
         .interceptor(Counting {
             costs: costs.clone(),
         })

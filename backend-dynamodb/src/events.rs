@@ -42,7 +42,7 @@ pub(crate) const FLOOR_SK: i64 = 0;
 /// at once the first three times (the refusal carries the head's version), then after a random
 /// wait that doubles each loss (from 5 ms, at most 80 ms). A count would not do: of 16 writers
 /// on one stream each wins a round with odds of 1 in 16, so 64 losses in a row happen.
-const ANY_PATIENCE: Duration = Duration::from_secs(30);
+const ANY_PATIENCE: Duration = Duration::from_secs(120);
 
 /// How many of a stream's latest events a re-send is recognised within: the head keeps their ids,
 /// and a refused append, or the head read of an `Any` or `StreamExists` append, reads the head and
@@ -535,9 +535,13 @@ impl DynamoDbTable {
                     if expected == ExpectedVersion::StreamExists && at == Version::NONE {
                         return Err(wrong(at));
                     }
-                    match self.append_at(stream, at, &events).await? {
-                        Ok(done) => return Ok(done),
-                        Err(refused) => at = refused.actual,
+                    match self.append_at(stream, at, &events).await {
+                        Ok(Ok(done)) => return Ok(done),
+                        Ok(Err(refused)) => at = refused.actual,
+                        // Another transaction on the head (or throttling) outlasted the SDK's
+                        // retries: a lost race too, tried again at the same version.
+                        Err(StoreError::Throttled { .. }) => {}
+                        Err(e) => return Err(e),
                     }
                     lost += 1;
                 }
