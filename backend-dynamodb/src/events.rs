@@ -53,7 +53,8 @@ pub const IDEMPOTENCY_WINDOW: u64 = 16;
 /// (`i<g>`: the ids of versions `g * W + 1 ..= (g + 1) * W`, W the window), the last two
 /// generations only: between W and 2 W ids. An append adds its ids and removes the generations
 /// that fall behind, and, to refuse a re-send at the head's own version, is conditional on its
-/// first and last ids being in neither generation kept before it. All of that is known from the
+/// ids (all of them up to `PROBED_IDS`, else the first and last) being in neither generation kept
+/// before it. All of that is known from the
 /// expected version alone, so it takes no read.
 struct IdSets {
     /// ` ADD …` and ` REMOVE …` clauses for the head's update.
@@ -63,6 +64,10 @@ struct IdSets {
     names: Vec<(String, String)>,
     values: Vec<(String, AttributeValue)>,
 }
+
+/// Appends of up to this many events have every id checked against the head's recent ones in
+/// their condition; longer ones their first and last.
+const PROBED_IDS: usize = 32;
 
 /// The generation of a version's id (versions from 1).
 fn generation(v: u64) -> u64 {
@@ -118,11 +123,15 @@ impl IdSets {
                 .push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
         if check && !before.is_empty() {
-            let probes: Vec<&EventData> = match (events.first(), events.last()) {
-                (Some(f), Some(l)) if f.id != l.id => vec![f, l],
-                (Some(f), _) => vec![f],
-                _ => Vec::new(),
+            // Every id of an append of up to `PROBED_IDS` events (the condition stays within
+            // DynamoDB's 4 KB for expressions); of a longer one, its first and last.
+            let mut probes: Vec<&EventData> = if events.len() <= PROBED_IDS {
+                events.iter().collect()
+            } else {
+                events.first().into_iter().chain(events.last()).collect()
             };
+            let mut seen = std::collections::HashSet::new();
+            probes.retain(|e| seen.insert(e.id));
             for (j, e) in probes.iter().enumerate() {
                 out.values.push((
                     format!(":p{j}"),
@@ -368,7 +377,7 @@ impl DynamoDbTable {
     }
 
     /// One `TransactWriteItems`: the head's update under the expected version (and, with
-    /// `check_ids`, under none of the append's first and last ids being among the head's recent
+    /// `check_ids`, under none of the append's ids (see `PROBED_IDS`) being among the head's recent
     /// ones), and the new item.
     async fn write_at(
         &self,
