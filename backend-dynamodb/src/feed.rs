@@ -611,13 +611,13 @@ impl DynamoDbTable {
             if scan.done {
                 self.hand_over(st).await?;
             } else {
-                for (after, record, items, phase) in self.scan_page(scan, opts).await? {
+                for (after, record, items, done, phase) in self.scan_page(scan, opts).await? {
                     units.push(Unit {
                         phase,
                         source: Source::Scan,
                         after,
                         record,
-                        done: 0,
+                        done,
                         items: items.into(),
                     });
                 }

@@ -185,9 +185,10 @@ fn pk_of(item: &Item) -> Option<&str> {
     }
 }
 
-/// Items read by one scan request, ready to queue: (the key before, the item's key, items, and
-/// the phase of its stream before the item: what a checkpoint just before it holds).
-pub(crate) type ScanUnit = (Option<String>, String, Vec<FeedItem>, Phase);
+/// Items read by one scan request, ready to queue: the key before, the item's key, its items
+/// not handed out yet, how many were (before a resume), and the phase of its stream before the
+/// item (what a checkpoint just before it holds).
+pub(crate) type ScanUnit = (Option<String>, String, Vec<FeedItem>, usize, Phase);
 
 impl DynamoDbTable {
     /// Reads one page of the scan: its items' events and markers, in order.
@@ -260,7 +261,7 @@ impl DynamoDbTable {
                         })
                         .collect();
                     if !markers.is_empty() {
-                        units.push((after.clone(), key.clone(), markers, current.phase));
+                        units.push((after.clone(), key.clone(), markers, 0, current.phase));
                     }
                 }
                 scan.current = Some(current);
@@ -280,6 +281,7 @@ impl DynamoDbTable {
                             version: Version(num(item, "v").unwrap_or(0)),
                             mode: DeleteMode::Hard,
                         }],
+                        0,
                         phase_before,
                     ));
                 }
@@ -301,15 +303,16 @@ impl DynamoDbTable {
             }
             let (_, events) = decode_item(&stream, item, sk, "an append in the table scan")?;
             let mut events: Vec<FeedItem> = events.into_iter().map(FeedItem::Event).collect();
+            let mut done = 0;
             if let Some((record, skip)) = &scan.skip
                 && *record == key
             {
-                let n = (*skip).min(events.len());
-                events.drain(..n);
+                done = (*skip).min(events.len());
+                events.drain(..done);
                 scan.skip = None;
             }
             if !events.is_empty() {
-                units.push((after, key, events, phase_before));
+                units.push((after, key, events, done, phase_before));
             }
         }
         scan.phase = scan.current.as_ref().map_or(Phase::Waiting, |c| c.phase);
