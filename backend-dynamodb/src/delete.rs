@@ -13,10 +13,8 @@ use sekiban_core::{DeleteMode, OpKind, Result, StoreError, StreamId, Version};
 
 use crate::client::counted_as;
 use crate::error::from_sdk;
-use crate::events::{FLOOR_SK, now_micros};
+use crate::events::{FLOOR_SK, Item, now_micros, number};
 use crate::{DynamoDbTable, HEAD_SK, IDEMPOTENCY_WINDOW, stream_key};
-
-type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// Whether a transaction was cancelled by a refused condition (and nothing else).
 fn is_condition_refusal<R>(e: &SdkError<TransactWriteItemsError, R>) -> bool {
@@ -244,10 +242,7 @@ impl DynamoDbTable {
             .await
             .map_err(|e| from_sdk(&format!("list the items of {stream}"), e))?;
             for item in out.items() {
-                let sk = match item.get("sk") {
-                    Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
-                    _ => 0,
-                };
+                let sk = number(item, "sk").unwrap_or(0);
                 let hidden = item.contains_key("z");
                 let key: Item = item
                     .iter()

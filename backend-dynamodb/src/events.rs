@@ -175,7 +175,16 @@ fn head_knows(head: &Item, events: &[EventData]) -> bool {
 /// Stored events with the first and last version of the append that wrote each.
 type Recent = Vec<(RecordedEvent, Version, Version)>;
 
-type Item = HashMap<String, AttributeValue>;
+/// A table item as the SDK gives it.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// A number attribute of an item, if it has one that parses.
+pub(crate) fn number(item: &Item, name: &str) -> Option<u64> {
+    match item.get(name) {
+        Some(AttributeValue::N(s)) => s.parse().ok(),
+        _ => None,
+    }
+}
 
 /// The limits of a DynamoDB store: an append is one item of at most 400 KB.
 pub fn dynamodb_limits() -> Limits {

@@ -30,11 +30,9 @@ use sekiban_core::{
 
 use crate::client::counted_as;
 use crate::error::from_sdk;
-use crate::events::{decode_item, now_micros};
+use crate::events::{Item, decode_item, now_micros, number};
 use crate::replay::{CLOCK_MARGIN, Phase, Scan};
 use crate::{DynamoDbTable, HEAD_SK};
-
-type Image = HashMap<String, DdbValue>;
 
 /// Records asked for in one `GetRecords` (the service's most).
 const RECORDS_PER_READ: i32 = 1000;
@@ -123,7 +121,7 @@ impl State {
 
 /// A record's image as the table's item, so one decoder serves the table and its stream
 /// (attribute types the store does not write are left out).
-fn to_item(img: &HashMap<String, AttributeValue>) -> Image {
+fn to_item(img: &HashMap<String, AttributeValue>) -> Item {
     img.iter()
         .filter_map(|(k, v)| {
             let v = match v {
@@ -136,13 +134,6 @@ fn to_item(img: &HashMap<String, AttributeValue>) -> Image {
             Some((k.clone(), v))
         })
         .collect()
-}
-
-fn num(img: &Image, k: &str) -> Option<u64> {
-    match img.get(k) {
-        Some(DdbValue::N(v)) => v.parse().ok(),
-        _ => None,
-    }
 }
 
 fn encode_pos(p: &Pos) -> String {
@@ -681,7 +672,7 @@ impl DynamoDbTable {
                 Pos::Since(t) if !st.shards[i].latest => Some(t.saturating_sub(60_000_000)),
                 _ => None,
             };
-            let mut batches: HashMap<(String, u64), Image> = HashMap::new();
+            let mut batches: HashMap<(String, u64), Item> = HashMap::new();
             for r in out.records() {
                 let Some(rec) = r.dynamodb() else { continue };
                 let Some(seq) = rec.sequence_number().map(str::to_string) else {
@@ -697,8 +688,8 @@ impl DynamoDbTable {
                 let Some(img) = rec.new_image().map(to_item) else {
                     continue;
                 };
-                if num(&img, "m")
-                    .or_else(|| num(&img, "t"))
+                if number(&img, "m")
+                    .or_else(|| number(&img, "t"))
                     .is_some_and(|written| written < trimmed)
                 {
                     continue;
@@ -745,12 +736,12 @@ impl DynamoDbTable {
     /// other items (an append's item is kept in `batches` for its head's record).
     async fn items_of(
         &self,
-        img: &Image,
+        img: &Item,
         opts: &FeedOptions,
-        batches: &mut HashMap<(String, u64), Image>,
+        batches: &mut HashMap<(String, u64), Item>,
         cut: u64,
     ) -> Result<Vec<FeedItem>> {
-        let (Some(DdbValue::S(pk)), Some(sk)) = (img.get("pk"), num(img, "sk")) else {
+        let (Some(DdbValue::S(pk)), Some(sk)) = (img.get("pk"), number(img, "sk")) else {
             return Ok(Vec::new());
         };
         let pk = pk.clone();
@@ -767,9 +758,9 @@ impl DynamoDbTable {
             }
             return Ok(Vec::new());
         }
-        let v = num(img, "v").unwrap_or(0);
+        let v = number(img, "v").unwrap_or(0);
         // What a `Beginning` replay's scan delivered: writes before its cut.
-        let scanned = |at: &str| num(img, at).unwrap_or(0) < cut;
+        let scanned = |at: &str| number(img, at).unwrap_or(0) < cut;
         if img.contains_key("x") {
             if scanned("m") {
                 return Ok(Vec::new());
@@ -780,7 +771,7 @@ impl DynamoDbTable {
                 mode: DeleteMode::Hard,
             }]);
         }
-        if num(img, "h") == Some(v) {
+        if number(img, "h") == Some(v) {
             if scanned("hm") {
                 return Ok(Vec::new());
             }
@@ -793,7 +784,7 @@ impl DynamoDbTable {
         // Unless the scan stopped at an earlier item written after the cut.
         if scanned("m")
             && !self
-                .written_after_cut_before(&stream, num(img, "f").unwrap_or(v), cut)
+                .written_after_cut_before(&stream, number(img, "f").unwrap_or(v), cut)
                 .await?
         {
             return Ok(Vec::new());

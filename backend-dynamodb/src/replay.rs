@@ -35,10 +35,8 @@ use sekiban_core::{
 
 use crate::client::counted_as;
 use crate::error::from_sdk;
-use crate::events::{FLOOR_SK, decode_item};
+use crate::events::{FLOOR_SK, Item, decode_item, number};
 use crate::{DynamoDbTable, HEAD_SK, SNAPSHOT_SK};
-
-type Item = HashMap<String, AttributeValue>;
 
 /// The margin for the store's clock against the service's record times, in µs (DynamoDB Local
 /// also rounds record times down to the minute).
@@ -156,13 +154,6 @@ fn key_item(k: &str) -> Result<Item> {
     ]))
 }
 
-fn num(item: &Item, k: &str) -> Option<u64> {
-    match item.get(k) {
-        Some(AttributeValue::N(v)) => v.parse().ok(),
-        _ => None,
-    }
-}
-
 /// A head's soft deletes, oldest first: (version, time), from its list `hl` of both in turn.
 fn soft_deletes(head: &Item) -> Vec<(u64, u64)> {
     let Some(AttributeValue::L(list)) = head.get("hl") else {
@@ -216,7 +207,7 @@ impl DynamoDbTable {
         let items = out.items();
         let mut units = Vec::new();
         for (at, item) in items.iter().enumerate() {
-            let (Some(pk), Some(sk)) = (pk_of(item), num(item, "sk")) else {
+            let (Some(pk), Some(sk)) = (pk_of(item), number(item, "sk")) else {
                 continue;
             };
             let key = key_string(pk, sk);
@@ -231,7 +222,7 @@ impl DynamoDbTable {
                 // A new stream: its head, from this page or read.
                 let head = match items[at..]
                     .iter()
-                    .find(|i| pk_of(i) == Some(pk) && num(i, "sk") == Some(HEAD_SK as u64))
+                    .find(|i| pk_of(i) == Some(pk) && number(i, "sk") == Some(HEAD_SK as u64))
                 {
                     Some(h) => Some(h.clone()),
                     // The stream runs past the page.
@@ -272,13 +263,13 @@ impl DynamoDbTable {
             let erased = current.head.as_ref().is_some_and(|h| h.contains_key("x"));
             let phase_before = current.phase;
             if sk == HEAD_SK as u64 {
-                if item.contains_key("x") && in_pass(num(item, "m").unwrap_or(0)) {
+                if item.contains_key("x") && in_pass(number(item, "m").unwrap_or(0)) {
                     units.push((
                         after,
                         key,
                         vec![FeedItem::Deleted {
                             stream: stream.clone(),
-                            version: Version(num(item, "v").unwrap_or(0)),
+                            version: Version(number(item, "v").unwrap_or(0)),
                             mode: DeleteMode::Hard,
                         }],
                         0,
@@ -290,7 +281,7 @@ impl DynamoDbTable {
             if sk == FLOOR_SK as u64 || sk >= SNAPSHOT_SK as u64 || erased {
                 continue;
             }
-            let t = num(item, "t").unwrap_or(0);
+            let t = number(item, "t").unwrap_or(0);
             if current.phase == Phase::Waiting && t >= since {
                 current.phase = Phase::Delivering;
             }

@@ -3,8 +3,6 @@
 //! go to the blob store first (core's `SnapshotOffload`: blob, then pointer, hash checked on
 //! load, no orphan left on replace or delete).
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -19,6 +17,7 @@ use sekiban_core::{
 
 use crate::client::counted_as;
 use crate::error::from_sdk;
+use crate::events::{Item, number};
 use crate::{DynamoDbTable, HEAD_SK, stream_key};
 
 /// The sort key of a stream's snapshot pointer: below the head, above every version.
@@ -26,15 +25,6 @@ pub const SNAPSHOT_SK: i64 = HEAD_SK - 1;
 
 /// How many times a save re-reads the pointer after another save replaced it meanwhile.
 const SAVE_TRIES: usize = 8;
-
-type Item = HashMap<String, AttributeValue>;
-
-fn number(item: &Item, name: &str) -> Option<u64> {
-    match item.get(name) {
-        Some(AttributeValue::N(s)) => s.parse().ok(),
-        _ => None,
-    }
-}
 
 fn corrupt(stream: &StreamId, why: &str) -> StoreError {
     StoreError::Corrupt {
