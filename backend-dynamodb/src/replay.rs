@@ -238,10 +238,9 @@ impl DynamoDbTable {
                     },
                 };
                 // Its soft deletes this pass has (`hl`: version, time, …), before the events
-                // after them.
-                if let Some(head) = &current.head
-                    && !head.contains_key("x")
-                {
+                // after them, and before the hard-delete marker of an erased stream (markers
+                // hold no event data).
+                if let Some(head) = &current.head {
                     let markers: Vec<FeedItem> = soft_deletes(head)
                         .into_iter()
                         .filter(|(_, at)| in_pass(*at))
