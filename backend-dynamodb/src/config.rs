@@ -36,6 +36,9 @@ pub struct DynamoDbConfig {
     /// starts and writers' clocks out of step. Two minutes; zero in tests, to make the scan carry
     /// what was just written.
     pub replay_margin: std::time::Duration,
+    /// The records of each shard the store's shared shard poller keeps for its feeds, in bytes
+    /// (8 MiB): a feed further behind reads the shard alone until it catches up.
+    pub feed_buffer_bytes: usize,
 }
 
 impl DynamoDbConfig {
@@ -52,6 +55,7 @@ impl DynamoDbConfig {
             blobs: None,
             stream_retention: std::time::Duration::from_secs(24 * 3600),
             replay_margin: std::time::Duration::from_secs(120),
+            feed_buffer_bytes: 8 << 20,
         })
     }
 

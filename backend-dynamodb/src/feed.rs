@@ -16,8 +16,12 @@
 //! - A `Now` checkpoint taken before anything arrived records the time; resuming from it reads
 //!   from the trim horizon and skips records older than a minute before it (DynamoDB Local
 //!   rounds record times down to the minute), so it may repeat events, never lose one.
+//! - The shards are read through the store's shared shard poller ([`crate::poller`]): the feeds
+//!   of one store do not each read every shard.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue as DdbValue, KeysAndAttributes};
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
@@ -31,11 +35,9 @@ use sekiban_core::{
 use crate::client::counted_as;
 use crate::error::from_sdk;
 use crate::events::{Item, decode_item, now_micros, number};
+use crate::poller::{At, RECORDS_PER_READ, Read, SharedLog};
 use crate::replay::{CLOCK_MARGIN, Phase, Scan};
 use crate::{DynamoDbTable, HEAD_SK};
-
-/// Records asked for in one `GetRecords` (the service's most).
-const RECORDS_PER_READ: i32 = 1000;
 
 /// Where a shard is read from, as a checkpoint keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +72,13 @@ struct Shard {
     closed: bool,
     /// A `Now` feed's first iterator starts at the latest record.
     latest: bool,
+    /// Where it reads in the store's shared log of the shard, when it does.
+    shared: Option<(SharedLog, u64)>,
+    /// Reading alone, when it last found itself at the shard's latest record (see
+    /// [`At::quiet`]); taken by its next try to join the shared log.
+    quiet: Option<(Instant, Instant)>,
+    /// Its iterator was refused as trimmed and opened again (a second refusal is final).
+    reopened: bool,
 }
 
 /// Where a unit comes from.
@@ -382,6 +391,9 @@ fn shard(id: String, parent: Option<String>, pos: Pos, latest: bool) -> Shard {
         iterator: None,
         closed: false,
         latest,
+        shared: None,
+        quiet: None,
+        reopened: false,
     }
 }
 
@@ -393,8 +405,8 @@ pub(crate) fn stream_of(pk: &str) -> Option<StreamId> {
 }
 
 impl DynamoDbTable {
-    /// The table's stream and its shards, parents first.
-    async fn shards(&self) -> Result<(String, Vec<(String, Option<String>)>)> {
+    /// The ARN of the table's stream.
+    async fn stream_arn(&self) -> Result<String> {
         let table = &self.config.table;
         let described = counted_as(
             OpKind::Partitions,
@@ -411,6 +423,13 @@ impl DynamoDbTable {
                 ))
             })?
             .to_string();
+        Ok(arn)
+    }
+
+    /// The table's stream and its shards, parents first.
+    async fn shards(&self) -> Result<(String, Vec<(String, Option<String>)>)> {
+        let table = &self.config.table;
+        let arn = self.stream_arn().await?;
         let mut shards = Vec::new();
         let mut start: Option<String> = None;
         loop {
@@ -447,7 +466,12 @@ impl DynamoDbTable {
     }
 
     async fn start(&self, from: &FeedStart) -> Result<State> {
-        let (arn, listed) = self.shards().await?;
+        // A replay lists the shards when its scan hands over to them.
+        let (arn, listed) = if *from == FeedStart::Beginning {
+            (self.stream_arn().await?, Vec::new())
+        } else {
+            self.shards().await?
+        };
         let (wanted_arn, positions, scan, cut) = match from {
             FeedStart::After(c) => {
                 let (a, p, scan, cut) = decode(c)?;
@@ -559,38 +583,112 @@ impl DynamoDbTable {
         Ok(())
     }
 
-    async fn iterator(&self, arn: &str, shard: &Shard) -> Result<Option<String>> {
-        let (kind, seq) = match (&shard.last, shard.latest) {
-            (Some(seq), _) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
-            (None, true) => (ShardIteratorType::Latest, None),
-            (None, false) => (ShardIteratorType::TrimHorizon, None),
-        };
-        let out = counted_as(
+    /// One read of a shard: through the store's shared log when the feed's position is in it,
+    /// else alone. A follower takes a shard read that started up to `wait` before.
+    async fn read_shard(&self, arn: &str, sh: &mut Shard, wait: Duration) -> Result<Read> {
+        let asked = Instant::now();
+        if sh.shared.is_none() {
+            let at = At {
+                after: sh.last.as_deref(),
+                latest: sh.latest,
+                alone: sh.iterator.is_some(),
+                quiet: sh.quiet.take(),
+            };
+            sh.shared = self.join_log(arn, &sh.id, at).await?;
+        }
+        if let Some((log, cursor)) = sh.shared.take() {
+            if let Some((read, next)) = self.read_log(&log, cursor, asked, wait).await? {
+                sh.shared = Some((log, next));
+                return Ok(read);
+            }
+            // Out of the log: alone from the last record read (a `Now` feed that has read none
+            // re-reads from its start time).
+            sh.iterator = None;
+            if sh.last.is_none() {
+                sh.latest = false;
+            }
+        }
+        self.read_alone(arn, sh).await
+    }
+
+    /// One `GetRecords` of a shard with the feed's own iterator.
+    async fn read_alone(&self, arn: &str, sh: &mut Shard) -> Result<Read> {
+        if sh.iterator.is_none() {
+            let (kind, seq) = match (&sh.last, sh.latest) {
+                (Some(seq), _) => (ShardIteratorType::AfterSequenceNumber, Some(seq.clone())),
+                (None, true) => (ShardIteratorType::Latest, None),
+                (None, false) => (ShardIteratorType::TrimHorizon, None),
+            };
+            let asked = Instant::now();
+            sh.iterator = self.shard_iterator(arn, &sh.id, kind, seq).await?;
+            if sh.latest && sh.last.is_none() {
+                sh.quiet = Some((asked, Instant::now()));
+            }
+            if sh.iterator.is_none() {
+                return Ok(Read {
+                    closed: true,
+                    ..Read::default()
+                });
+            }
+        }
+        let it = sh.iterator.clone().unwrap_or_default();
+        let asked = Instant::now();
+        let out = match counted_as(
             OpKind::Feed,
             self.streams
-                .get_shard_iterator()
-                .stream_arn(arn)
-                .shard_id(&shard.id)
-                .shard_iterator_type(kind)
-                .set_sequence_number(seq)
+                .get_records()
+                .shard_iterator(it)
+                .limit(RECORDS_PER_READ as i32)
                 .send(),
         )
         .await
-        .map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|s| s.is_trimmed_data_access_exception())
-            {
-                StoreError::FeedPositionExpired {
-                    detail: format!(
-                        "shard {} no longer holds the records after the checkpoint's position",
-                        shard.id
-                    ),
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let lost = e.as_service_error().map(|s| {
+                    (
+                        s.is_expired_iterator_exception(),
+                        s.is_trimmed_data_access_exception(),
+                    )
+                });
+                match lost {
+                    // Iterators expire after 15 minutes; DynamoDB Local refuses an iterator
+                    // opened on a shard still empty once it has records. Either way: a new
+                    // iterator from the last record read (a `Now` reader that has read none
+                    // re-reads from its start time), once.
+                    Some((expired, trimmed)) if expired || (trimmed && !sh.reopened) => {
+                        sh.reopened = trimmed;
+                        sh.iterator = None;
+                        sh.latest = false;
+                        return Ok(Read {
+                            full: true,
+                            ..Read::default()
+                        });
+                    }
+                    Some((_, true)) => {
+                        return Err(StoreError::FeedPositionExpired {
+                            detail: format!(
+                                "shard {} no longer holds the records after the feed's position",
+                                sh.id
+                            ),
+                        });
+                    }
+                    _ => return Err(from_sdk(&format!("read shard {}", sh.id), e)),
                 }
-            } else {
-                from_sdk(&format!("open shard {}", shard.id), e)
             }
-        })?;
-        Ok(out.shard_iterator().map(str::to_string))
+        };
+        // Streams charges a read request unit per GetRecords.
+        self.costs.record_units(OpKind::Feed, 1.0);
+
+        sh.iterator = out.next_shard_iterator().map(str::to_string);
+        sh.reopened = false;
+        // Nothing new: the feed is at the shard's latest record, and may join its log there.
+        sh.quiet = out.records().is_empty().then(|| (asked, Instant::now()));
+        Ok(Read {
+            records: out.records().iter().cloned().map(Arc::new).collect(),
+            full: out.records().len() >= RECORDS_PER_READ,
+            closed: sh.iterator.is_none(),
+        })
     }
 
     /// One round over the open shards: each record's items join the queue. Returns whether any
@@ -620,6 +718,11 @@ impl DynamoDbTable {
             return Ok((true, true));
         }
         let (mut any, mut full) = (false, false);
+        let wait = if opts.follow {
+            self.limits.feed_poll_interval
+        } else {
+            Duration::ZERO
+        };
         // Records of writes older than the stream keeps count as trimmed (on AWS they are).
         let trimmed = now_micros().saturating_sub(self.retention_micros());
         let mut closed_now = false;
@@ -627,44 +730,10 @@ impl DynamoDbTable {
             if st.shards[i].closed || !readable(&st.shards, i) {
                 continue;
             }
-            if st.shards[i].iterator.is_none() {
-                st.shards[i].iterator = self.iterator(&st.arn, &st.shards[i]).await?;
-                if st.shards[i].iterator.is_none() {
-                    st.shards[i].closed = true;
-                    continue;
-                }
-            }
-            let it = st.shards[i].iterator.clone().unwrap_or_default();
-            let out = match counted_as(
-                OpKind::Feed,
-                self.streams
-                    .get_records()
-                    .shard_iterator(it)
-                    .limit(RECORDS_PER_READ)
-                    .send(),
-            )
-            .await
-            {
-                Ok(out) => out,
-                // Iterators expire after 15 minutes: a new one from the last record read (a
-                // `Now` reader that has read none re-reads from its start time).
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_expired_iterator_exception()) =>
-                {
-                    st.shards[i].iterator = None;
-                    st.shards[i].latest = false;
-                    full = true;
-                    continue;
-                }
-                Err(e) => return Err(from_sdk(&format!("read shard {}", st.shards[i].id), e)),
-            };
-            // Streams charges a read request unit per GetRecords.
-            self.costs.record_units(OpKind::Feed, 1.0);
-            any |= !out.records().is_empty();
-            full |= out.records().len() >= RECORDS_PER_READ as usize;
-            st.shards[i].iterator = out.next_shard_iterator().map(str::to_string);
-            if st.shards[i].iterator.is_none() {
+            let read = self.read_shard(&st.arn, &mut st.shards[i], wait).await?;
+            any |= !read.records.is_empty();
+            full |= read.full;
+            if read.closed {
                 st.shards[i].closed = true;
                 closed_now = true;
             }
@@ -672,8 +741,33 @@ impl DynamoDbTable {
                 Pos::Since(t) if !st.shards[i].latest => Some(t.saturating_sub(60_000_000)),
                 _ => None,
             };
+            // The appends' items this read brought, whichever comes first of an append's two
+            // records (the head's or its item's): a head's events come from them, not from
+            // one `GetItem` each. An item hidden (`z`) or removed later in the read is left out.
             let mut batches: HashMap<(String, u64), Item> = HashMap::new();
-            for r in out.records() {
+            for r in &read.records {
+                let Some(rec) = r.dynamodb() else { continue };
+                let img = rec.new_image().map(to_item);
+                let keys = img.clone().or_else(|| rec.keys().map(to_item));
+                let Some(keys) = keys else { continue };
+                let (Some(DdbValue::S(pk)), Some(sk)) = (keys.get("pk"), number(&keys, "sk"))
+                else {
+                    continue;
+                };
+                if sk == 0 || sk >= crate::SNAPSHOT_SK as u64 {
+                    continue;
+                }
+                let key = (pk.clone(), sk);
+                match img {
+                    Some(img) if !img.contains_key("z") => {
+                        batches.insert(key, img);
+                    }
+                    _ => {
+                        batches.remove(&key);
+                    }
+                }
+            }
+            for r in &read.records {
                 let Some(rec) = r.dynamodb() else { continue };
                 let Some(seq) = rec.sequence_number().map(str::to_string) else {
                     continue;
@@ -694,7 +788,7 @@ impl DynamoDbTable {
                 {
                     continue;
                 }
-                let mut items = self.items_of(&img, opts, &mut batches, st.cut).await?;
+                let mut items = self.items_of(&img, opts, &batches, st.cut).await?;
                 let mut done = 0;
                 if let Some((record, skip)) = &st.shards[i].skip
                     && *record == seq
@@ -733,12 +827,12 @@ impl DynamoDbTable {
     }
 
     /// The items one record stands for: a head's events or deletion marker; nothing for the
-    /// other items (an append's item is kept in `batches` for its head's record).
+    /// other items (`batches`: the appends' items the same read brought, by key).
     async fn items_of(
         &self,
         img: &Item,
         opts: &FeedOptions,
-        batches: &mut HashMap<(String, u64), Item>,
+        batches: &HashMap<(String, u64), Item>,
         cut: u64,
     ) -> Result<Vec<FeedItem>> {
         let (Some(DdbValue::S(pk)), Some(sk)) = (img.get("pk"), number(img, "sk")) else {
@@ -752,10 +846,7 @@ impl DynamoDbTable {
             return Ok(Vec::new());
         }
         if sk != HEAD_SK as u64 {
-            // An append's item; one a soft delete hid is no news.
-            if sk > 0 && sk < crate::SNAPSHOT_SK as u64 && !img.contains_key("z") {
-                batches.insert((pk, sk), img.clone());
-            }
+            // An append's item (in `batches` already), a snapshot: no news.
             return Ok(Vec::new());
         }
         let v = number(img, "v").unwrap_or(0);

@@ -22,6 +22,7 @@ mod error;
 mod events;
 mod feed;
 mod layout;
+mod poller;
 mod replay;
 mod s3;
 mod snapshots;
@@ -63,6 +64,8 @@ pub struct DynamoDbTable {
     s3: Option<S3Blobs>,
     /// Shards the stream had when a feed last listed them.
     shards_listed: Arc<std::sync::atomic::AtomicU32>,
+    /// The shard poller all feeds of this store (and its clones) share.
+    poller: Arc<poller::Poller>,
 }
 
 impl DynamoDbTable {
@@ -81,6 +84,7 @@ impl DynamoDbTable {
 
     async fn connect_with(config: DynamoDbConfig, blobs: Option<Arc<dyn BlobStore>>) -> Self {
         let costs = Arc::new(CostCounter::new());
+        let config_buffer = config.feed_buffer_bytes;
         let shared = client::shared(&config).await;
         let (client, streams) = client::dynamodb(&shared, costs.clone());
         let s3 = config
@@ -107,6 +111,7 @@ impl DynamoDbTable {
             blobs,
             s3,
             shards_listed: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+            poller: Arc::new(poller::Poller::new(config_buffer)),
         }
     }
 
