@@ -35,7 +35,7 @@ use sekiban_core::{
 use crate::client::counted_as;
 use crate::error::from_sdk;
 use crate::events::{Item, decode_item, now_micros, number};
-use crate::poller::{At, RECORDS_PER_READ, Read, SharedLog};
+use crate::poller::{At, Lost, RECORDS_PER_READ, Read, SharedLog};
 use crate::replay::{CLOCK_MARGIN, Phase, Scan};
 use crate::{DynamoDbTable, HEAD_SK};
 
@@ -633,53 +633,29 @@ impl DynamoDbTable {
         }
         let it = sh.iterator.clone().unwrap_or_default();
         let asked = Instant::now();
-        let out = match counted_as(
-            OpKind::Feed,
-            self.streams
-                .get_records()
-                .shard_iterator(it)
-                .limit(RECORDS_PER_READ as i32)
-                .send(),
-        )
-        .await
-        {
+        let out = match self.get_records(it, &sh.id).await? {
             Ok(out) => out,
-            Err(e) => {
-                let lost = e.as_service_error().map(|s| {
-                    (
-                        s.is_expired_iterator_exception(),
-                        s.is_trimmed_data_access_exception(),
-                    )
-                });
-                match lost {
-                    // Iterators expire after 15 minutes; DynamoDB Local refuses an iterator
-                    // opened on a shard still empty once it has records. Either way: a new
-                    // iterator from the last record read (a `Now` reader that has read none
-                    // re-reads from its start time), once.
-                    Some((expired, trimmed)) if expired || (trimmed && !sh.reopened) => {
-                        sh.reopened = trimmed;
-                        sh.iterator = None;
-                        sh.latest = false;
-                        return Ok(Read {
-                            full: true,
-                            ..Read::default()
-                        });
-                    }
-                    Some((_, true)) => {
-                        return Err(StoreError::FeedPositionExpired {
-                            detail: format!(
-                                "shard {} no longer holds the records after the feed's position",
-                                sh.id
-                            ),
-                        });
-                    }
-                    _ => return Err(from_sdk(&format!("read shard {}", sh.id), e)),
+            // A new iterator from the last record read (a `Now` reader that has read none
+            // re-reads from its start time); once, when refused as trimmed.
+            Err(lost) => {
+                let trimmed = matches!(lost, Lost::Trimmed);
+                if trimmed && sh.reopened {
+                    return Err(StoreError::FeedPositionExpired {
+                        detail: format!(
+                            "shard {} no longer holds the records after the feed's position",
+                            sh.id
+                        ),
+                    });
                 }
+                sh.reopened = trimmed;
+                sh.iterator = None;
+                sh.latest = false;
+                return Ok(Read {
+                    full: true,
+                    ..Read::default()
+                });
             }
         };
-        // Streams charges a read request unit per GetRecords.
-        self.costs.record_units(OpKind::Feed, 1.0);
-
         sh.iterator = out.next_shard_iterator().map(str::to_string);
         sh.reopened = false;
         // Nothing new: the feed is at the shard's latest record, and may join its log there.
@@ -937,7 +913,8 @@ impl DynamoDbTable {
         }
     }
 
-    /// Drops the events of streams erased by now.
+    /// Drops the events of streams erased by now, and those a soft delete has hidden by now
+    /// (read in the same `BatchGetItem`).
     async fn drop_erased(&self, units: &mut [Unit]) -> Result<()> {
         let streams: BTreeMap<String, StreamId> = units
             .iter()
@@ -949,6 +926,8 @@ impl DynamoDbTable {
             return Ok(());
         }
         let mut erased = HashSet::new();
+        // Versions up to here were hidden by a soft delete.
+        let mut hidden = HashMap::new();
         for chunk in streams.values().collect::<Vec<_>>().chunks(100) {
             let keys: Vec<HashMap<String, DdbValue>> =
                 chunk.iter().map(|s| self.key(s, HEAD_SK)).collect();
@@ -976,18 +955,29 @@ impl DynamoDbTable {
                 .into_iter()
                 .flatten()
             {
-                if head.contains_key("x")
-                    && let Some(DdbValue::S(pk)) = head.get("pk")
-                {
+                let Some(DdbValue::S(pk)) = head.get("pk") else {
+                    continue;
+                };
+                if head.contains_key("x") {
                     erased.insert(pk.clone());
+                } else if let Some(h) = number(head, "h") {
+                    hidden.insert(pk.clone(), h);
                 }
             }
         }
+        // A unit's events are one stream's, in version order, so what goes is a prefix of
+        // them: it counts as handed out, and a checkpoint's count of a record's items stays
+        // what the record holds.
         for u in units.iter_mut() {
+            let before = u.items.len();
             u.items.retain(|i| match i {
-                FeedItem::Event(e) => !erased.contains(&crate::stream_key(&e.stream)),
+                FeedItem::Event(e) => {
+                    let key = crate::stream_key(&e.stream);
+                    !erased.contains(&key) && hidden.get(&key).is_none_or(|h| e.version.0 > *h)
+                }
                 FeedItem::Deleted { .. } => true,
             });
+            u.done += before - u.items.len();
         }
         Ok(())
     }

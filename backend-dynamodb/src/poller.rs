@@ -25,6 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodbstreams::operation::get_records::GetRecordsOutput;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use sekiban_core::{OpKind, Result};
 
@@ -208,6 +209,15 @@ fn record_size(r: &Record) -> usize {
 /// Reopening a log failed: its feeds read alone.
 struct Broken;
 
+/// A `GetRecords` that failed for its iterator.
+pub(crate) enum Lost {
+    /// It expired (after 15 minutes).
+    Expired,
+    /// It points before the oldest record kept (DynamoDB Local also says so of an iterator
+    /// opened on a shard still empty, once the shard has records).
+    Trimmed,
+}
+
 impl DynamoDbTable {
     /// A shard iterator of `kind` (after `seq`); `None` when the shard has ended.
     pub(crate) async fn shard_iterator(
@@ -287,16 +297,8 @@ impl DynamoDbTable {
             // nothing new: every record the log holds is at or before the feed's position, and
             // nothing at or before it is missing from the log.
             let read_since = log.last_read.is_some_and(|(at, _, _)| at > to);
-            if !read_since && !log.closed {
-                match self.read_shard_for_all(&mut log).await {
-                    Ok(()) => {}
-                    Err(Ok(Broken)) => {
-                        self.poller.forget(&log);
-                        log.broken = true;
-                        return Ok(None);
-                    }
-                    Err(Err(e)) => return Err(e),
-                }
+            if !read_since && !log.closed && !self.read_or_break(&mut log).await? {
+                return Ok(None);
             }
             let quiet = log.closed || log.last_read.is_some_and(|(at, n, _)| at > to && n == 0);
             let settled = log.settled.is_some_and(|s| s < from);
@@ -326,16 +328,8 @@ impl DynamoDbTable {
             let recent = log
                 .last_read
                 .is_some_and(|(at, _, full)| !full && at + wait >= asked);
-            if !recent {
-                match self.read_shard_for_all(&mut log).await {
-                    Ok(()) => {}
-                    Err(Ok(Broken)) => {
-                        self.poller.forget(&log);
-                        log.broken = true;
-                        return Ok(None);
-                    }
-                    Err(Err(e)) => return Err(e),
-                }
+            if !recent && !self.read_or_break(&mut log).await? {
+                return Ok(None);
             }
         }
         let from = usize::try_from(cursor - log.first).unwrap_or(usize::MAX);
@@ -354,6 +348,49 @@ impl DynamoDbTable {
         let limit = self.poller.buffer_bytes;
         log.trim_to(limit, next);
         Ok(Some((read, next)))
+    }
+
+    /// One `GetRecords` (charged a streams read unit); `Err(Lost)` when its iterator is no
+    /// longer good.
+    pub(crate) async fn get_records(
+        &self,
+        iterator: String,
+        shard: &str,
+    ) -> Result<std::result::Result<GetRecordsOutput, Lost>> {
+        let out = counted_as(
+            OpKind::Feed,
+            self.streams
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(RECORDS_PER_READ as i32)
+                .send(),
+        )
+        .await;
+        match out {
+            Ok(out) => {
+                self.costs.record_units(OpKind::Feed, 1.0);
+                Ok(Ok(out))
+            }
+            Err(e) => match e.as_service_error() {
+                Some(s) if s.is_expired_iterator_exception() => Ok(Err(Lost::Expired)),
+                Some(s) if s.is_trimmed_data_access_exception() => Ok(Err(Lost::Trimmed)),
+                _ => Err(from_sdk(&format!("read shard {shard}"), e)),
+            },
+        }
+    }
+
+    /// [`Self::read_shard_for_all`]; `false` when the log broke (it is forgotten, and its
+    /// feeds read alone).
+    async fn read_or_break(&self, log: &mut Log) -> Result<bool> {
+        match self.read_shard_for_all(log).await {
+            Ok(()) => Ok(true),
+            Err(Ok(Broken)) => {
+                self.poller.forget(log);
+                log.broken = true;
+                Ok(false)
+            }
+            Err(Err(e)) => Err(e),
+        }
     }
 
     /// One `GetRecords` on the log's shard, its records added to the log. `Err(Ok(Broken))`:
@@ -387,40 +424,19 @@ impl DynamoDbTable {
                 }
             }
             let it = log.iterator.clone().unwrap_or_default();
-            let out = match counted_as(
-                OpKind::Feed,
-                self.streams
-                    .get_records()
-                    .shard_iterator(it)
-                    .limit(RECORDS_PER_READ as i32)
-                    .send(),
-            )
-            .await
-            {
+            let out = match self.get_records(it, &log.shard).await.map_err(Err)? {
                 Ok(out) => out,
-                Err(e) => {
-                    let expired = e
-                        .as_service_error()
-                        .is_some_and(|s| s.is_expired_iterator_exception());
-                    let trimmed = e
-                        .as_service_error()
-                        .is_some_and(|s| s.is_trimmed_data_access_exception());
-                    // Iterators expire after 15 minutes; DynamoDB Local refuses an iterator
-                    // opened on a shard still empty once it has records. Either way: a new one
-                    // from where the log ends, once.
-                    if expired || (trimmed && attempt == 0) {
-                        log.iterator = None;
-                        continue;
-                    }
-                    if trimmed {
-                        return Err(Ok(Broken));
-                    }
-                    return Err(Err(from_sdk(&format!("read shard {}", log.shard), e)));
+                // A new iterator from where the log ends, once.
+                Err(Lost::Expired) => {
+                    log.iterator = None;
+                    continue;
                 }
+                Err(Lost::Trimmed) if attempt == 0 => {
+                    log.iterator = None;
+                    continue;
+                }
+                Err(Lost::Trimmed) => return Err(Ok(Broken)),
             };
-            // Streams charges a read request unit per GetRecords.
-            self.costs.record_units(OpKind::Feed, 1.0);
-
             let n = out.records().len();
             for r in out.records() {
                 let size = record_size(r);
