@@ -61,12 +61,22 @@ impl fmt::Debug for PostgresConfig {
     }
 }
 
-/// The URL with its password replaced by `***`.
+/// The URL with its password replaced by `***`. A password may hold `@`, `:` or `/` (raw or
+/// percent-encoded): the user information ends at the authority's last `@`, and a URL that does
+/// not parse is hidden from its first `:` after the user up to its last `@`.
 pub(crate) fn redact(url: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() && parsed.set_password(Some("***")).is_ok() {
+            return parsed.to_string();
+        }
+        if parsed.password().is_none() {
+            return url.to_string();
+        }
+    }
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    match rest.split_once('@') {
+    match rest.rsplit_once('@') {
         Some((user_pass, host)) => match user_pass.split_once(':') {
             Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
             None => url.to_string(),
@@ -74,6 +84,32 @@ pub(crate) fn redact(url: &str) -> String {
         None => url.to_string(),
     }
 }
+
+/// sekiban's own parameters of a PostgreSQL URL.
+pub const SEKIBAN_PARAMETERS: &[&str] =
+    &["schema", "pool", "connect_timeout_ms", "notify_ms", "blobs"];
+
+/// The driver's parameters (`tokio-postgres`), passed on to it.
+pub const DRIVER_PARAMETERS: &[&str] = &[
+    "user",
+    "password",
+    "dbname",
+    "options",
+    "application_name",
+    "sslmode",
+    "host",
+    "hostaddr",
+    "port",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+];
 
 /// The limits of a PostgreSQL store.
 pub fn default_limits() -> Limits {
@@ -118,10 +154,10 @@ impl PostgresConfig {
     /// `connect_timeout_ms`, `notify_ms` (a number of milliseconds, or `off`) and `blobs` are
     /// taken out, the rest is passed to the driver.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        let parsed = url::Url::parse(url).map_err(|e| bad(url, e))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(bad(url, "not a postgres:// URL"));
         }
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let mut config = PostgresConfig {
             url: String::new(),
             schema: "sekiban".into(),
@@ -131,10 +167,19 @@ impl PostgresConfig {
             blob_dir: None,
             limits: default_limits(),
         };
+        // The driver's parameters go on as written (it decodes them itself).
         let mut passed = Vec::new();
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
+        for raw in parsed
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let Some((key, value)) = url::form_urlencoded::parse(raw.as_bytes()).next() else {
+                continue;
+            };
+            let value = value.as_ref();
+            match key.as_ref() {
                 "schema" => {
                     check_schema(value)?;
                     config.schema = value.to_string();
@@ -165,14 +210,23 @@ impl PostgresConfig {
                         value.strip_prefix("file://").unwrap_or(value),
                     ))
                 }
-                _ => passed.push(pair),
+                key if DRIVER_PARAMETERS.contains(&key) => passed.push(raw),
+                key => {
+                    return Err(bad(
+                        url,
+                        format!(
+                            "unknown parameter {key:?}; sekiban's are {}, the driver's {}",
+                            SEKIBAN_PARAMETERS.join(", "),
+                            DRIVER_PARAMETERS.join(", ")
+                        ),
+                    ));
+                }
             }
         }
-        config.url = if passed.is_empty() {
-            base.to_string()
-        } else {
-            format!("{base}?{}", passed.join("&"))
-        };
+        let mut base = parsed.clone();
+        base.set_query((!passed.is_empty()).then(|| passed.join("&")).as_deref());
+        base.set_fragment(None);
+        config.url = base.to_string();
         config
             .url
             .parse::<tokio_postgres::Config>()
@@ -188,6 +242,82 @@ impl PostgresConfig {
                 "{ENV_URL} is not set; `bash scripts/test.sh` sets it (it starts or finds a server), \
                  or set it to a URL such as postgres://postgres@127.0.0.1:5432/test"
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        for (url, secret) in [
+            ("postgres://u:p@ssw0rd@h/db", "ssw0rd"),
+            ("postgres://u:p%40ss%3Aw0rd@h:5432/db", "w0rd"),
+            ("postgresql://u:s3cret@[::1]:5432/db", "s3cret"),
+            ("postgres://u:pa/ss@h/db", "ss@"),
+            ("postgres://u:pa:ss@h/db?schema=x", "ss@"),
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains(secret), "{url} shown as {shown}");
+            assert!(shown.contains("***"), "{url} shown as {shown}");
+            let e = PostgresConfig::from_url(&format!("{url}?colour=blue"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(!e.contains(secret), "{e}");
+        }
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn urls_parse_with_encoded_passwords_and_ipv6_hosts() {
+        let c = PostgresConfig::from_url(
+            "postgres://app:p%40ss%3Aw%2Fd@[::1]:6543/events?schema=billing&sslmode=disable&application_name=a%20b&pool=4",
+        )
+        .unwrap();
+        assert_eq!(c.schema, "billing");
+        assert_eq!(c.pool_size, 4);
+        let driver: tokio_postgres::Config = c.url.parse().unwrap();
+        assert_eq!(driver.get_password(), Some(&b"p@ss:w/d"[..]));
+        assert_eq!(driver.get_ports(), &[6543]);
+        assert_eq!(driver.get_application_name(), Some("a b"));
+        assert!(format!("{:?}", driver.get_hosts()).contains("::1"));
+        // A raw `@` in the password is the password's.
+        let c = PostgresConfig::from_url("postgres://app:p@ss@db/events").unwrap();
+        let driver: tokio_postgres::Config = c.url.parse().unwrap();
+        assert_eq!(driver.get_password(), Some(&b"p@ss"[..]));
+        assert_eq!(driver.get_dbname(), Some("events"));
+        // A Unix socket directory as the host.
+        let c = PostgresConfig::from_url("postgres:///events?host=/var/run/postgresql").unwrap();
+        let driver: tokio_postgres::Config = c.url.parse().unwrap();
+        assert_eq!(driver.get_dbname(), Some("events"));
+        assert!(format!("{:?}", driver.get_hosts()).contains("/var/run/postgresql"));
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_with_the_known_ones() {
+        let e = PostgresConfig::from_url("postgres://u@h/db?colour=blue")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("colour"), "{e}");
+        for known in SEKIBAN_PARAMETERS.iter().chain(DRIVER_PARAMETERS) {
+            assert!(e.contains(known), "{e} lacks {known}");
+        }
+        for bad in [
+            "mysql://u@h/db",
+            "postgres://u@h/db?pool=0",
+            "postgres://u@h/db?schema=Bad-Name",
+            "postgres://u@h:notaport/db",
+        ] {
+            assert!(
+                matches!(
+                    PostgresConfig::from_url(bad),
+                    Err(StoreError::InvalidInput { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 }

@@ -25,7 +25,10 @@ use sekiban_core::{
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use config::{DEFAULT_NOTIFY_INTERVAL, ENV_URL, PostgresConfig, check_schema, default_limits};
+pub use config::{
+    DEFAULT_NOTIFY_INTERVAL, DRIVER_PARAMETERS, ENV_URL, PostgresConfig, SEKIBAN_PARAMETERS,
+    check_schema, default_limits,
+};
 pub use tokio_postgres;
 
 use crate::error::closed;

@@ -16,12 +16,6 @@ Exit codes:
      limits, an event id already stored with other content
   3  append: the stream is not at the expected version (the actual version is printed)";
 
-const STORE_HELP: &str = "\
-The store to use. URL forms: memory://[?blobs=DIR] (this process only), sqlite:///abs/path.db, \
-sqlite://rel/path.db, sqlite::memory: (sqlite parameters: synchronous=full|normal, \
-busy_timeout_ms=N, readers=N, blobs=DIR, wal_limit_kib=N, watch_ms=N|off). A SQLite file is created with its schema when missing; \
-its directory must exist";
-
 /// `sekiban`: look into, write to and test a sekiban event store.
 #[derive(Debug, Parser)]
 #[command(
@@ -38,7 +32,7 @@ pub struct Cli {
         env = "SEKIBAN_STORE",
         hide_env_values = true,
         value_name = "URL",
-        long_help = STORE_HELP
+        long_help = crate::open::STORE_HELP
     )]
     pub store: Option<String>,
     /// What to do.

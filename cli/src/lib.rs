@@ -17,7 +17,7 @@ pub mod progress;
 
 pub use args::Cli;
 pub use exit::Exit;
-pub use open::{OpenedStore, open_store};
+pub use open::{OpenedStore, SCHEMES, open_store};
 
 /// Parses `args` (the program name first), runs the command on a multi-threaded runtime, prints
 /// an error to stderr when it fails, and returns the exit code ([`Exit`]).

@@ -35,8 +35,9 @@ macro_rules! sqlite_urls {
 #[cfg(feature = "postgres")]
 macro_rules! postgres_urls {
     () => {
-        ", postgres://user[:password]@host[:port]/database \
-         (postgres parameters: schema=NAME, pool=N, connect_timeout_ms=N, notify_ms=N|off, blobs=DIR)"
+        ", postgres://user[:password]@host[:port]/database (or postgresql://; \
+         postgres parameters: schema=NAME, pool=N, connect_timeout_ms=N, notify_ms=N|off, blobs=DIR; \
+         `sekiban init` migrates the schema)"
     };
 }
 #[cfg(not(feature = "postgres"))]
@@ -49,8 +50,8 @@ macro_rules! postgres_urls {
 #[cfg(feature = "dynamodb")]
 macro_rules! dynamodb_urls {
     () => {
-        ", dynamodb://TABLE (dynamodb parameters: region=R, endpoint=URL, blobs=DIR; \
-         `sekiban init` creates the table)"
+        ", dynamodb://TABLE (dynamodb parameters: region=R, endpoint=URL, bucket=B, \
+         s3_endpoint=URL, blobs=DIR; `sekiban init` creates the table and the bucket)"
     };
 }
 #[cfg(not(feature = "dynamodb"))]
@@ -61,14 +62,32 @@ macro_rules! dynamodb_urls {
 }
 
 /// The URL forms this build opens, for help texts and error messages.
-pub fn supported_urls() -> &'static str {
-    concat!(
-        "memory://[?blobs=DIR]",
-        sqlite_urls!(),
-        postgres_urls!(),
-        dynamodb_urls!(),
-    )
+macro_rules! supported_urls {
+    () => {
+        concat!(
+            "memory://[?blobs=DIR] (this process only)",
+            sqlite_urls!(),
+            postgres_urls!(),
+            dynamodb_urls!(),
+        )
+    };
 }
+
+/// The URL forms this build opens, for help texts and error messages.
+pub fn supported_urls() -> &'static str {
+    supported_urls!()
+}
+
+/// `--store`'s long help: every URL form this build opens.
+pub const STORE_HELP: &str = concat!(
+    "The store to use. URL forms: ",
+    supported_urls!(),
+    ". A SQLite file is created with its schema when missing; its directory must exist"
+);
+
+/// Every scheme [`open_store`] opens in a build with every backend feature (the default): the
+/// help and `cli/README.md` name each, which a test keeps so.
+pub const SCHEMES: &[&str] = &["memory", "sqlite", "postgres", "postgresql", "dynamodb"];
 
 /// Schemes of backends that exist in the design but are not built into this tool yet.
 const NOT_YET: &[&str] = &["cosmos", "cosmosdb"];
@@ -227,6 +246,26 @@ mod tests {
         assert_eq!(scheme("events.db"), None);
         assert_eq!(scheme("C:\\data\\x.db"), None);
         assert_eq!(scheme(""), None);
+    }
+
+    /// Every scheme of `SCHEMES` reaches a backend, and no other does.
+    #[tokio::test]
+    async fn every_listed_scheme_is_opened() {
+        for s in SCHEMES {
+            // Malformed on purpose: refused by the backend, not as an unknown scheme.
+            let e = open_store(&format!("{s}://a b?nosuch=1"))
+                .await
+                .map(|o| o.kind);
+            let Err(e) = e else { continue };
+            assert!(
+                !e.to_string().contains("unknown store URL scheme"),
+                "{s}: {e}"
+            );
+        }
+        let Err(e) = open_store("nosuch://x").await else {
+            panic!("an unknown scheme must be refused")
+        };
+        assert!(e.to_string().contains("unknown store URL scheme"), "{e}");
     }
 
     #[tokio::test]

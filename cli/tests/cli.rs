@@ -92,6 +92,26 @@ fn append(store: &str, stream: &str, expected: &str, extra: &[&str]) -> Run {
     sekiban(&args)
 }
 
+/// Every scheme `open_store` opens is in `sekiban --help` and in the CLI's README, so neither
+/// drifts from the code again.
+#[cfg(all(feature = "sqlite", feature = "postgres", feature = "dynamodb"))]
+#[test]
+fn help_and_readme_name_every_store_scheme() {
+    let help = sekiban(&["--help"]).ok().stdout;
+    let readme = include_str!("../README.md");
+    for scheme in sekiban_cli::SCHEMES {
+        let form = format!("{scheme}://");
+        assert!(
+            help.contains(&form),
+            "`sekiban --help` lacks {form}: {help}"
+        );
+        assert!(
+            readme.contains(&format!("`{form}")),
+            "cli/README.md lacks `{form}"
+        );
+    }
+}
+
 #[test]
 fn help_lists_every_subcommand_and_the_exit_codes() {
     let r = sekiban(&["--help"]).ok();
