@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod aggregate;
+pub mod backend;
 pub mod blob;
 pub mod cost;
 pub mod error;

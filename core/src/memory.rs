@@ -5,17 +5,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use futures::stream::{self, BoxStream};
+use futures::stream::BoxStream;
 use tokio::sync::watch;
 
+use crate::backend::feed::{FeedSource, Wait, drive};
 use crate::blob::{BlobStore, CountingBlobStore, ObjectBlobStore};
 use crate::cost::{CostCounter, CostSnapshot, OpKind};
 use crate::error::{Result, StoreError};
 use crate::event::{
     AppendResult, DeleteMode, Direction, EventData, ExpectedVersion, ReadOptions, RecordedEvent,
 };
-use crate::feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedStart};
+use crate::feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedPoll, FeedStart};
 use crate::id::{EventId, StreamId, Version};
 use crate::idempotency::{PriorEvent, match_resend};
 use crate::paging::{Page, paged};
@@ -301,18 +301,22 @@ impl MemoryStore {
 
     /// One feed poll: items after `after`, the position reached, and whether it reached the end.
     /// One poll: at most `max` items, ending with the event that reaches `page_bytes`.
-    fn poll_feed(&self, after: u64, opts: &FeedOptions, max: usize) -> (Vec<FeedItem>, u64, bool) {
+    fn poll_feed(&self, after: u64, opts: &FeedOptions, max: usize) -> FeedPoll<u64> {
         let page_bytes = self.shared.limits.page_bytes;
         self.request(
             OpKind::Feed,
             0,
             |st| {
-                let mut items: Vec<FeedItem> = Vec::new();
+                let mut items: Vec<(u64, FeedItem)> = Vec::new();
                 let mut reached = after;
                 let mut bytes = 0;
                 for (pos, entry) in st.log.range(after + 1..) {
                     if items.len() == max || bytes >= page_bytes {
-                        return (items, reached, false);
+                        return FeedPoll {
+                            items,
+                            reached,
+                            at_end: false,
+                        };
                     }
                     reached = *pos;
                     match entry {
@@ -321,22 +325,29 @@ impl MemoryStore {
                                 && let Some(e) = s.get(*v)
                             {
                                 bytes += e.event.size();
-                                items.push(FeedItem::Event(e.event.clone()));
+                                items.push((*pos, FeedItem::Event(e.event.clone())));
                             }
                         }
                         LogEntry::Deleted(stream, version, mode) if opts.matches(stream) => {
-                            items.push(FeedItem::Deleted {
-                                stream: stream.clone(),
-                                version: *version,
-                                mode: *mode,
-                            });
+                            items.push((
+                                *pos,
+                                FeedItem::Deleted {
+                                    stream: stream.clone(),
+                                    version: *version,
+                                    mode: *mode,
+                                },
+                            ));
                         }
                         _ => {}
                     }
                 }
-                (items, st.last_position.max(after), true)
+                FeedPoll {
+                    items,
+                    reached: st.last_position.max(after),
+                    at_end: true,
+                }
             },
-            |(items, _, _)| items.iter().map(FeedItem::size).sum(),
+            |p| p.items.iter().map(|(_, i)| i.size()).sum(),
         )
     }
 }
@@ -541,68 +552,58 @@ impl SnapshotStore for MemoryStore {
 
 impl ChangeFeed for MemoryStore {
     fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
-        struct Reader {
-            from: Option<FeedStart>,
-            position: u64,
-            delivered: bool,
-            done: bool,
-            rx: watch::Receiver<u64>,
+        drive(Log(self), from, opts, self.shared.limits.page_events)
+    }
+}
+
+/// The store's log, as the feed driver reads it.
+struct Log<'a>(&'a MemoryStore);
+
+#[async_trait]
+impl FeedSource for Log<'_> {
+    type Position = u64;
+    type Waiter = watch::Receiver<u64>;
+
+    async fn start(&self, from: FeedStart) -> Result<u64> {
+        match from {
+            FeedStart::Beginning => Ok(0),
+            FeedStart::Now => Ok(self
+                .0
+                .request(OpKind::Feed, 0, |st| st.last_position, |_| 8)),
+            FeedStart::After(c) => self.0.parse_checkpoint(&c),
         }
-        let max = opts
-            .max_batch
-            .unwrap_or(self.shared.limits.page_events)
-            .max(1);
-        let poll = self.shared.limits.feed_poll_interval;
-        let opts = Arc::new(opts);
-        let reader = Reader {
-            from: Some(from),
-            position: 0,
-            delivered: false,
-            done: false,
-            rx: self.shared.appended.subscribe(),
-        };
-        stream::unfold(reader, move |mut r| {
-            let opts = opts.clone();
-            async move {
-                if r.done {
-                    return None;
-                }
-                if let Some(from) = r.from.take() {
-                    r.position = match from {
-                        FeedStart::Beginning => 0,
-                        FeedStart::Now => {
-                            self.request(OpKind::Feed, 0, |st| st.last_position, |_| 8)
-                        }
-                        FeedStart::After(c) => match self.parse_checkpoint(&c) {
-                            Ok(p) => p,
-                            Err(e) => {
-                                r.done = true;
-                                return Some((Err(e), r));
-                            }
-                        },
-                    };
-                }
-                loop {
-                    r.rx.borrow_and_update();
-                    let (items, reached, at_end) = self.poll_feed(r.position, &opts, max);
-                    r.position = reached;
-                    if !items.is_empty() || (!opts.follow && at_end && !r.delivered) {
-                        r.delivered = true;
-                        r.done = !opts.follow && at_end;
-                        let batch = ChangeBatch {
-                            items,
-                            checkpoint: self.checkpoint(reached),
-                        };
-                        return Some((Ok(batch), r));
-                    }
-                    if !opts.follow && at_end {
-                        return None;
-                    }
-                    let _ = tokio::time::timeout(poll, r.rx.changed()).await;
-                }
-            }
-        })
-        .boxed()
+    }
+
+    async fn poll(
+        &self,
+        appended: &mut watch::Receiver<u64>,
+        after: u64,
+        opts: &FeedOptions,
+        max: usize,
+    ) -> Result<FeedPoll<u64>> {
+        appended.borrow_and_update();
+        Ok(self.0.poll_feed(after, opts, max))
+    }
+
+    fn checkpoint(&self, position: u64) -> Checkpoint {
+        self.0.checkpoint(position)
+    }
+
+    fn waiter(&self, _opts: &FeedOptions) -> watch::Receiver<u64> {
+        self.0.shared.appended.subscribe()
+    }
+
+    async fn wait(
+        &self,
+        appended: &mut watch::Receiver<u64>,
+        _position: u64,
+        _opts: &FeedOptions,
+        _max: usize,
+        _delivered: bool,
+    ) -> Result<Wait<u64>> {
+        let poll = self.0.shared.limits.feed_poll_interval;
+        let _ = tokio::time::timeout(poll, appended.changed()).await;
+        Ok(Wait::Poll)
     }
 }
 
