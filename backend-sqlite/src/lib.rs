@@ -11,8 +11,8 @@ mod worker;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use futures::stream::{self, BoxStream};
+use futures::stream::BoxStream;
+use sekiban_core::backend::feed::{FeedSource, Wait, drive};
 use sekiban_core::memory::check_checkpoint_name;
 use sekiban_core::paging::paged;
 use sekiban_core::{
@@ -283,122 +283,90 @@ impl SnapshotStore for SqliteEventStore {
 
 impl ChangeFeed for SqliteEventStore {
     fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
-        struct Reader {
-            from: Option<FeedStart>,
-            position: u64,
-            delivered: bool,
-            done: bool,
-            caught_up: bool,
-            tail: Option<watch::Receiver<Arc<TailPage>>>,
+        drive(Log(self), from, opts, self.shared.limits.page_events)
+    }
+}
+
+/// The store's log, as the feed driver reads it. A follower waits for the hub's pages, which
+/// carry the items of the commits they announce: one that covers a follower's position and
+/// fits its batch is handed out without a read of its own.
+struct Log<'a>(&'a SqliteEventStore);
+
+#[async_trait]
+impl FeedSource for Log<'_> {
+    type Position = u64;
+    /// The hub's pages, for a follower (subscribed before its first poll, so a page published
+    /// meanwhile is seen).
+    type Waiter = Option<watch::Receiver<Arc<TailPage>>>;
+
+    async fn start(&self, from: FeedStart) -> Result<u64> {
+        match from {
+            FeedStart::Beginning => Ok(0),
+            FeedStart::Now => self.0.shared.workers.read(sql::last_position).await,
+            FeedStart::After(c) => self.0.parse_checkpoint(&c),
         }
-        let max = opts
-            .max_batch
-            .unwrap_or(self.shared.limits.page_events)
-            .max(1);
-        let fallback = self.shared.limits.feed_poll_interval * 3;
-        let opts = Arc::new(opts);
-        let reader = Reader {
-            from: Some(from),
-            position: 0,
-            delivered: false,
-            done: false,
-            caught_up: false,
-            tail: None,
+    }
+
+    async fn poll(
+        &self,
+        tail: &mut Self::Waiter,
+        after: u64,
+        opts: &FeedOptions,
+        max: usize,
+    ) -> Result<FeedPoll<u64>> {
+        if opts.follow && tail.is_none() {
+            let mut rx = Hub::subscribe(&self.0.shared);
+            rx.borrow_and_update();
+            *tail = Some(rx);
+        }
+        self.0.poll(after, opts, max).await
+    }
+
+    fn checkpoint(&self, position: u64) -> Checkpoint {
+        self.0.checkpoint(position)
+    }
+
+    fn waiter(&self, _opts: &FeedOptions) -> Self::Waiter {
+        None
+    }
+
+    async fn wait(
+        &self,
+        tail: &mut Self::Waiter,
+        position: u64,
+        opts: &FeedOptions,
+        max: usize,
+        _delivered: bool,
+    ) -> Result<Wait<u64>> {
+        let Some(rx) = tail.as_mut() else {
+            return Ok(Wait::Poll);
         };
-        let batch = |this: &Self, items: Vec<(u64, FeedItem)>, position| ChangeBatch {
-            items: items.into_iter().map(|(_, i)| i).collect(),
-            checkpoint: this.checkpoint(position),
-        };
-        stream::unfold(reader, move |mut r| {
-            let opts = opts.clone();
-            async move {
-                if r.done {
-                    return None;
-                }
-                if let Some(from) = r.from.take() {
-                    let start = match from {
-                        FeedStart::Beginning => Ok(0),
-                        FeedStart::Now => self.shared.workers.read(sql::last_position).await,
-                        FeedStart::After(c) => self.parse_checkpoint(&c),
-                    };
-                    match start {
-                        Ok(p) => r.position = p,
-                        Err(e) => {
-                            r.done = true;
-                            return Some((Err(e), r));
-                        }
-                    }
-                }
-                loop {
-                    if !r.caught_up {
-                        if opts.follow && r.tail.is_none() {
-                            // Subscribe before polling, so a page published meanwhile is seen.
-                            let mut rx = Hub::subscribe(&self.shared);
-                            rx.borrow_and_update();
-                            r.tail = Some(rx);
-                        }
-                        let FeedPoll {
-                            items,
-                            reached,
-                            at_end,
-                        } = match self.poll(r.position, &opts, max).await {
-                            Ok(x) => x,
-                            Err(e) => {
-                                r.done = true;
-                                return Some((Err(e), r));
-                            }
-                        };
-                        r.position = reached;
-                        r.caught_up = at_end;
-                        if !items.is_empty() || (!opts.follow && at_end && !r.delivered) {
-                            r.delivered = true;
-                            r.done = !opts.follow && at_end;
-                            return Some((Ok(batch(self, items, reached)), r));
-                        }
-                        if !opts.follow {
-                            return None;
-                        }
-                        continue;
-                    }
-                    // Caught up: wait for the hub's next page, or poll ourselves after a while.
-                    let Some(rx) = r.tail.as_mut() else {
-                        r.caught_up = false;
-                        continue;
-                    };
-                    let page = match tokio::time::timeout(fallback, rx.changed()).await {
-                        Ok(Ok(())) => rx.borrow_and_update().clone(),
-                        _ => {
-                            r.caught_up = false;
-                            continue;
-                        }
-                    };
-                    if page.to <= r.position {
-                        continue;
-                    }
-                    if page.from > r.position {
-                        r.caught_up = false;
-                        continue;
-                    }
-                    let mine: Vec<(u64, FeedItem)> = page
-                        .items
-                        .iter()
-                        .filter(|(p, item)| *p > r.position && opts.matches(item.stream()))
-                        .cloned()
-                        .collect();
-                    // The hub's pages end at `page_bytes` as a batch does, so what is ours of one
-                    // fits a batch by bytes; by count it may not (a smaller `max_batch`).
-                    if mine.len() > max {
-                        r.caught_up = false;
-                        continue;
-                    }
-                    r.position = page.to;
-                    if !mine.is_empty() {
-                        return Some((Ok(batch(self, mine, page.to)), r));
-                    }
-                }
+        // No page for a while: poll, for commits the hub did not see.
+        let fallback = self.0.shared.limits.feed_poll_interval * 3;
+        loop {
+            let page = match tokio::time::timeout(fallback, rx.changed()).await {
+                Ok(Ok(())) => rx.borrow_and_update().clone(),
+                _ => return Ok(Wait::Poll),
+            };
+            if page.to <= position {
+                continue;
             }
-        })
-        .boxed()
+            if page.from > position {
+                return Ok(Wait::Poll);
+            }
+            let mine: Vec<FeedItem> = page
+                .items
+                .iter()
+                .filter(|(p, item)| *p > position && opts.matches(item.stream()))
+                .map(|(_, item)| item.clone())
+                .collect();
+            // The hub's pages end at `page_bytes` as a batch does, so what is ours of one fits
+            // a batch by bytes; by count it may not (a smaller `max_batch`).
+            if mine.len() > max {
+                return Ok(Wait::Poll);
+            }
+            return Ok(Wait::Items(mine, page.to));
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! - a catch-up feed ends when a poll reaches the end, after one batch at least (an empty one
 //!   when nothing was new, so its caller gets a checkpoint);
 //! - a following feed waits ([`FeedSource::wait`]) whenever a poll reached the end, and polls
-//!   again when the wait says so, or hands out what the wait brought.
+//!   again when the wait says so, or hands out what the wait brought and waits again.
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -119,8 +119,9 @@ struct Reader<S: FeedSource> {
     delivered: bool,
     /// Items were handed out since the last wait.
     since_wait: bool,
-    /// Wait before the next poll.
-    wait_first: bool,
+    /// Wait before the next poll (a follower from `Now`, one that reached the end, or one whose
+    /// last batch a wait brought).
+    wait_next: bool,
     done: bool,
 }
 
@@ -135,7 +136,7 @@ pub fn drive<'a, S: FeedSource + 'a>(
     let max = opts.max_batch.unwrap_or(page_events).max(1);
     let waiter = source.waiter(&opts);
     let reader = Reader {
-        wait_first: opts.follow && from == FeedStart::Now && source.waits_after_now(),
+        wait_next: opts.follow && from == FeedStart::Now && source.waits_after_now(),
         source,
         from: Some(from),
         position: None,
@@ -162,13 +163,30 @@ pub fn drive<'a, S: FeedSource + 'a>(
         };
         r.position = Some(position);
         loop {
-            if std::mem::take(&mut r.wait_first) {
+            if std::mem::take(&mut r.wait_next) {
+                let delivered = std::mem::take(&mut r.since_wait);
                 match r
                     .source
-                    .wait(&mut r.waiter, position, &opts, max, false)
+                    .wait(&mut r.waiter, position, &opts, max, delivered)
                     .await
                 {
-                    Ok(_) => continue,
+                    Ok(Wait::Poll) => {}
+                    Ok(Wait::Items(items, reached)) => {
+                        // What the wait brought; the next call waits again.
+                        position = reached;
+                        r.position = Some(position);
+                        r.wait_next = true;
+                        if items.is_empty() {
+                            continue;
+                        }
+                        r.delivered = true;
+                        r.since_wait = true;
+                        let batch = ChangeBatch {
+                            items,
+                            checkpoint: r.source.checkpoint(reached),
+                        };
+                        return Some((Ok(batch), (r, opts)));
+                    }
                     Err(e) => {
                         r.done = true;
                         return Some((Err(e), (r, opts)));
@@ -204,31 +222,7 @@ pub fn drive<'a, S: FeedSource + 'a>(
             if !opts.follow {
                 return None;
             }
-            let delivered = std::mem::take(&mut r.since_wait);
-            match r
-                .source
-                .wait(&mut r.waiter, position, &opts, max, delivered)
-                .await
-            {
-                Ok(Wait::Poll) => {}
-                Ok(Wait::Items(items, reached)) => {
-                    position = reached;
-                    r.position = Some(position);
-                    if !items.is_empty() {
-                        r.delivered = true;
-                        r.since_wait = true;
-                        let batch = ChangeBatch {
-                            items,
-                            checkpoint: r.source.checkpoint(reached),
-                        };
-                        return Some((Ok(batch), (r, opts)));
-                    }
-                }
-                Err(e) => {
-                    r.done = true;
-                    return Some((Err(e), (r, opts)));
-                }
-            }
+            r.wait_next = true;
         }
     })
     .boxed()
