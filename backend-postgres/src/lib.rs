@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
+use sekiban_core::backend::feed::{FeedSource, Wait, drive};
 use sekiban_core::memory::check_checkpoint_name;
 use sekiban_core::paging::paged;
 use sekiban_core::{
@@ -470,134 +471,113 @@ impl SnapshotStore for PostgresEventStore {
 
 impl ChangeFeed for PostgresEventStore {
     fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
-        struct Reader {
-            from: Option<FeedStart>,
-            position: FeedPosition,
-            delivered: bool,
-            done: bool,
-            /// Just started at `Now`: nothing can be deliverable yet, wait before polling.
-            wait_first: bool,
-            /// Polls since an announcement found nothing deliverable yet (0: not announced).
-            announced: u32,
-            wake: Option<broadcast::Receiver<Arc<str>>>,
-            /// Turns `true` when the store closes: a waiting reader wakes and ends.
-            closed: watch::Receiver<bool>,
+        drive(Log(self), from, opts, self.shared.limits.page_events)
+    }
+}
+
+/// The store's log, as the feed driver reads it.
+struct Log<'a>(&'a PostgresEventStore);
+
+/// What a reader keeps to wait for commits.
+struct Waiter {
+    /// The store's announcements, for a follower (subscribed before its first poll).
+    wake: Option<broadcast::Receiver<Arc<str>>>,
+    /// Turns `true` when the store closes: a waiting reader wakes and ends.
+    closed: watch::Receiver<bool>,
+    /// Polls since an announcement found nothing deliverable yet (0: not announced).
+    announced: u32,
+}
+
+#[async_trait]
+impl FeedSource for Log<'_> {
+    type Position = FeedPosition;
+    type Waiter = Waiter;
+
+    async fn start(&self, from: FeedStart) -> Result<FeedPosition> {
+        match from {
+            FeedStart::Beginning => Ok(FeedPosition { tx: 0, position: 0 }),
+            FeedStart::Now => self.0.shared.db.now().await,
+            FeedStart::After(c) => self.0.parse_checkpoint(&c),
         }
-        let max = opts
-            .max_batch
-            .unwrap_or(self.shared.limits.page_events)
-            .max(1);
-        let poll = self.shared.limits.feed_poll_interval;
-        let opts = Arc::new(opts);
-        let reader = Reader {
-            from: Some(from),
-            position: FeedPosition { tx: 0, position: 0 },
-            delivered: false,
-            done: false,
-            wait_first: false,
-            announced: 0,
+    }
+
+    async fn poll(
+        &self,
+        w: &mut Waiter,
+        after: FeedPosition,
+        opts: &FeedOptions,
+        max: usize,
+    ) -> Result<FeedPoll<FeedPosition>> {
+        if *w.closed.borrow() {
+            return Err(closed());
+        }
+        if opts.follow && w.wake.is_none() {
+            self.0.listen();
+            w.wake = Some(self.0.shared.wake.subscribe());
+        }
+        // Announcements made so far are all covered by this poll.
+        if let Some(wake) = w.wake.as_mut() {
+            while !matches!(
+                wake.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
+            ) {}
+        }
+        self.0
+            .shared
+            .db
+            .poll_feed(
+                after,
+                opts.tenant.as_deref(),
+                opts.category.as_deref(),
+                max,
+                self.0.shared.limits.page_bytes,
+            )
+            .await
+    }
+
+    fn checkpoint(&self, position: FeedPosition) -> Checkpoint {
+        self.0.checkpoint(position)
+    }
+
+    fn waiter(&self, _opts: &FeedOptions) -> Waiter {
+        Waiter {
             wake: None,
-            closed: self.shared.closed.subscribe(),
-        };
-        stream::unfold(reader, move |mut r| {
-            let opts = opts.clone();
-            async move {
-                if r.done {
-                    return None;
-                }
-                if let Some(from) = r.from.take() {
-                    let start = match from {
-                        FeedStart::Beginning => Ok(FeedPosition { tx: 0, position: 0 }),
-                        FeedStart::Now => {
-                            r.wait_first = opts.follow;
-                            self.shared.db.now().await
-                        }
-                        FeedStart::After(c) => self.parse_checkpoint(&c),
-                    };
-                    match start {
-                        Ok(p) => r.position = p,
-                        Err(e) => {
-                            r.done = true;
-                            return Some((Err(e), r));
-                        }
-                    }
-                }
-                loop {
-                    if *r.closed.borrow() {
-                        r.done = true;
-                        return Some((Err(closed()), r));
-                    }
-                    if opts.follow && r.wake.is_none() {
-                        self.listen();
-                        r.wake = Some(self.shared.wake.subscribe());
-                    }
-                    if std::mem::take(&mut r.wait_first) {
-                        let woken =
-                            wait(r.wake.as_mut(), opts.tenant.as_deref(), poll, &mut r.closed)
-                                .await;
-                        r.announced = u32::from(woken);
-                        continue;
-                    }
-                    // Announcements made so far are all covered by the poll below.
-                    if let Some(w) = r.wake.as_mut() {
-                        while !matches!(
-                            w.try_recv(),
-                            Err(broadcast::error::TryRecvError::Empty
-                                | broadcast::error::TryRecvError::Closed)
-                        ) {}
-                    }
-                    let polled = self
-                        .shared
-                        .db
-                        .poll_feed(
-                            r.position,
-                            opts.tenant.as_deref(),
-                            opts.category.as_deref(),
-                            max,
-                            self.shared.limits.page_bytes,
-                        )
-                        .await;
-                    let FeedPoll {
-                        items,
-                        reached,
-                        at_end,
-                    } = match polled {
-                        Ok(x) => x,
-                        Err(e) => {
-                            r.done = true;
-                            return Some((Err(e), r));
-                        }
-                    };
-                    r.position = reached;
-                    if !items.is_empty() || (!opts.follow && at_end && !r.delivered) {
-                        r.delivered = true;
-                        r.announced = 0;
-                        r.done = !opts.follow && at_end;
-                        let batch = ChangeBatch {
-                            items: items.into_iter().map(|(_, i)| i).collect(),
-                            checkpoint: self.checkpoint(reached),
-                        };
-                        return Some((Ok(batch), r));
-                    }
-                    if !opts.follow {
-                        return None;
-                    }
-                    // Announced but not deliverable yet: an older transaction elsewhere still
-                    // holds the xmin back. Look again shortly (a few times) instead of sleeping a
-                    // whole poll interval.
-                    if r.announced > 0 && r.announced <= 4 {
-                        tokio::time::sleep(std::time::Duration::from_millis(10 << r.announced))
-                            .await;
-                        r.announced += 1;
-                        continue;
-                    }
-                    let woken =
-                        wait(r.wake.as_mut(), opts.tenant.as_deref(), poll, &mut r.closed).await;
-                    r.announced = u32::from(woken);
-                }
-            }
-        })
-        .boxed()
+            closed: self.0.shared.closed.subscribe(),
+            announced: 0,
+        }
+    }
+
+    async fn wait(
+        &self,
+        w: &mut Waiter,
+        _position: FeedPosition,
+        opts: &FeedOptions,
+        _max: usize,
+        delivered: bool,
+    ) -> Result<Wait<FeedPosition>> {
+        if delivered {
+            w.announced = 0;
+        }
+        // Announced but not deliverable yet: an older transaction elsewhere still holds the
+        // xmin back. Look again shortly (a few times) instead of sleeping a whole poll interval.
+        if w.announced > 0 && w.announced <= 4 {
+            tokio::time::sleep(std::time::Duration::from_millis(10 << w.announced)).await;
+            w.announced += 1;
+            return Ok(Wait::Poll);
+        }
+        if opts.follow && w.wake.is_none() {
+            self.0.listen();
+            w.wake = Some(self.0.shared.wake.subscribe());
+        }
+        let poll = self.0.shared.limits.feed_poll_interval;
+        let woken = wait(w.wake.as_mut(), opts.tenant.as_deref(), poll, &mut w.closed).await;
+        w.announced = u32::from(woken);
+        Ok(Wait::Poll)
+    }
+
+    /// A follower from `Now` waits before its first poll: nothing can be deliverable yet.
+    fn waits_after_now(&self) -> bool {
+        true
     }
 }
 
