@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
+use sekiban_core::backend::checkpoint::CheckpointCodec;
 use sekiban_core::backend::feed::{FeedSource, Wait, drive};
 use sekiban_core::memory::check_checkpoint_name;
 use sekiban_core::paging::paged;
@@ -76,7 +77,9 @@ struct Shared {
     costs: Arc<CostCounter>,
     offload: SnapshotOffload,
     blobs: Arc<dyn BlobStore>,
-    system_id: String,
+    /// The feed's checkpoints, of this cluster (transaction ids restart after a restore) and
+    /// schema.
+    checkpoints: CheckpointCodec,
     /// Tenants with new commits, for the notifier task (`None`: notifications are off).
     notify: Option<mpsc::UnboundedSender<Note>>,
     /// The notifier task, until `close` awaits it.
@@ -174,6 +177,11 @@ impl PostgresEventStore {
             }
             None => (None, None),
         };
+        let checkpoints = CheckpointCodec::new(
+            "pg",
+            "PostgreSQL cluster or schema (transaction ids restart after a restore)",
+            format!("{system_id}:{}", config.schema),
+        );
         let shared = Arc::new(Shared {
             db,
             limits: config.limits.clone(),
@@ -181,7 +189,7 @@ impl PostgresEventStore {
             costs,
             offload,
             blobs,
-            system_id,
+            checkpoints,
             notify,
             notifier: Mutex::new(notifier),
             wake: broadcast::channel(1024).0,
@@ -223,35 +231,6 @@ impl PostgresEventStore {
     /// The configuration the store was opened with.
     pub fn config(&self) -> &PostgresConfig {
         &self.shared.config
-    }
-
-    fn checkpoint(&self, p: FeedPosition) -> Checkpoint {
-        Checkpoint::new(format!(
-            "pg:{}:{}:{}:{}",
-            self.shared.system_id, self.shared.config.schema, p.tx, p.position
-        ))
-    }
-
-    fn parse_checkpoint(&self, c: &Checkpoint) -> Result<FeedPosition> {
-        let bad = |reason: String| StoreError::InvalidCheckpoint { reason };
-        let parts: Vec<&str> = c.as_str().split(':').collect();
-        let [kind, sys, schema, tx, pos] = parts.as_slice() else {
-            return Err(bad(format!("{c} is not a PostgreSQL-store checkpoint")));
-        };
-        if *kind != "pg" {
-            return Err(bad(format!("{c} is not a PostgreSQL-store checkpoint")));
-        }
-        if *sys != self.shared.system_id || *schema != self.shared.config.schema {
-            return Err(bad(format!(
-                "{c} was handed out by another cluster or schema (this is cluster {} schema {}); \
-                 transaction ids restart after a restore, so it cannot be resumed here: start from the beginning",
-                self.shared.system_id, self.shared.config.schema
-            )));
-        }
-        match (tx.parse(), pos.parse()) {
-            (Ok(tx), Ok(position)) => Ok(FeedPosition { tx, position }),
-            _ => Err(bad(format!("{c} has no numeric position"))),
-        }
     }
 
     /// Whether `close` has begun.
@@ -497,7 +476,7 @@ impl FeedSource for Log<'_> {
         match from {
             FeedStart::Beginning => Ok(FeedPosition { tx: 0, position: 0 }),
             FeedStart::Now => self.0.shared.db.now().await,
-            FeedStart::After(c) => self.0.parse_checkpoint(&c),
+            FeedStart::After(c) => self.0.shared.checkpoints.decode(&c),
         }
     }
 
@@ -536,7 +515,7 @@ impl FeedSource for Log<'_> {
     }
 
     fn checkpoint(&self, position: FeedPosition) -> Checkpoint {
-        self.0.checkpoint(position)
+        self.0.shared.checkpoints.encode(position)
     }
 
     fn waiter(&self, _opts: &FeedOptions) -> Waiter {

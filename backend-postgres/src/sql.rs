@@ -587,6 +587,25 @@ pub(crate) struct FeedPosition {
     pub(crate) position: i64,
 }
 
+/// `TX:POSITION`, as checkpoints hold it.
+impl std::fmt::Display for FeedPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.tx, self.position)
+    }
+}
+
+impl std::str::FromStr for FeedPosition {
+    type Err = ();
+
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        let (tx, position) = s.split_once(':').ok_or(())?;
+        Ok(FeedPosition {
+            tx: tx.parse().map_err(|_| ())?,
+            position: position.parse().map_err(|_| ())?,
+        })
+    }
+}
+
 impl Db {
     /// A pool on `config`'s server whose connections prepare every statement of the store when
     /// they are created ([`Connector`]); nothing is opened yet.

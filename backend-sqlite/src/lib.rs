@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use sekiban_core::backend::checkpoint::CheckpointCodec;
 use sekiban_core::backend::feed::{FeedSource, Wait, drive};
 use sekiban_core::memory::check_checkpoint_name;
 use sekiban_core::paging::paged;
@@ -65,7 +66,8 @@ pub(crate) struct Shared {
     costs: Arc<CostCounter>,
     offload: SnapshotOffload,
     blobs: Arc<dyn BlobStore>,
-    store_id: String,
+    /// The feed's checkpoints, of this database (its `store_id`).
+    checkpoints: CheckpointCodec,
     config: SqliteConfig,
 }
 
@@ -142,7 +144,7 @@ impl SqliteEventStore {
                 costs,
                 offload,
                 blobs,
-                store_id,
+                checkpoints: CheckpointCodec::new("sqlite", "SQLite database", store_id),
                 config,
             }),
         })
@@ -161,25 +163,6 @@ impl SqliteEventStore {
     /// The configuration the store was opened with.
     pub fn config(&self) -> &SqliteConfig {
         &self.shared.config
-    }
-
-    fn checkpoint(&self, position: u64) -> Checkpoint {
-        Checkpoint::new(format!("sqlite:{}:{position}", self.shared.store_id))
-    }
-
-    fn parse_checkpoint(&self, c: &Checkpoint) -> Result<u64> {
-        let bad = |reason: String| StoreError::InvalidCheckpoint { reason };
-        let mut parts = c.as_str().splitn(3, ':');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some("sqlite"), Some(id), Some(pos)) if id == self.shared.store_id => pos
-                .parse()
-                .map_err(|_| bad(format!("{c} has no numeric position"))),
-            (Some("sqlite"), Some(_), Some(_)) => Err(bad(format!(
-                "{c} was handed out by another SQLite database (this one is {}); start from the beginning",
-                self.shared.store_id
-            ))),
-            _ => Err(bad(format!("{c} is not a SQLite-store checkpoint"))),
-        }
     }
 
     async fn poll(&self, after: u64, opts: &FeedOptions, max: usize) -> Result<FeedPoll<u64>> {
@@ -303,7 +286,7 @@ impl FeedSource for Log<'_> {
         match from {
             FeedStart::Beginning => Ok(0),
             FeedStart::Now => self.0.shared.workers.read(sql::last_position).await,
-            FeedStart::After(c) => self.0.parse_checkpoint(&c),
+            FeedStart::After(c) => self.0.shared.checkpoints.decode(&c),
         }
     }
 
@@ -323,7 +306,7 @@ impl FeedSource for Log<'_> {
     }
 
     fn checkpoint(&self, position: u64) -> Checkpoint {
-        self.0.checkpoint(position)
+        self.0.shared.checkpoints.encode(position)
     }
 
     fn waiter(&self, _opts: &FeedOptions) -> Self::Waiter {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
 
+use crate::backend::checkpoint::CheckpointCodec;
 use crate::backend::feed::{FeedSource, Wait, drive};
 use crate::blob::{BlobStore, CountingBlobStore, ObjectBlobStore};
 use crate::cost::{CostCounter, CostSnapshot, OpKind};
@@ -277,26 +278,8 @@ impl MemoryStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn checkpoint(&self, position: u64) -> Checkpoint {
-        Checkpoint::new(format!("mem:{}:{position}", self.shared.store_id))
-    }
-
-    fn parse_checkpoint(&self, c: &Checkpoint) -> Result<u64> {
-        let bad = |reason: String| StoreError::InvalidCheckpoint { reason };
-        let mut parts = c.as_str().splitn(3, ':');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some("mem"), Some(id), Some(pos)) => {
-                if id != self.shared.store_id {
-                    return Err(bad(format!(
-                        "{c} was handed out by another memory store (this one is {}); start from the beginning",
-                        self.shared.store_id
-                    )));
-                }
-                pos.parse()
-                    .map_err(|_| bad(format!("{c} has no numeric position")))
-            }
-            _ => Err(bad(format!("{c} is not a memory-store checkpoint"))),
-        }
+    fn codec(&self) -> CheckpointCodec {
+        CheckpointCodec::new("mem", "memory store", self.shared.store_id.clone())
     }
 
     /// One feed poll: items after `after`, the position reached, and whether it reached the end.
@@ -570,7 +553,7 @@ impl FeedSource for Log<'_> {
             FeedStart::Now => Ok(self
                 .0
                 .request(OpKind::Feed, 0, |st| st.last_position, |_| 8)),
-            FeedStart::After(c) => self.0.parse_checkpoint(&c),
+            FeedStart::After(c) => self.0.codec().decode(&c),
         }
     }
 
@@ -586,7 +569,7 @@ impl FeedSource for Log<'_> {
     }
 
     fn checkpoint(&self, position: u64) -> Checkpoint {
-        self.0.checkpoint(position)
+        self.0.codec().encode(position)
     }
 
     fn waiter(&self, _opts: &FeedOptions) -> watch::Receiver<u64> {

@@ -1,8 +1,10 @@
 //! What backend authors need and store users do not: the pieces every store shares, so a new
 //! store implements a few small traits instead of copying another store's loops.
 //!
-//! - [`feed`]: one `changes()` driver over a store's log ([`feed::FeedSource`], [`feed::drive`]).
+//! - [`feed`]: one `changes()` driver over a store's log ([`feed::FeedSource`], [`feed::drive`]);
+//! - [`checkpoint`]: one checkpoint format for such a log, naming the store it belongs to.
 
+pub mod checkpoint;
 pub mod feed;
 
 pub use crate::feed::FeedPoll;
