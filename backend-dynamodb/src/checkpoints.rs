@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
-use sekiban_core::memory::check_checkpoint_name;
+use sekiban_core::backend::checkpoint::check_name as check_checkpoint_name;
 use sekiban_core::{Checkpoint, CheckpointStore, Etag, OpKind, Result, StoreError};
 
 use crate::DynamoDbTable;

@@ -263,7 +263,17 @@ impl DynamoDbTable {
         at: At<'_>,
     ) -> Result<Option<(SharedLog, u64)>> {
         let shared = self.poller.log(arn, shard);
-        let mut log = shared.lock().await;
+        // A new `Now` feed takes its position at once: it does not wait for a read the log is
+        // making for others (it reads alone, and joins later).
+        let fresh = at.latest && at.after.is_none() && at.quiet.is_none() && !at.alone;
+        let mut log = if fresh {
+            match shared.try_lock() {
+                Ok(log) => log,
+                Err(_) => return Ok(None),
+            }
+        } else {
+            shared.lock().await
+        };
         if log.broken {
             return Ok(None);
         }

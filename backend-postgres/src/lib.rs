@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use sekiban_core::backend::checkpoint::CheckpointCodec;
+use sekiban_core::backend::checkpoint::check_name as check_checkpoint_name;
 use sekiban_core::backend::feed::{FeedSource, Wait, drive};
-use sekiban_core::memory::check_checkpoint_name;
 use sekiban_core::paging::paged;
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,

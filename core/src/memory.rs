@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
 
-use crate::backend::checkpoint::CheckpointCodec;
+use crate::backend::checkpoint::{CheckpointCodec, check_name as check_checkpoint_name};
 use crate::backend::feed::{FeedSource, Wait, drive};
 use crate::blob::{BlobStore, CountingBlobStore, ObjectBlobStore};
 use crate::cost::{CostCounter, CostSnapshot, OpKind};
@@ -28,9 +28,6 @@ use crate::store::{
     Store, StreamCatalog, StreamInfo,
 };
 
-/// Longest checkpoint name, in bytes.
-pub const MAX_CHECKPOINT_NAME_LEN: usize = 200;
-
 /// The limits of [`MemoryStore::new`]: those of a typical networked store, so code tested on memory
 /// meets the same limits in production.
 pub fn default_memory_limits() -> Limits {
@@ -44,16 +41,6 @@ pub fn default_memory_limits() -> Limits {
         feed_poll_interval: Duration::from_millis(1000),
         idempotency_window: u64::MAX,
     }
-}
-
-/// Checks a consumer name for [`CheckpointStore`]: 1..=200 bytes, no NUL.
-pub fn check_checkpoint_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > MAX_CHECKPOINT_NAME_LEN || name.contains('\0') {
-        return Err(StoreError::invalid(format!(
-            "checkpoint name {name:?} must be 1..={MAX_CHECKPOINT_NAME_LEN} bytes without NUL"
-        )));
-    }
-    Ok(())
 }
 
 /// Every trait of [`Store`] in one process's memory; all data is gone when the last clone drops.

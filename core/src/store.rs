@@ -199,9 +199,12 @@ pub trait ChangeFeed: Send + Sync + Debug + 'static {
     fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>>;
 }
 
+/// Longest checkpoint name, in bytes.
+pub const MAX_CHECKPOINT_NAME_LEN: usize = 200;
+
 /// Named consumers' checkpoints, saved conditionally on the etag of the previous load or save.
 /// Every request is counted as [`crate::OpKind::Checkpoint`]. A name is 1 to
-/// [`crate::memory::MAX_CHECKPOINT_NAME_LEN`] (200) bytes without NUL; any other is refused
+/// [`MAX_CHECKPOINT_NAME_LEN`] (200) bytes without NUL; any other is refused
 /// with [`StoreError::InvalidInput`] by every method.
 #[async_trait]
 pub trait CheckpointStore: Send + Sync + Debug + 'static {

@@ -812,7 +812,7 @@ pub async fn checkpoint_delete_forgets_the_name(h: &Harness) -> CaseResult {
 /// 200 bytes saves, loads and deletes; an empty one, one of 201 bytes and one with a NUL are
 /// refused with `InvalidInput` by save, load and delete alike, and nothing is saved.
 pub async fn checkpoint_names_checked(h: &Harness) -> CaseResult {
-    use sekiban_core::memory::MAX_CHECKPOINT_NAME_LEN as MAX;
+    use sekiban_core::store::MAX_CHECKPOINT_NAME_LEN as MAX;
     let cp = a_checkpoint(h).await?;
     let longest = h.checkpoint_name(&"x".repeat(MAX - h.tenant.len() - 1));
     check_eq!(longest.len(), MAX, "the longest name's length");

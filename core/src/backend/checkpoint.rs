@@ -9,6 +9,24 @@ use std::str::FromStr;
 
 use crate::error::{Result, StoreError};
 use crate::feed::Checkpoint;
+use crate::store::MAX_CHECKPOINT_NAME_LEN;
+
+/// Checks a consumer's name for `CheckpointStore`: 1..=200 bytes, no NUL.
+///
+/// ```
+/// use sekiban_core::backend::checkpoint::check_name;
+/// assert!(check_name("billing-projection").is_ok());
+/// assert!(check_name("").is_err());
+/// assert!(check_name("a\0b").is_err());
+/// ```
+pub fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_CHECKPOINT_NAME_LEN || name.contains('\0') {
+        return Err(StoreError::invalid(format!(
+            "checkpoint name {name:?} must be 1..={MAX_CHECKPOINT_NAME_LEN} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
 
 /// The checkpoints of one store.
 ///
