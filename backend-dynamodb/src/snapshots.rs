@@ -10,10 +10,11 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use bytes::Bytes;
-use sekiban_core::snapshot::{PointerWrite, SnapshotBody, StoredSnapshot, check_snapshot_version};
-use sekiban_core::{
-    BlobStore, OpKind, Result, Snapshot, SnapshotStore, StoreError, StreamId, Version,
+use sekiban_core::backend::snapshots::SnapshotPointers;
+use sekiban_core::snapshot::{
+    PointerWrite, SnapshotBody, SnapshotOffload, StoredSnapshot, check_snapshot_version,
 };
+use sekiban_core::{BlobStore, OpKind, Result, Snapshot, StoreError, StreamId, Version};
 
 use crate::client::counted_as;
 use crate::error::from_sdk;
@@ -132,7 +133,7 @@ impl DynamoDbTable {
 
     /// Step 2 of a save: the pointer replaces `current` if the stream is live and the version
     /// is one of its visible events; one `TransactWriteItems` (a check of the head, the put).
-    async fn write_pointer(
+    async fn put_pointer(
         &self,
         snapshot: &Snapshot,
         stored: &StoredSnapshot,
@@ -213,15 +214,20 @@ impl DynamoDbTable {
 }
 
 #[async_trait]
-impl SnapshotStore for DynamoDbTable {
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        let snap = &snapshot;
-        let write = |stored: StoredSnapshot| async move { self.write_pointer(snap, &stored).await };
-        self.offload.save(snap, write).await
+impl SnapshotPointers for DynamoDbTable {
+    fn offload(&self) -> &SnapshotOffload {
+        &self.offload
     }
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
-        let read = || async { Ok(self.pointer_and_head(stream, OpKind::Snapshot).await?.0) };
-        self.offload.load(stream, read).await
+    async fn write_pointer(
+        &self,
+        snapshot: &Snapshot,
+        stored: StoredSnapshot,
+    ) -> Result<PointerWrite> {
+        self.put_pointer(snapshot, &stored).await
+    }
+
+    async fn read_pointer(&self, stream: &StreamId) -> Result<Option<StoredSnapshot>> {
+        Ok(self.pointer_and_head(stream, OpKind::Snapshot).await?.0)
     }
 }

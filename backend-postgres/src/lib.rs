@@ -16,13 +16,15 @@ use futures::stream::{self, BoxStream};
 use sekiban_core::backend::checkpoint::CheckpointCodec;
 use sekiban_core::backend::checkpoint::check_name as check_checkpoint_name;
 use sekiban_core::backend::feed::{FeedSource, Wait, drive};
+use sekiban_core::backend::snapshots::SnapshotPointers;
 use sekiban_core::paging::paged;
+use sekiban_core::snapshot::{PointerWrite, StoredSnapshot};
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
     CostCounter, CostSnapshot, CountingBlobStore, DeleteMode, Etag, EventData, EventStore,
     ExpectedVersion, FeedHistory, FeedOptions, FeedPoll, FeedStart, Limits, ObjectBlobStore,
-    OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload, SnapshotStore, Store,
-    StoreError, StreamCatalog, StreamId, StreamInfo, Version,
+    OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload, Store, StoreError,
+    StreamCatalog, StreamId, StreamInfo, Version,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -435,16 +437,23 @@ impl EventStore for PostgresEventStore {
 }
 
 #[async_trait]
-impl SnapshotStore for PostgresEventStore {
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        let _write = self.admit_write().await?;
-        let write = |stored| self.shared.db.save_pointer(&snapshot, stored);
-        self.shared.offload.save(&snapshot, write).await
+impl SnapshotPointers for PostgresEventStore {
+    fn offload(&self) -> &SnapshotOffload {
+        &self.shared.offload
     }
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
-        let read = || self.shared.db.load_pointer(stream);
-        self.shared.offload.load(stream, read).await
+    /// Admitted as a write: refused once `close` has begun (the blob put before is deleted).
+    async fn write_pointer(
+        &self,
+        snapshot: &Snapshot,
+        stored: StoredSnapshot,
+    ) -> Result<PointerWrite> {
+        let _write = self.admit_write().await?;
+        self.shared.db.save_pointer(snapshot, stored).await
+    }
+
+    async fn read_pointer(&self, stream: &StreamId) -> Result<Option<StoredSnapshot>> {
+        self.shared.db.load_pointer(stream).await
     }
 }
 

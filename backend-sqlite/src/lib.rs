@@ -15,13 +15,15 @@ use futures::stream::BoxStream;
 use sekiban_core::backend::checkpoint::CheckpointCodec;
 use sekiban_core::backend::checkpoint::check_name as check_checkpoint_name;
 use sekiban_core::backend::feed::{FeedSource, Wait, drive};
+use sekiban_core::backend::snapshots::SnapshotPointers;
 use sekiban_core::paging::paged;
+use sekiban_core::snapshot::{PointerWrite, StoredSnapshot};
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
     CostCounter, CostSnapshot, CountingBlobStore, DeleteMode, Etag, EventData, EventStore,
     ExpectedVersion, FeedHistory, FeedItem, FeedOptions, FeedPoll, FeedStart, Limits,
-    ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload,
-    SnapshotStore, Store, StoreError, StreamCatalog, StreamId, StreamInfo, Version,
+    ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload, Store,
+    StoreError, StreamCatalog, StreamId, StreamInfo, Version,
 };
 use tokio::sync::watch;
 
@@ -241,26 +243,34 @@ impl EventStore for SqliteEventStore {
 }
 
 #[async_trait]
-impl SnapshotStore for SqliteEventStore {
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
-        let write = |stored| {
-            let snap = Snapshot {
-                state: bytes::Bytes::new(),
-                ..snapshot.clone()
-            };
-            self.shared.workers.write(OpKind::Snapshot, move |c| {
-                sql::save_pointer(c, &snap, stored)
-            })
-        };
-        self.shared.offload.save(&snapshot, write).await
+impl SnapshotPointers for SqliteEventStore {
+    fn offload(&self) -> &SnapshotOffload {
+        &self.shared.offload
     }
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
-        let read = || {
-            let s = stream.clone();
-            self.shared.workers.read(move |c| sql::load_pointer(c, &s))
+    async fn write_pointer(
+        &self,
+        snapshot: &Snapshot,
+        stored: StoredSnapshot,
+    ) -> Result<PointerWrite> {
+        let snap = Snapshot {
+            state: bytes::Bytes::new(),
+            ..snapshot.clone()
         };
-        self.shared.offload.load(stream, read).await
+        self.shared
+            .workers
+            .write(OpKind::Snapshot, move |c| {
+                sql::save_pointer(c, &snap, stored)
+            })
+            .await
+    }
+
+    async fn read_pointer(&self, stream: &StreamId) -> Result<Option<StoredSnapshot>> {
+        let s = stream.clone();
+        self.shared
+            .workers
+            .read(move |c| sql::load_pointer(c, &s))
+            .await
     }
 }
 

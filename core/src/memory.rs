@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::backend::checkpoint::{CheckpointCodec, check_name as check_checkpoint_name};
 use crate::backend::feed::{FeedSource, Wait, drive};
+use crate::backend::snapshots::SnapshotPointers;
 use crate::blob::{BlobStore, CountingBlobStore, ObjectBlobStore};
 use crate::cost::{CostCounter, CostSnapshot, OpKind};
 use crate::error::{Result, StoreError};
@@ -24,8 +25,8 @@ use crate::snapshot::{
     PointerWrite, Snapshot, SnapshotOffload, StoredSnapshot, check_snapshot_version,
 };
 use crate::store::{
-    Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, SnapshotStore,
-    Store, StreamCatalog, StreamInfo,
+    Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, Store,
+    StreamCatalog, StreamInfo,
 };
 
 /// The limits of [`MemoryStore::new`]: those of a typical networked store, so code tested on memory
@@ -473,50 +474,52 @@ impl EventStore for MemoryStore {
 }
 
 #[async_trait]
-impl SnapshotStore for MemoryStore {
-    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<()> {
+impl SnapshotPointers for MemoryStore {
+    fn offload(&self) -> &SnapshotOffload {
+        &self.shared.offload
+    }
+
+    async fn write_pointer(
+        &self,
+        snapshot: &Snapshot,
+        stored: StoredSnapshot,
+    ) -> Result<PointerWrite> {
         let sent = snapshot
             .state
             .len()
             .min(self.shared.limits.max_inline_snapshot_bytes);
-        let write = |stored: StoredSnapshot| async {
-            self.request(
-                OpKind::Snapshot,
-                sent,
-                |st| {
-                    let s = st.live(&snapshot.stream)?;
-                    let hidden = s.map_or(Version::NONE, |s| s.hidden_upto);
-                    check_snapshot_version(&snapshot, s.map(|s| s.head), hidden)?;
-                    let Some(s) = st.streams.get_mut(&snapshot.stream) else {
-                        return Ok(PointerWrite::Refused);
-                    };
-                    if s.snapshot
-                        .as_ref()
-                        .is_some_and(|c| c.version > snapshot.version)
-                    {
-                        return Ok(PointerWrite::Refused);
-                    }
-                    Ok(PointerWrite::Replaced(s.snapshot.replace(stored)))
-                },
-                |_| 0,
-            )
-        };
-        self.shared.offload.save(&snapshot, write).await
+        self.request(
+            OpKind::Snapshot,
+            sent,
+            |st| {
+                let s = st.live(&snapshot.stream)?;
+                let hidden = s.map_or(Version::NONE, |s| s.hidden_upto);
+                check_snapshot_version(snapshot, s.map(|s| s.head), hidden)?;
+                let Some(s) = st.streams.get_mut(&snapshot.stream) else {
+                    return Ok(PointerWrite::Refused);
+                };
+                if s.snapshot
+                    .as_ref()
+                    .is_some_and(|c| c.version > snapshot.version)
+                {
+                    return Ok(PointerWrite::Refused);
+                }
+                Ok(PointerWrite::Replaced(s.snapshot.replace(stored)))
+            },
+            |_| 0,
+        )
     }
 
-    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>> {
-        let read = || async {
-            self.request(
-                OpKind::Snapshot,
-                0,
-                |st| Ok(st.live(stream)?.and_then(|s| s.snapshot.clone())),
-                |r: &Result<Option<StoredSnapshot>>| match r {
-                    Ok(Some(s)) => s.size(),
-                    _ => 0,
-                },
-            )
-        };
-        self.shared.offload.load(stream, read).await
+    async fn read_pointer(&self, stream: &StreamId) -> Result<Option<StoredSnapshot>> {
+        self.request(
+            OpKind::Snapshot,
+            0,
+            |st| Ok(st.live(stream)?.and_then(|s| s.snapshot.clone())),
+            |r: &Result<Option<StoredSnapshot>>| match r {
+                Ok(Some(s)) => s.size(),
+                _ => 0,
+            },
+        )
     }
 }
 
@@ -695,7 +698,7 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ExpectedVersion, Version};
+    use crate::{ExpectedVersion, SnapshotStore, Version};
 
     #[test]
     fn urls() {

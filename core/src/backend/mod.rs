@@ -2,9 +2,12 @@
 //! store implements a few small traits instead of copying another store's loops.
 //!
 //! - [`feed`]: one `changes()` driver over a store's log ([`feed::FeedSource`], [`feed::drive`]);
-//! - [`checkpoint`]: one checkpoint format for such a log, naming the store it belongs to.
+//! - [`checkpoint`]: one checkpoint format for such a log, naming the store it belongs to;
+//! - [`snapshots`]: a store writes its snapshot pointers ([`snapshots::SnapshotPointers`]) and
+//!   is a `SnapshotStore`, the blob offload done for it.
 
 pub mod checkpoint;
 pub mod feed;
+pub mod snapshots;
 
 pub use crate::feed::FeedPoll;
