@@ -65,7 +65,7 @@ impl DynamoDbTable {
                     .await?;
             }
         }
-        self.offload.after_delete(stream, mode, dropped).await
+        self.offload.after_delete(stream, mode, Some(dropped)).await
     }
 
     /// Deletes the snapshot pointer item.

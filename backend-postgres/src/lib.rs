@@ -423,16 +423,14 @@ impl EventStore for PostgresEventStore {
 
     async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
         let _write = self.admit_write().await?;
-        match self.shared.db.delete(stream, mode).await? {
-            Some(dropped) => {
-                self.announce(stream);
-                self.shared
-                    .offload
-                    .after_delete(stream, mode, dropped)
-                    .await
-            }
-            None => Ok(()),
+        let removed = self.shared.db.delete(stream, mode).await?;
+        if removed.is_some() {
+            self.announce(stream);
         }
+        self.shared
+            .offload
+            .after_delete(stream, mode, removed)
+            .await
     }
 }
 

@@ -230,15 +230,10 @@ impl EventStore for SqliteEventStore {
             .workers
             .write(OpKind::Delete, move |c| sql::delete(c, &s, mode))
             .await?;
-        match removed {
-            Some(dropped) => {
-                self.shared
-                    .offload
-                    .after_delete(stream, mode, dropped)
-                    .await
-            }
-            None => Ok(()),
-        }
+        self.shared
+            .offload
+            .after_delete(stream, mode, removed)
+            .await
     }
 }
 

@@ -461,15 +461,10 @@ impl EventStore for MemoryStore {
             },
             |_| 0,
         );
-        match removed {
-            Some(dropped) => {
-                self.shared
-                    .offload
-                    .after_delete(stream, mode, dropped)
-                    .await
-            }
-            None => Ok(()),
-        }
+        self.shared
+            .offload
+            .after_delete(stream, mode, removed)
+            .await
     }
 }
 

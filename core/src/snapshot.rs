@@ -350,18 +350,20 @@ impl SnapshotOffload {
         })
     }
 
-    /// Blob clean-up after a stream deletion committed: a soft delete drops the snapshot it hid
-    /// (`dropped`), a hard delete every blob of the stream.
+    /// Blob clean-up after a stream deletion: `deleted` is what the delete did, `None` when it
+    /// had nothing to do (a missing or erased stream), else the snapshot it dropped. A soft
+    /// delete drops that snapshot's blob, a hard delete every blob of the stream.
     pub async fn after_delete(
         &self,
         stream: &StreamId,
         mode: crate::event::DeleteMode,
-        dropped: Option<StoredSnapshot>,
+        deleted: Option<Option<StoredSnapshot>>,
     ) -> Result<()> {
-        match (mode, dropped) {
-            (crate::event::DeleteMode::Hard, _) => self.erase_stream(stream).await,
-            (crate::event::DeleteMode::Soft, Some(s)) => self.discard(&s).await,
-            (crate::event::DeleteMode::Soft, None) => Ok(()),
+        match (mode, deleted) {
+            (_, None) => Ok(()),
+            (crate::event::DeleteMode::Hard, Some(_)) => self.erase_stream(stream).await,
+            (crate::event::DeleteMode::Soft, Some(Some(s))) => self.discard(&s).await,
+            (crate::event::DeleteMode::Soft, Some(None)) => Ok(()),
         }
     }
 
