@@ -1,4 +1,5 @@
 //! Example domains written only against sekiban's public API.
+#![deny(missing_docs)]
 
 pub mod bank;
 
