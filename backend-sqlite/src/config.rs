@@ -38,6 +38,8 @@ pub enum Synchronous {
 /// let c = SqliteConfig::from_url("sqlite://events.db?wal_limit_kib=1024&watch_ms=off").unwrap();
 /// assert_eq!((c.wal_limit, c.watch_interval), (1024 * 1024, None));
 /// assert!(SqliteConfig::from_url("sqlite://events.db?wal_limit_kib=8").is_err());
+/// let e = SqliteConfig::from_url("sqlite://events.db?colour=blue").unwrap_err().to_string();
+/// assert!(e.contains("colour") && e.contains("watch_ms"), "{e}");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -189,7 +191,15 @@ impl SqliteConfig {
                     let dir = value.strip_prefix("file://").unwrap_or(value);
                     config.blob_dir = Some(PathBuf::from(dir));
                 }
-                other => return Err(bad(url, format!("unknown parameter {other:?}"))),
+                other => {
+                    return Err(bad(
+                        url,
+                        format!(
+                            "unknown parameter {other:?}; the parameters are synchronous, \
+                             busy_timeout_ms, readers, wal_limit_kib, watch_ms and blobs"
+                        ),
+                    ));
+                }
             }
         }
         Ok(config)
