@@ -15,7 +15,8 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_smithy_http_client::Builder as HttpClientBuilder;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-use sekiban_core::{CostCounter, OpKind};
+use sekiban_core::OpKind;
+use sekiban_core::backend::CostCounter;
 
 use crate::DynamoDbConfig;
 

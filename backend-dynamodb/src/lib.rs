@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use sekiban_core::BlobStore;
+use sekiban_core::backend::{CostCounter, CountingBlobStore};
 use sekiban_core::snapshot::SnapshotOffload;
 use sekiban_core::{
-    AppendResult, Capabilities, ChangeBatch, ChangeFeed, CostCounter, CostSnapshot, DeleteMode,
-    EventData, EventStore, ExpectedVersion, FeedHistory, FeedOptions, FeedStart, Limits,
-    ReadOptions, RecordedEvent, Result, Store, StoreError, StreamCatalog, StreamId, Version,
+    AppendResult, Capabilities, ChangeBatch, ChangeFeed, CostSnapshot, DeleteMode, EventData,
+    EventStore, ExpectedVersion, FeedHistory, FeedOptions, FeedStart, Limits, ReadOptions,
+    RecordedEvent, Result, Store, StoreError, StreamCatalog, StreamId, Version,
 };
-use sekiban_core::{BlobStore, CountingBlobStore};
 
 mod checkpoints;
 mod client;

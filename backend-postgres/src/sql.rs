@@ -8,15 +8,15 @@ use bytes::Bytes;
 use deadpool::Runtime;
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult, Timeouts};
 use futures::StreamExt;
+use sekiban_core::backend::{CostCounter, FeedPoll, LogKind};
 use sekiban_core::idempotency::{PriorEvent, match_resend};
 use sekiban_core::paging::{Page, PageRequest};
 use sekiban_core::snapshot::{
     PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
 };
 use sekiban_core::{
-    AppendResult, Checkpoint, CostCounter, DeleteMode, Direction, Etag, EventData, EventId,
-    ExpectedVersion, FeedItem, FeedPoll, LogKind, Metadata, OpKind, RecordedEvent, StoreError,
-    StreamId, StreamInfo, Version,
+    AppendResult, Checkpoint, DeleteMode, Direction, Etag, EventData, EventId, ExpectedVersion,
+    FeedItem, Metadata, OpKind, RecordedEvent, StoreError, StreamId, StreamInfo, Version,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;

@@ -16,14 +16,14 @@ use sekiban_core::backend::checkpoint::CheckpointCodec;
 use sekiban_core::backend::checkpoint::check_name as check_checkpoint_name;
 use sekiban_core::backend::feed::{FeedSource, Wait, drive};
 use sekiban_core::backend::snapshots::SnapshotPointers;
+use sekiban_core::backend::{CostCounter, CountingBlobStore, FeedPoll, SnapshotOffload};
 use sekiban_core::paging::paged;
 use sekiban_core::snapshot::{PointerWrite, StoredSnapshot};
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
-    CostCounter, CostSnapshot, CountingBlobStore, DeleteMode, Etag, EventData, EventStore,
-    ExpectedVersion, FeedHistory, FeedItem, FeedOptions, FeedPoll, FeedStart, Limits,
-    ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotOffload, Store,
-    StoreError, StreamCatalog, StreamId, StreamInfo, Version,
+    CostSnapshot, DeleteMode, Etag, EventData, EventStore, ExpectedVersion, FeedHistory, FeedItem,
+    FeedOptions, FeedStart, Limits, ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result,
+    Snapshot, Store, StoreError, StreamCatalog, StreamId, StreamInfo, Version,
 };
 use tokio::sync::watch;
 

@@ -7,15 +7,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row, ToSql, params};
+use sekiban_core::backend::{CostCounter, FeedPoll, LogKind};
 use sekiban_core::idempotency::{PriorEvent, match_resend};
 use sekiban_core::paging::{Page, PageRequest};
 use sekiban_core::snapshot::{
     PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
 };
 use sekiban_core::{
-    AppendResult, Checkpoint, CostCounter, DeleteMode, Direction, Etag, EventData, EventId,
-    ExpectedVersion, FeedItem, FeedPoll, LogKind, Metadata, OpKind, RecordedEvent, StoreError,
-    StreamId, StreamInfo, Version,
+    AppendResult, Checkpoint, DeleteMode, Direction, Etag, EventData, EventId, ExpectedVersion,
+    FeedItem, Metadata, OpKind, RecordedEvent, StoreError, StreamId, StreamInfo, Version,
 };
 
 use crate::config::{SqliteConfig, SqlitePath, Synchronous};

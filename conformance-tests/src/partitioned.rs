@@ -9,10 +9,11 @@ use std::hash::{Hash, Hasher};
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use sekiban_core::backend::CostCounter;
 use sekiban_core::{
-    AppendResult, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore, CostCounter,
-    CostSnapshot, DeleteMode, Etag, EventData, EventStore, ExpectedVersion, FeedItem, FeedOptions,
-    FeedStart, Limits, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotStore, Store,
+    AppendResult, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore, CostSnapshot,
+    DeleteMode, Etag, EventData, EventStore, ExpectedVersion, FeedItem, FeedOptions, FeedStart,
+    Limits, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotStore, Store,
     StreamCatalog, StreamId, Version,
 };
 

@@ -7,13 +7,14 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use sekiban_conformance::{Harness, PartitionedFeed, Placement, Report, run_all, run_selected};
+use sekiban_core::backend::CostCounter;
 use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
-    CostCounter, CostSnapshot, DeleteMode, EventData, EventStore, ExpectedVersion, FeedItem,
-    FeedOptions, FeedStart, Limits, MemoryStore, ObjectBlobStore, OpKind, ReadOptions,
-    RecordedEvent, Result, Snapshot, SnapshotStore, Store, StoreError, StreamCatalog, StreamId,
-    Version, memory::default_memory_limits,
+    CostSnapshot, DeleteMode, EventData, EventStore, ExpectedVersion, FeedItem, FeedOptions,
+    FeedStart, Limits, MemoryStore, ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result,
+    Snapshot, SnapshotStore, Store, StoreError, StreamCatalog, StreamId, Version,
+    memory::default_memory_limits,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq)]

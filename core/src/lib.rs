@@ -16,19 +16,17 @@ pub mod paging;
 pub mod snapshot;
 pub mod store;
 
-pub use blob::{BlobStore, CountingBlobStore, ObjectBlobStore};
-pub use cost::{CostCounter, CostSnapshot, OpCosts, OpKind};
+pub use blob::{BlobStore, ObjectBlobStore};
+pub use cost::{CostSnapshot, OpCosts, OpKind};
 pub use error::{BoxError, Result, StoreError};
 pub use event::{
     AppendResult, DeleteMode, Direction, EventData, ExpectedVersion, Metadata, ReadOptions,
     RecordedEvent,
 };
-pub use feed::{
-    ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedPoll, FeedStart, LogKind,
-};
+pub use feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedStart};
 pub use id::{EventId, StreamId, Version};
 pub use memory::MemoryStore;
-pub use snapshot::{Snapshot, SnapshotOffload};
+pub use snapshot::Snapshot;
 pub use store::{
     Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, SnapshotStore,
     Store, StreamCatalog, StreamInfo,

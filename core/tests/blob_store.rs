@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sekiban_core::{
-    BlobStore, CostCounter, CountingBlobStore, ObjectBlobStore, OpKind, StoreError,
-};
+use sekiban_core::backend::{CostCounter, CountingBlobStore};
+use sekiban_core::{BlobStore, ObjectBlobStore, OpKind, StoreError};
 
 async fn exercise(blobs: &dyn BlobStore) {
     let a = "snapshots/acme/order/1/00000000000000000003-aa";

@@ -35,7 +35,8 @@ pub enum Wait<P> {
 /// use async_trait::async_trait;
 /// use futures::StreamExt;
 /// use sekiban_core::backend::feed::{FeedSource, Wait, drive};
-/// use sekiban_core::{Checkpoint, FeedOptions, FeedPoll, FeedStart, Result};
+/// use sekiban_core::backend::FeedPoll;
+/// use sekiban_core::{Checkpoint, FeedOptions, FeedStart, Result};
 ///
 /// /// A log that never has anything.
 /// struct Empty;

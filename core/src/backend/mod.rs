@@ -5,9 +5,17 @@
 //! - [`checkpoint`]: one checkpoint format for such a log, naming the store it belongs to;
 //! - [`snapshots`]: a store writes its snapshot pointers ([`snapshots::SnapshotPointers`]) and
 //!   is a `SnapshotStore`, the blob offload done for it.
+//!
+//! It also re-exports what only a store's implementation uses: the cost counter it feeds
+//! ([`CostCounter`], and [`CountingBlobStore`] for its blob requests), the offload
+//! ([`SnapshotOffload`]), a feed poll's result ([`FeedPoll`]) and the SQL stores' log kinds
+//! ([`LogKind`]). Users of a store need none of them: the crate root has what they need.
 
 pub mod checkpoint;
 pub mod feed;
 pub mod snapshots;
 
-pub use crate::feed::FeedPoll;
+pub use crate::blob::CountingBlobStore;
+pub use crate::cost::CostCounter;
+pub use crate::feed::{FeedPoll, LogKind};
+pub use crate::snapshot::SnapshotOffload;
