@@ -720,14 +720,19 @@ impl DynamoDbTable {
             // The appends' items this read brought, whichever comes first of an append's two
             // records (the head's or its item's): a head's events come from them, not from
             // one `GetItem` each. An item hidden (`z`) or removed later in the read is left out.
-            let mut batches: HashMap<(String, u64), Item> = HashMap::new();
-            for r in &read.records {
-                let Some(rec) = r.dynamodb() else { continue };
-                let img = rec.new_image().map(to_item);
-                let keys = img.clone().or_else(|| rec.keys().map(to_item));
-                let Some(keys) = keys else { continue };
-                let (Some(DdbValue::S(pk)), Some(sk)) = (keys.get("pk"), number(&keys, "sk"))
-                else {
+            // Each record's new image as an item, converted once for both passes.
+            let images: Vec<Option<Item>> = read
+                .records
+                .iter()
+                .map(|r| r.dynamodb().and_then(|d| d.new_image()).map(to_item))
+                .collect();
+            let mut batches: HashMap<(String, u64), &Item> = HashMap::new();
+            for (r, img) in read.records.iter().zip(&images) {
+                let keys = r.dynamodb().and_then(|d| d.keys()).map(to_item);
+                let Some(keys) = keys.as_ref().or(img.as_ref()) else {
+                    continue;
+                };
+                let (Some(DdbValue::S(pk)), Some(sk)) = (keys.get("pk"), number(keys, "sk")) else {
                     continue;
                 };
                 if sk == 0 || sk >= crate::SNAPSHOT_SK as u64 {
@@ -743,7 +748,7 @@ impl DynamoDbTable {
                     }
                 }
             }
-            for r in &read.records {
+            for (r, img) in read.records.iter().zip(&images) {
                 let Some(rec) = r.dynamodb() else { continue };
                 let Some(seq) = rec.sequence_number().map(str::to_string) else {
                     continue;
@@ -755,16 +760,16 @@ impl DynamoDbTable {
                         continue;
                     }
                 }
-                let Some(img) = rec.new_image().map(to_item) else {
+                let Some(img) = img else {
                     continue;
                 };
-                if number(&img, "m")
-                    .or_else(|| number(&img, "t"))
+                if number(img, "m")
+                    .or_else(|| number(img, "t"))
                     .is_some_and(|written| written < trimmed)
                 {
                     continue;
                 }
-                let mut items = self.items_of(&img, opts, &batches, st.cut).await?;
+                let mut items = self.items_of(img, opts, &batches, st.cut).await?;
                 let mut done = 0;
                 if let Some((record, skip)) = &st.shards[i].skip
                     && *record == seq
@@ -808,7 +813,7 @@ impl DynamoDbTable {
         &self,
         img: &Item,
         opts: &FeedOptions,
-        batches: &HashMap<(String, u64), Item>,
+        batches: &HashMap<(String, u64), &Item>,
         cut: u64,
     ) -> Result<Vec<FeedItem>> {
         let (Some(DdbValue::S(pk)), Some(sk)) = (img.get("pk"), number(img, "sk")) else {
