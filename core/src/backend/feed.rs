@@ -111,10 +111,15 @@ pub trait FeedSource: Send + Sync {
     }
 }
 
+/// Where a reader is: still to start, or after a position.
+enum Place<P> {
+    Start(FeedStart),
+    At(P),
+}
+
 struct Reader<S: FeedSource> {
     source: S,
-    from: Option<FeedStart>,
-    position: Option<S::Position>,
+    place: Place<S::Position>,
     waiter: S::Waiter,
     /// A batch was handed out.
     delivered: bool,
@@ -139,8 +144,7 @@ pub fn drive<'a, S: FeedSource + 'a>(
     let reader = Reader {
         wait_next: opts.follow && from == FeedStart::Now && source.waits_after_now(),
         source,
-        from: Some(from),
-        position: None,
+        place: Place::Start(from),
         waiter,
         delivered: false,
         since_wait: false,
@@ -150,19 +154,17 @@ pub fn drive<'a, S: FeedSource + 'a>(
         if r.done {
             return None;
         }
-        let mut position = match (r.from.take(), r.position) {
-            (Some(from), _) => match r.source.start(from).await {
+        let mut position = match &r.place {
+            Place::At(p) => *p,
+            Place::Start(from) => match r.source.start(from.clone()).await {
                 Ok(p) => p,
                 Err(e) => {
                     r.done = true;
                     return Some((Err(e), (r, opts)));
                 }
             },
-            (None, Some(p)) => p,
-            // Unreachable: the start is resolved before anything else.
-            (None, None) => return None,
         };
-        r.position = Some(position);
+        r.place = Place::At(position);
         loop {
             if std::mem::take(&mut r.wait_next) {
                 let delivered = std::mem::take(&mut r.since_wait);
@@ -175,7 +177,7 @@ pub fn drive<'a, S: FeedSource + 'a>(
                     Ok(Wait::Items(items, reached)) => {
                         // What the wait brought; the next call waits again.
                         position = reached;
-                        r.position = Some(position);
+                        r.place = Place::At(position);
                         r.wait_next = true;
                         if items.is_empty() {
                             continue;
@@ -206,7 +208,7 @@ pub fn drive<'a, S: FeedSource + 'a>(
                 }
             };
             position = reached;
-            r.position = Some(position);
+            r.place = Place::At(position);
             if !items.is_empty() || (!opts.follow && at_end && !r.delivered) {
                 r.delivered = true;
                 r.since_wait |= !items.is_empty();
