@@ -27,9 +27,10 @@ use aws_sdk_dynamodb::types::{AttributeValue as DdbValue, KeysAndAttributes};
 use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
+use sekiban_core::backend::feed::stable_hash;
 use sekiban_core::{
-    ChangeBatch, Checkpoint, DeleteMode, FeedItem, FeedOptions, FeedStart, OpKind, RecordedEvent,
-    Result, StoreError, StreamId, Version,
+    ChangeBatch, Checkpoint, DeleteMode, FeedItem, FeedOptions, FeedSplit, FeedStart, OpKind,
+    RecordedEvent, Result, StoreError, StreamId, Version,
 };
 
 use crate::client::counted_as;
@@ -79,6 +80,8 @@ struct Shard {
     quiet: Option<(Instant, Instant)>,
     /// Its iterator was refused as trimmed and opened again (a second refusal is final).
     reopened: bool,
+    /// This reader reads it (a split of workers gives the others to other workers).
+    mine: bool,
 }
 
 /// Where a unit comes from.
@@ -211,6 +214,10 @@ fn checkpoint(st: &State) -> Checkpoint {
         .iter()
         .enumerate()
         .filter(|(i, sh)| {
+            // Another worker's shard is in its checkpoint, not this one's.
+            if !sh.mine {
+                return false;
+            }
             // A shard read to its end and handed out leaves once its children are in.
             let done = sh.closed
                 && sh.skip.is_none()
@@ -394,7 +401,31 @@ fn shard(id: String, parent: Option<String>, pos: Pos, latest: bool) -> Shard {
         shared: None,
         quiet: None,
         reopened: false,
+        mine: true,
     }
+}
+
+/// Whether a reader split as `split` reads a listed shard: the worker its lineage's root (its
+/// oldest listed ancestor) hashes to, so a shard's children stay with the worker that read it.
+fn owned(id: &str, listed: &[(String, Option<String>)], split: Option<FeedSplit>) -> bool {
+    let Some(split) = split else {
+        return true;
+    };
+    let mut root = id;
+    let mut steps = 0;
+    while let Some(parent) = listed
+        .iter()
+        .find(|(i, _)| i == root)
+        .and_then(|(_, p)| p.as_deref())
+        .filter(|p| listed.iter().any(|(i, _)| i == p))
+    {
+        root = parent;
+        steps += 1;
+        if steps > listed.len() {
+            break;
+        }
+    }
+    stable_hash(&[root]) % u64::from(split.workers.max(1)) == u64::from(split.worker)
 }
 
 /// A stream id from a partition key, if it is one (checkpoints are `~…`).
@@ -465,7 +496,22 @@ impl DynamoDbTable {
         Ok((arn, ordered))
     }
 
-    async fn start(&self, from: &FeedStart) -> Result<State> {
+    async fn start(&self, from: &FeedStart, split: Option<FeedSplit>) -> Result<State> {
+        if let Some(s) = split {
+            if s.workers == 0 || s.worker >= s.workers {
+                return Err(StoreError::invalid(format!(
+                    "feed split {}/{}: the worker must be below the number of workers",
+                    s.worker, s.workers
+                )));
+            }
+            if *from == FeedStart::Beginning {
+                return Err(StoreError::invalid(
+                    "a split DynamoDB feed starts from Now or a checkpoint: the replay from \
+                     Beginning scans the whole table, which shards do not divide; replay with \
+                     one reader and split the workers from its checkpoint",
+                ));
+            }
+        }
         // A replay lists the shards when its scan hands over to them.
         let (arn, listed) = if *from == FeedStart::Beginning {
             (self.stream_arn().await?, Vec::new())
@@ -525,12 +571,9 @@ impl DynamoDbTable {
                     ),
                 });
             }
-            st.shards.push(shard(
-                id.clone(),
-                parent.clone(),
-                pos,
-                *from == FeedStart::Now,
-            ));
+            let mut sh = shard(id.clone(), parent.clone(), pos, *from == FeedStart::Now);
+            sh.mine = owned(id, &listed, split);
+            st.shards.push(sh);
         }
         Ok(st)
     }
@@ -703,7 +746,7 @@ impl DynamoDbTable {
         let trimmed = now_micros().saturating_sub(self.retention_micros());
         let mut closed_now = false;
         for i in 0..st.shards.len() {
-            if st.shards[i].closed || !readable(&st.shards, i) {
+            if st.shards[i].closed || !st.shards[i].mine || !readable(&st.shards, i) {
                 continue;
             }
             let read = self.read_shard(&st.arn, &mut st.shards[i], wait).await?;
@@ -797,10 +840,17 @@ impl DynamoDbTable {
             // A shard ends when it splits or rolls over: its children are read next, from
             // their oldest records.
             let (_, listed) = self.shards().await?;
-            for (id, parent) in listed {
-                if !st.shards.iter().any(|s| s.id == id) {
-                    st.shards.push(shard(id, parent, Pos::Trim, false));
-                    full = true;
+            for (id, parent) in &listed {
+                if !st.shards.iter().any(|s| &s.id == id) {
+                    // A child stays with its parent's worker.
+                    let mine = match st.shards.iter().find(|s| Some(&s.id) == parent.as_ref()) {
+                        Some(p) => p.mine,
+                        None => owned(id, &listed, opts.split),
+                    };
+                    let mut sh = shard(id.clone(), parent.clone(), Pos::Trim, false);
+                    sh.mine = mine;
+                    full |= mine;
+                    st.shards.push(sh);
                 }
             }
         }
@@ -1001,7 +1051,7 @@ impl DynamoDbTable {
                 let mut st = match state {
                     Some(st) if st.ended => return None,
                     Some(st) => st,
-                    None => match self.start(&from).await {
+                    None => match self.start(&from, opts.split).await {
                         Ok(st) => st,
                         Err(e) => return Some((Err(e), Some(State::ended()))),
                     },
@@ -1049,6 +1099,42 @@ mod tests {
             .iter()
             .map(|(id, p)| (id.to_string(), p.map(str::to_string)))
             .collect()
+    }
+
+    #[test]
+    fn a_split_keeps_each_lineage_with_one_worker() {
+        // a → b → c (rollovers), d → e, f alone; a child of a shard not listed is a root.
+        let l = listing(&[
+            ("a", None),
+            ("b", Some("a")),
+            ("c", Some("b")),
+            ("d", None),
+            ("e", Some("d")),
+            ("f", Some("gone")),
+        ]);
+        for workers in 1..=4 {
+            let owners = |id: &str| -> Vec<u32> {
+                (0..workers)
+                    .filter(|w| {
+                        owned(
+                            id,
+                            &l,
+                            Some(FeedSplit {
+                                worker: *w,
+                                workers,
+                            }),
+                        )
+                    })
+                    .collect()
+            };
+            for (id, _) in &l {
+                assert_eq!(owners(id).len(), 1, "{id} with {workers} workers");
+            }
+            assert_eq!(owners("a"), owners("b"));
+            assert_eq!(owners("a"), owners("c"));
+            assert_eq!(owners("d"), owners("e"));
+        }
+        assert!(owned("a", &l, None));
     }
 
     fn ids(l: &[(String, Option<String>)]) -> Vec<&str> {

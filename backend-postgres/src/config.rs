@@ -111,18 +111,10 @@ pub const DRIVER_PARAMETERS: &[&str] = &[
     "load_balance_hosts",
 ];
 
-/// The limits of a PostgreSQL store.
+/// The limits of a PostgreSQL store: the SQL stores' ([`sekiban_core::backend::sql::limits`]),
+/// 1 000 events a page.
 pub fn default_limits() -> Limits {
-    Limits {
-        max_event_bytes: 1024 * 1024,
-        max_append_events: 1000,
-        max_append_bytes: 16 * 1024 * 1024,
-        max_inline_snapshot_bytes: 256 * 1024,
-        page_events: 1000,
-        page_bytes: 4 * 1024 * 1024,
-        feed_poll_interval: Duration::from_millis(1000),
-        idempotency_window: u64::MAX,
-    }
+    sekiban_core::backend::sql::limits(1000)
 }
 
 fn bad(url: &str, why: impl fmt::Display) -> StoreError {

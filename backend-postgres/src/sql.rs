@@ -8,12 +8,14 @@ use bytes::Bytes;
 use deadpool::Runtime;
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult, Timeouts};
 use futures::StreamExt;
-use sekiban_core::backend::{CostCounter, FeedPoll, LogKind};
+use sekiban_core::backend::sql::{
+    LogKind, POINTER_COLUMNS, PointerColumns, listed_stream, listing_cursor, to_i64 as i,
+    to_u64 as u,
+};
+use sekiban_core::backend::{CostCounter, FeedPoll};
 use sekiban_core::idempotency::{PriorEvent, match_resend};
 use sekiban_core::paging::{Page, PageRequest};
-use sekiban_core::snapshot::{
-    PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
-};
+use sekiban_core::snapshot::{PointerWrite, Snapshot, StoredSnapshot, check_snapshot_version};
 use sekiban_core::{
     AppendResult, Checkpoint, DeleteMode, Direction, Etag, EventData, EventId, ExpectedVersion,
     FeedItem, Metadata, OpKind, RecordedEvent, StoreError, StreamId, StreamInfo, Version,
@@ -226,14 +228,6 @@ impl std::fmt::Debug for Db {
     }
 }
 
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
 fn decode(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         what: format!("{what}: {e}"),
@@ -267,8 +261,6 @@ struct Statements {
 }
 
 const EVENT_COLUMNS: &str = "l.version, l.event_id, l.event_type, l.schema_version, l.data, l.metadata::text, l.recorded_at";
-const POINTER_COLUMNS: &str =
-    "snapshot_version, snapshot_type, snapshot_schema, snapshot_state, snapshot_blob";
 const KEY: &str = "tenant = $1 AND category = $2 AND stream_id = $3";
 /// The clock in microseconds since the epoch, as a checkpoint etag's floor.
 const ETAG_CLOCK: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
@@ -528,18 +520,16 @@ fn event_at(stream: StreamId, row: &Row, at: usize) -> Result<RecordedEvent> {
     })
 }
 
+/// The snapshot pointer in the row's [`POINTER_COLUMNS`] from column `at` on.
 fn read_pointer(row: &Row, at: usize) -> Result<Option<StoredSnapshot>> {
-    let Some(version) = get::<Option<i64>>(row, at)? else {
-        return Ok(None);
-    };
-    let body = SnapshotBody::from_columns(get(row, at + 3)?, get(row, at + 4)?)?;
-    Ok(Some(StoredSnapshot {
-        version: Version(u(version)),
-        state_type: get::<Option<String>>(row, at + 1)?.unwrap_or_default(),
-        schema_version: u32::try_from(get::<Option<i32>>(row, at + 2)?.unwrap_or(0))
-            .map_err(|e| decode("a snapshot schema version", e))?,
-        body,
-    }))
+    PointerColumns {
+        version: get(row, at)?,
+        state_type: get(row, at + 1)?,
+        schema_version: get::<Option<i32>>(row, at + 2)?.map(i64::from),
+        inline: get(row, at + 3)?,
+        blob: get(row, at + 4)?,
+    }
+    .into_pointer()
 }
 
 /// Where a statement runs: a pooled connection (statements prepared when it was created) or a
@@ -1318,9 +1308,7 @@ impl Db {
         after: Option<&StreamId>,
         limit: usize,
     ) -> Result<Vec<StreamInfo>> {
-        let (ac, aid) = after
-            .filter(|a| a.tenant() == tenant)
-            .map_or(("", ""), |a| (a.category(), a.id()));
+        let (ac, aid) = listing_cursor(tenant, after);
         let lim = i(limit as u64);
         let rows = match category {
             None => {
@@ -1345,16 +1333,8 @@ impl Db {
         let listed = rows
             .iter()
             .map(|r| {
-                let stream = StreamId::new(tenant, get::<String>(r, 0)?, get::<String>(r, 1)?)
-                    .map_err(|e| decode("a stored stream id", e))?;
-                let version = Version(u(get(r, 2)?));
-                let hidden = Version(u(get(r, 3)?));
-                Ok(StreamInfo::of_head(
-                    stream,
-                    version,
-                    hidden,
-                    get::<bool>(r, 4)?,
-                ))
+                let (category, id) = (get(r, 0)?, get(r, 1)?);
+                listed_stream(tenant, category, id, get(r, 2)?, get(r, 3)?, get(r, 4)?)
             })
             .collect::<Result<Vec<_>>>()?;
         let received: usize = listed.iter().map(StreamInfo::size).sum();

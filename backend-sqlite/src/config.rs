@@ -76,18 +76,10 @@ pub const DEFAULT_WAL_LIMIT: u64 = 4 * 1024 * 1024;
 /// How often a store with following feed readers checks for other processes' commits: 20 ms.
 pub const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_millis(20);
 
-/// The limits of a SQLite store.
+/// The limits of a SQLite store: the SQL stores' ([`sekiban_core::backend::sql::limits`]),
+/// 500 events a page.
 pub fn default_limits() -> Limits {
-    Limits {
-        max_event_bytes: 1024 * 1024,
-        max_append_events: 1000,
-        max_append_bytes: 16 * 1024 * 1024,
-        max_inline_snapshot_bytes: 256 * 1024,
-        page_events: 500,
-        page_bytes: 4 * 1024 * 1024,
-        feed_poll_interval: Duration::from_millis(1000),
-        idempotency_window: u64::MAX,
-    }
+    sekiban_core::backend::sql::limits(500)
 }
 
 fn bad(url: &str, why: impl std::fmt::Display) -> StoreError {

@@ -7,12 +7,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Params, Row, ToSql, params};
-use sekiban_core::backend::{CostCounter, FeedPoll, LogKind};
+use sekiban_core::backend::sql::{
+    LogKind, POINTER_COLUMNS, PointerColumns, listed_stream, listing_cursor, to_i64 as i,
+    to_u64 as u,
+};
+use sekiban_core::backend::{CostCounter, FeedPoll};
 use sekiban_core::idempotency::{PriorEvent, match_resend};
 use sekiban_core::paging::{Page, PageRequest};
-use sekiban_core::snapshot::{
-    PointerWrite, Snapshot, SnapshotBody, StoredSnapshot, check_snapshot_version,
-};
+use sekiban_core::snapshot::{PointerWrite, Snapshot, StoredSnapshot, check_snapshot_version};
 use sekiban_core::{
     AppendResult, Checkpoint, DeleteMode, Direction, Etag, EventData, EventId, ExpectedVersion,
     FeedItem, Metadata, OpKind, RecordedEvent, StoreError, StreamId, StreamInfo, Version,
@@ -44,14 +46,6 @@ impl std::fmt::Debug for Conn {
 pub(crate) enum Role {
     Writer,
     Reader,
-}
-
-fn i(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -679,22 +673,17 @@ pub(crate) fn poll_feed(
     Ok(FeedPoll::new(items, limit, cut, after, max))
 }
 
+/// The snapshot pointer in the row's [`POINTER_COLUMNS`] from column `at` on.
 fn read_pointer(row: &Row<'_>, at: usize) -> Result<Option<StoredSnapshot>> {
-    let Some(version) = col::<Option<i64>>(row, at)? else {
-        return Ok(None);
-    };
-    let body = SnapshotBody::from_columns(col(row, at + 3)?, col(row, at + 4)?)?;
-    Ok(Some(StoredSnapshot {
-        version: Version(u(version)),
+    PointerColumns {
+        version: col(row, at)?,
         state_type: col(row, at + 1)?,
-        schema_version: u32::try_from(col::<i64>(row, at + 2)?)
-            .map_err(|e| decode("a snapshot schema version", e))?,
-        body,
-    }))
+        schema_version: col(row, at + 2)?,
+        inline: col(row, at + 3)?,
+        blob: col(row, at + 4)?,
+    }
+    .into_pointer()
 }
-
-const POINTER_COLUMNS: &str =
-    "snapshot_version, snapshot_type, snapshot_schema, snapshot_state, snapshot_blob";
 
 /// The stream's snapshot pointer.
 pub(crate) fn load_pointer(c: &Conn, s: &StreamId) -> Result<Option<StoredSnapshot>> {
@@ -722,26 +711,22 @@ pub(crate) fn load_pointer(c: &Conn, s: &StreamId) -> Result<Option<StoredSnapsh
 }
 
 fn write_pointer_columns(c: &Conn, s: &StreamId, p: Option<&StoredSnapshot>) -> Result<()> {
-    let (version, state_type, schema, inline, blob) = match p {
-        None => (None, None, None, None, None),
-        Some(p) => {
-            let (inline, blob) = p.body.to_columns()?;
-            (
-                Some(i(p.version.0)),
-                Some(p.state_type.clone()),
-                Some(i64::from(p.schema_version)),
-                inline,
-                blob,
-            )
-        }
-    };
-    let sent = inline.as_ref().map_or(0, Vec::len);
+    let p = PointerColumns::of(p)?;
     c.exec(
         OpKind::Snapshot,
-        sent,
+        p.sent(),
         "UPDATE sekiban_streams SET snapshot_version = ?4, snapshot_type = ?5, snapshot_schema = ?6, \
          snapshot_state = ?7, snapshot_blob = ?8 WHERE tenant = ?1 AND category = ?2 AND stream_id = ?3",
-        params![s.tenant(), s.category(), s.id(), version, state_type, schema, inline, blob],
+        params![
+            s.tenant(),
+            s.category(),
+            s.id(),
+            p.version,
+            p.state_type,
+            p.schema_version,
+            p.inline,
+            p.blob
+        ],
     )?;
     Ok(())
 }
@@ -881,9 +866,7 @@ pub(crate) fn list_streams(
     after: Option<&StreamId>,
     limit: usize,
 ) -> Result<Vec<StreamInfo>> {
-    let (after_cat, after_id) = after
-        .filter(|a| a.tenant() == tenant)
-        .map_or(("", ""), |a| (a.category(), a.id()));
+    let (after_cat, after_id) = listing_cursor(tenant, after);
     let listed = c.rows(
         OpKind::Other,
         "SELECT category, stream_id, version, hidden_upto, erased FROM sekiban_streams \
@@ -891,12 +874,9 @@ pub(crate) fn list_streams(
          ORDER BY category, stream_id LIMIT ?5",
         params![tenant, category, after_cat, after_id, i(limit as u64)],
         |row| {
-            let stream = StreamId::new(tenant, col::<String>(row, 0)?, col::<String>(row, 1)?)
-                .map_err(|e| decode("a stored stream id", e))?;
-            let version = Version(u(col(row, 2)?));
-            let hidden = Version(u(col(row, 3)?));
             let erased = col::<i64>(row, 4)? != 0;
-            Ok(Some(StreamInfo::of_head(stream, version, hidden, erased)))
+            let (category, id) = (col(row, 0)?, col(row, 1)?);
+            listed_stream(tenant, category, id, col(row, 2)?, col(row, 3)?, erased).map(Some)
         },
     )?;
     let received: usize = listed.iter().map(StreamInfo::size).sum();

@@ -65,7 +65,7 @@ macro_rules! dynamodb_urls {
 macro_rules! supported_urls {
     () => {
         concat!(
-            "memory://[?blobs=DIR] (this process only)",
+            "memory://[?blobs=DIR&partitions=N] (this process only)",
             sqlite_urls!(),
             postgres_urls!(),
             dynamodb_urls!(),
@@ -120,8 +120,8 @@ fn not_yet(scheme: &str) -> StoreError {
 
 /// Opens the store a URL names:
 ///
-/// * `memory://` or `memory://?blobs=DIR` — [`MemoryStore::from_url`]: everything in this process,
-///   gone when it exits;
+/// * `memory://`, `memory://?blobs=DIR&partitions=N` — [`MemoryStore::from_url`]: everything
+///   in this process, gone when it exits;
 /// * `sqlite:…` — `SqliteEventStore::from_url` (cargo feature `sqlite`, on by default): a file
 ///   (created with its schema, or migrated, when opened) or `sqlite::memory:`;
 /// * `postgres://…` — `PostgresEventStore::from_url` (cargo feature `postgres`, on by default):

@@ -13,8 +13,8 @@ use sekiban_core::backend::CostCounter;
 use sekiban_core::{
     AppendResult, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore, CostSnapshot,
     DeleteMode, Etag, EventData, EventStore, ExpectedVersion, FeedItem, FeedOptions, FeedStart,
-    Limits, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotStore, Store,
-    StreamCatalog, StreamId, Version,
+    Limits, OpKind, ReadOptions, RecordedEvent, Result, Snapshot, SnapshotAndTail, SnapshotStore,
+    Store, StreamCatalog, StreamId, Version,
 };
 
 /// How the wrapper places feed items into partitions.
@@ -206,6 +206,9 @@ impl<S: Store> Store for PartitionedFeed<S> {
     }
     fn catalog(&self) -> Option<&dyn StreamCatalog> {
         self.inner.catalog()
+    }
+    async fn load_snapshot_and_tail(&self, stream: &StreamId) -> Result<SnapshotAndTail<'_>> {
+        self.inner.load_snapshot_and_tail(stream).await
     }
     async fn close(&self) -> Result<()> {
         self.inner.close().await

@@ -76,6 +76,26 @@ pub struct FeedOptions {
     /// `true`: wait for new events forever. `false`: deliver what is committed and end; the last
     /// batch (empty when there was nothing to deliver) carries the checkpoint to resume from.
     pub follow: bool,
+    /// Read only one worker's share of the feed's partitions (see [`FeedSplit`]).
+    pub split: Option<FeedSplit>,
+}
+
+/// One of several workers that split a feed between them: each partition of the feed (a shard,
+/// a feed range; SQL and memory stores have one) is read by exactly one worker, so each
+/// stream's events reach one worker, in order. Each worker keeps its own checkpoint; together
+/// they hold every partition's position once.
+///
+/// ```
+/// use sekiban_core::FeedOptions;
+/// let second_of_three = FeedOptions::follow().split(1, 3);
+/// assert_eq!(second_of_three.split.map(|s| (s.worker, s.workers)), Some((1, 3)));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FeedSplit {
+    /// This worker's number, below `workers`.
+    pub worker: u32,
+    /// How many workers split the feed.
+    pub workers: u32,
 }
 
 impl FeedOptions {
@@ -86,6 +106,7 @@ impl FeedOptions {
             category: None,
             max_batch: None,
             follow: true,
+            split: None,
         }
     }
     /// Deliver what is committed now, then end.
@@ -103,6 +124,12 @@ impl FeedOptions {
     /// Only one category.
     pub fn category(mut self, category: impl Into<String>) -> Self {
         self.category = Some(category.into());
+        self
+    }
+    /// Read only the partitions of worker `worker` of `workers` (numbered from 0); a worker
+    /// number not below `workers` fails the feed's first poll.
+    pub fn split(mut self, worker: u32, workers: u32) -> Self {
+        self.split = Some(FeedSplit { worker, workers });
         self
     }
     /// At most `n` events a batch.
@@ -161,37 +188,6 @@ impl FeedItem {
     /// Its size as the limits count it: an event's [`RecordedEvent::size`], 0 for a marker.
     pub fn size(&self) -> usize {
         self.as_event().map_or(0, RecordedEvent::size)
-    }
-}
-
-/// How a SQL backend stores a row of its log: an event, or a deletion marker. One encoding for
-/// every backend that keeps events and markers in one ordered table.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogKind {
-    /// An appended event (stored as 0).
-    Event,
-    /// A deletion marker (stored as 1 for soft, 2 for hard).
-    Deleted(DeleteMode),
-}
-
-impl LogKind {
-    /// The stored code.
-    pub const fn code(self) -> i16 {
-        match self {
-            LogKind::Event => 0,
-            LogKind::Deleted(DeleteMode::Soft) => 1,
-            LogKind::Deleted(DeleteMode::Hard) => 2,
-        }
-    }
-
-    /// The kind of a stored code; `None` for a code no version of sekiban writes.
-    pub fn from_code(code: i64) -> Option<Self> {
-        match code {
-            0 => Some(LogKind::Event),
-            1 => Some(LogKind::Deleted(DeleteMode::Soft)),
-            2 => Some(LogKind::Deleted(DeleteMode::Hard)),
-            _ => None,
-        }
     }
 }
 

@@ -23,11 +23,11 @@ pub use event::{
     AppendResult, DeleteMode, Direction, EventData, ExpectedVersion, Metadata, ReadOptions,
     RecordedEvent,
 };
-pub use feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedStart};
+pub use feed::{ChangeBatch, Checkpoint, Etag, FeedItem, FeedOptions, FeedSplit, FeedStart};
 pub use id::{EventId, StreamId, Version};
 pub use memory::MemoryStore;
 pub use snapshot::Snapshot;
 pub use store::{
-    Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, SnapshotStore,
-    Store, StreamCatalog, StreamInfo,
+    Capabilities, ChangeFeed, CheckpointStore, EventStore, FeedHistory, Limits, SnapshotAndTail,
+    SnapshotStore, Store, StreamCatalog, StreamInfo,
 };

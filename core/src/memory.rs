@@ -9,7 +9,9 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 
 use crate::backend::checkpoint::{CheckpointCodec, check_name as check_checkpoint_name};
-use crate::backend::feed::{FeedSource, Wait, drive};
+use crate::backend::feed::{
+    Held, Partition, PartitionPoll, PartitionedSource, Wait, drive_partitions, stable_hash,
+};
 use crate::backend::snapshots::SnapshotPointers;
 use crate::blob::{BlobStore, CountingBlobStore, ObjectBlobStore};
 use crate::cost::{CostCounter, CostSnapshot, OpKind};
@@ -79,6 +81,8 @@ struct Shared {
     offload: SnapshotOffload,
     blobs: Arc<dyn BlobStore>,
     appended: watch::Sender<u64>,
+    /// Partitions of the feed: a stream's items are in partition `partition_of(stream)`.
+    partitions: u32,
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +115,20 @@ struct StoredEvent {
 enum LogEntry {
     Event(StreamId, Version),
     Deleted(StreamId, Version, DeleteMode),
+}
+
+impl LogEntry {
+    fn stream(&self) -> &StreamId {
+        match self {
+            LogEntry::Event(s, _) | LogEntry::Deleted(s, ..) => s,
+        }
+    }
+}
+
+/// The feed partition of a stream, the same in every process and release.
+fn partition_of(stream: &StreamId, partitions: u32) -> u32 {
+    let h = stable_hash(&[stream.tenant(), stream.category(), stream.id()]);
+    u32::try_from(h % u64::from(partitions.max(1))).unwrap_or(0)
 }
 
 impl StreamState {
@@ -176,12 +194,15 @@ impl MemoryStore {
         Self::with_config(limits, Arc::new(ObjectBlobStore::memory()))
     }
 
-    /// Opens `memory://`, optionally `memory://?blobs=DIR` (or `blobs=file:///DIR`) to keep
-    /// offloaded snapshots in a directory, which is created when missing.
+    /// Opens `memory://`, optionally with `blobs=DIR` (or `blobs=file:///DIR`) to keep
+    /// offloaded snapshots in a directory, which is created when missing, and `partitions=N`
+    /// for a feed of N partitions ([`MemoryStore::partitioned`]).
     ///
     /// ```
-    /// let store = sekiban_core::MemoryStore::from_url("memory://").unwrap();
-    /// assert!(sekiban_core::MemoryStore::from_url("memory://?colour=blue").is_err());
+    /// use sekiban_core::{MemoryStore, Store};
+    /// let store = MemoryStore::from_url("memory://?partitions=3").unwrap();
+    /// assert_eq!(store.capabilities().feed_partitions, 3);
+    /// assert!(MemoryStore::from_url("memory://?colour=blue").is_err());
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
         let rest = url
@@ -194,17 +215,29 @@ impl MemoryStore {
             )));
         }
         let mut blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+        let mut partitions = 1;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("blobs", dir)) => blobs = Arc::new(ObjectBlobStore::create_dir(dir)?),
+                Some(("partitions", n)) => {
+                    partitions = n
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1024).contains(n))
+                        .ok_or_else(|| {
+                            StoreError::invalid(format!(
+                                "memory URL {url:?}: partitions={n} is not a number of 1..=1024"
+                            ))
+                        })?;
+                }
                 _ => {
                     return Err(StoreError::invalid(format!(
-                        "memory URL {url:?}: unknown parameter {pair:?}; the only one is blobs=DIR"
+                        "memory URL {url:?}: unknown parameter {pair:?}; known: blobs=DIR, partitions=N"
                     )));
                 }
             }
         }
-        Ok(Self::with_config(default_memory_limits(), blobs))
+        Ok(Self::build(default_memory_limits(), blobs, partitions))
     }
 
     /// The blob store large snapshots are offloaded to.
@@ -212,8 +245,30 @@ impl MemoryStore {
         self.shared.blobs.clone()
     }
 
+    /// A store whose change feed has `partitions` partitions (at least 1), as a sharded
+    /// service's does: each stream's items in one partition, in order; no order across
+    /// partitions. Code (and a split of workers, [`FeedOptions::split`]) tested on it meets
+    /// DynamoDB's and Cosmos DB's feeds.
+    ///
+    /// ```
+    /// use sekiban_core::{MemoryStore, Store};
+    /// let store = MemoryStore::partitioned(4);
+    /// assert_eq!(store.capabilities().feed_partitions, 4);
+    /// ```
+    pub fn partitioned(partitions: u32) -> Self {
+        Self::build(
+            default_memory_limits(),
+            Arc::new(ObjectBlobStore::memory()),
+            partitions,
+        )
+    }
+
     /// A store with these limits, offloading large snapshots to `blobs`.
     pub fn with_config(limits: Limits, blobs: Arc<dyn BlobStore>) -> Self {
+        Self::build(limits, blobs, 1)
+    }
+
+    fn build(limits: Limits, blobs: Arc<dyn BlobStore>, partitions: u32) -> Self {
         let costs = Arc::new(CostCounter::new());
         let counted = Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone()));
         let offload = SnapshotOffload::new(counted, limits.max_inline_snapshot_bytes);
@@ -226,6 +281,7 @@ impl MemoryStore {
                 offload,
                 blobs,
                 appended: watch::channel(0).0,
+                partitions: partitions.max(1),
             }),
         }
     }
@@ -270,9 +326,11 @@ impl MemoryStore {
         CheckpointCodec::new("mem", "memory store", self.shared.store_id.clone())
     }
 
-    /// One feed poll: items after `after`, the position reached, and whether it reached the end.
-    /// One poll: at most `max` items, ending with the event that reaches `page_bytes`.
-    fn poll_feed(&self, after: u64, opts: &FeedOptions, max: usize) -> FeedPoll<u64> {
+    /// One feed poll of partition `part`: items after `after`, the position reached, and
+    /// whether it reached the end. At most `max` items, ending with the event that reaches
+    /// `page_bytes`.
+    fn poll_feed(&self, part: u32, after: u64, opts: &FeedOptions, max: usize) -> FeedPoll<u64> {
+        let partitions = self.shared.partitions;
         let page_bytes = self.shared.limits.page_bytes;
         self.request(
             OpKind::Feed,
@@ -290,6 +348,9 @@ impl MemoryStore {
                         };
                     }
                     reached = *pos;
+                    if partitions > 1 && partition_of(entry.stream(), partitions) != part {
+                        continue;
+                    }
                     match entry {
                         LogEntry::Event(stream, v) if opts.matches(stream) => {
                             if let Some(s) = st.streams.get(stream).filter(|s| *v > s.hidden_upto)
@@ -520,41 +581,131 @@ impl SnapshotPointers for MemoryStore {
 
 impl ChangeFeed for MemoryStore {
     fn changes(&self, from: FeedStart, opts: FeedOptions) -> BoxStream<'_, Result<ChangeBatch>> {
-        drive(Log(self), from, opts, self.shared.limits.page_events)
+        drive_partitions(Parts(self), from, opts, self.shared.limits.page_events)
     }
 }
 
-/// The store's log, as the feed driver reads it.
-struct Log<'a>(&'a MemoryStore);
+/// The store's feed partitions, as the feed driver reads them. A position is the log position
+/// read up to; `None`, in a resumed split, a partition another worker's checkpoint holds.
+struct Parts<'a>(&'a MemoryStore);
+
+/// The positions of a checkpoint of a partitioned feed: one per partition, `-` for one another
+/// worker of a split reads.
+struct Positions(Vec<Option<u64>>);
+
+impl std::fmt::Display for Positions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match p {
+                Some(p) => write!(f, "{p}")?,
+                None => f.write_str("-")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Positions {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        s.split(',')
+            .map(|p| {
+                if p == "-" {
+                    Ok(None)
+                } else {
+                    p.parse().map(Some)
+                }
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map(Positions)
+    }
+}
 
 #[async_trait]
-impl FeedSource for Log<'_> {
-    type Position = u64;
+impl PartitionedSource for Parts<'_> {
+    type Key = u32;
+    type Position = Option<u64>;
     type Waiter = watch::Receiver<u64>;
 
-    async fn start(&self, from: FeedStart) -> Result<u64> {
-        match from {
-            FeedStart::Beginning => Ok(0),
-            FeedStart::Now => Ok(self
-                .0
-                .request(OpKind::Feed, 0, |st| st.last_position, |_| 8)),
-            FeedStart::After(c) => self.0.codec().decode(&c),
-        }
+    async fn start(&self, from: FeedStart) -> Result<Vec<Partition<u32, Option<u64>>>> {
+        let n = self.0.shared.partitions;
+        let positions = match from {
+            FeedStart::Beginning => vec![Some(0); n as usize],
+            FeedStart::Now => {
+                let end = self
+                    .0
+                    .request(OpKind::Feed, 0, |st| st.last_position, |_| 8);
+                vec![Some(end); n as usize]
+            }
+            FeedStart::After(c) if n == 1 => vec![Some(self.0.codec().decode::<u64>(&c)?)],
+            FeedStart::After(c) => {
+                let Positions(p) = self.0.codec().decode(&c)?;
+                if p.len() != n as usize {
+                    return Err(StoreError::InvalidCheckpoint {
+                        reason: format!(
+                            "{c} holds {} partitions; this store's feed has {n}",
+                            p.len()
+                        ),
+                    });
+                }
+                p
+            }
+        };
+        Ok((0..n)
+            .zip(positions)
+            .map(|(k, p)| Partition::new(k, p))
+            .collect())
     }
 
     async fn poll(
         &self,
         appended: &mut watch::Receiver<u64>,
-        after: u64,
+        key: &u32,
+        after: Option<u64>,
         opts: &FeedOptions,
         max: usize,
-    ) -> Result<FeedPoll<u64>> {
+    ) -> Result<PartitionPoll<u32, Option<u64>>> {
+        let Some(after) = after else {
+            return Err(StoreError::InvalidCheckpoint {
+                reason: format!(
+                    "the checkpoint holds no position of partition {key}: another worker of a \
+                     split read it; resume each worker from its own checkpoint"
+                ),
+            });
+        };
         appended.borrow_and_update();
-        Ok(self.0.poll_feed(after, opts, max))
+        let FeedPoll {
+            items,
+            reached,
+            at_end,
+        } = self.0.poll_feed(*key, after, opts, max);
+        Ok(PartitionPoll::open(FeedPoll {
+            items: items.into_iter().map(|(p, i)| (Some(p), i)).collect(),
+            reached: Some(reached),
+            at_end,
+        }))
     }
 
-    fn checkpoint(&self, position: u64) -> Checkpoint {
-        self.0.codec().encode(position)
+    /// One log position for a feed of one partition (`mem:ID:POS`); else one per partition,
+    /// `-` for those another worker reads (`mem:ID:P0,-,P2`).
+    fn checkpoint(&self, parts: &[Held<u32, Option<u64>>]) -> Checkpoint {
+        let codec = self.0.codec();
+        if let [one] = parts {
+            return codec.encode(one.part.position.unwrap_or(0));
+        }
+        codec.encode(Positions(
+            parts
+                .iter()
+                .map(|h| h.part.position.filter(|_| h.mine))
+                .collect(),
+        ))
+    }
+
+    fn owner(&self, key: &u32) -> u64 {
+        u64::from(*key)
     }
 
     fn waiter(&self, _opts: &FeedOptions) -> watch::Receiver<u64> {
@@ -564,11 +715,11 @@ impl FeedSource for Log<'_> {
     async fn wait(
         &self,
         appended: &mut watch::Receiver<u64>,
-        _position: u64,
+        _parts: &[Held<u32, Option<u64>>],
         _opts: &FeedOptions,
         _max: usize,
         _delivered: bool,
-    ) -> Result<Wait<u64>> {
+    ) -> Result<Wait<(u32, Option<u64>)>> {
         let poll = self.0.shared.limits.feed_poll_interval;
         let _ = tokio::time::timeout(poll, appended.changed()).await;
         Ok(Wait::Poll)
@@ -670,7 +821,7 @@ impl Store for MemoryStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             feed_notification: true,
-            feed_partitions: 1,
+            feed_partitions: self.shared.partitions,
             feed_history: FeedHistory::Unbounded,
             stream_catalog: true,
             cost_budgets: true,

@@ -272,6 +272,23 @@ pub trait StreamCatalog: Send + Sync + Debug {
     ) -> Result<Vec<StreamInfo>>;
 }
 
+/// A stream's latest snapshot and the events after it, loaded together
+/// ([`Store::load_snapshot_and_tail`]).
+pub struct SnapshotAndTail<'a> {
+    /// The latest snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// The events after it (all of them when there is none), in version order, read lazily.
+    pub tail: BoxStream<'a, Result<RecordedEvent>>,
+}
+
+impl Debug for SnapshotAndTail<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotAndTail")
+            .field("snapshot", &self.snapshot)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything a tool or the conformance suite needs, as one object: `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: EventStore + SnapshotStore + ChangeFeed + CheckpointStore {
@@ -283,6 +300,34 @@ pub trait Store: EventStore + SnapshotStore + ChangeFeed + CheckpointStore {
     fn costs(&self) -> CostSnapshot;
     /// Stream listing, if the store has it.
     fn catalog(&self) -> Option<&dyn StreamCatalog>;
+    /// The latest snapshot and the events after it, as one load: what the aggregate
+    /// `Repository` reads. A store that keeps its snapshot beside its recent events answers
+    /// with one request; by default this is [`SnapshotStore::load_snapshot`] and then a lazy
+    /// [`EventStore::read`] from the version after it.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use futures::StreamExt;
+    /// use sekiban_core::{EventData, EventStore, ExpectedVersion, MemoryStore, Store, StreamId};
+    ///
+    /// let store = MemoryStore::new();
+    /// let stream = StreamId::new("acme", "order", "1").unwrap();
+    /// let two = vec![EventData::new("Placed", "{}"), EventData::new("Paid", "{}")];
+    /// store.append(&stream, ExpectedVersion::NoStream, two).await.unwrap();
+    /// let loaded = store.load_snapshot_and_tail(&stream).await.unwrap();
+    /// assert!(loaded.snapshot.is_none());
+    /// assert_eq!(loaded.tail.count().await, 2);
+    /// # });
+    /// ```
+    async fn load_snapshot_and_tail(&self, stream: &StreamId) -> Result<SnapshotAndTail<'_>> {
+        let snapshot = self.load_snapshot(stream).await?;
+        let from = snapshot
+            .as_ref()
+            .map_or(Version::NONE, |s| s.version)
+            .plus(1);
+        let tail = self.read(stream, ReadOptions::forward().from(from));
+        Ok(SnapshotAndTail { snapshot, tail })
+    }
     /// Closes the store gracefully, for every clone: writes already handed to the store finish,
     /// what a background task still owes goes out (a pending feed notification), background
     /// tasks stop and every connection closes. Returns once that is done; a second call does

@@ -17,7 +17,7 @@ use sekiban_core::{
     Store, Version,
 };
 
-use crate::{CaseResult, Harness, check, check_eq, events, read_with};
+use crate::{CaseResult, Harness, check, check_eq, events};
 
 fn spent(store: &dyn Store, before: CostSnapshot) -> CostSnapshot {
     store.costs() - before
@@ -99,13 +99,19 @@ async fn load(
     s: &sekiban_core::StreamId,
 ) -> Result<(usize, CostSnapshot), crate::CaseFailure> {
     let before = h.store.costs();
-    let snap = h.store.load_snapshot(s).await?;
-    let from = snap.as_ref().map_or(Version(1), |x| x.version.plus(1));
-    let tail = read_with(&*h.store, s, ReadOptions::forward().from(from)).await?;
+    let loaded = h.store.load_snapshot_and_tail(s).await?;
+    let tail: Vec<_> = loaded.tail.collect().await;
+    for e in &tail {
+        if let Err(e) = e {
+            return Err(crate::CaseFailure {
+                message: format!("the tail of a load of {s} failed: {e}"),
+            });
+        }
+    }
     Ok((tail.len(), spent(&*h.store, before)))
 }
 
-/// Loading an aggregate (snapshot + a one-page tail) costs ≤ 2 round trips, plus exactly 1 blob
+/// Loading an aggregate (`load_snapshot_and_tail`: snapshot + a one-page tail) costs ≤ 2 round trips, plus exactly 1 blob
 /// GET when the snapshot is offloaded.
 pub async fn budget_load_with_snapshot(h: &Harness) -> CaseResult {
     let l = h.store.limits().clone();

@@ -12,6 +12,7 @@ mod input;
 mod payload;
 mod read;
 mod snapshot;
+mod split;
 mod tenant;
 
 pub use append::*;
@@ -23,4 +24,5 @@ pub use input::*;
 pub use payload::*;
 pub use read::*;
 pub use snapshot::*;
+pub use split::*;
 pub use tenant::*;

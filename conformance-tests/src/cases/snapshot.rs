@@ -4,7 +4,10 @@ use bytes::Bytes;
 use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{ExpectedVersion, Snapshot, StoreError, StreamId, Version};
 
-use crate::{CaseResult, Harness, check, check_eq, events, expect_err};
+use futures::StreamExt;
+use sekiban_core::ReadOptions;
+
+use crate::{CaseResult, Harness, check, check_eq, events, expect_err, read_with};
 
 fn snap(s: &StreamId, v: u64, state: impl Into<Bytes>) -> Snapshot {
     Snapshot {
@@ -221,5 +224,40 @@ pub async fn snapshot_bad_input_rejected(h: &Harness) -> CaseResult {
         Vec::<String>::new(),
         "blobs after refused saves"
     );
+    Ok(())
+}
+
+/// `load_snapshot_and_tail` is `load_snapshot` and a read after it, whatever the store does in
+/// one request: without a snapshot the whole stream, with one the snapshot and the events after
+/// it, each the same as what a read returns.
+pub async fn snapshot_and_tail_load_together(h: &Harness) -> CaseResult {
+    let s = h.new_stream("snap");
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("a", 3))
+        .await?;
+    for (snapshot_at, what) in [(None, "without a snapshot"), (Some(3), "with a snapshot")] {
+        if let Some(v) = snapshot_at {
+            h.store.save_snapshot(snap(&s, v, "state at 3")).await?;
+            h.store
+                .append(&s, ExpectedVersion::Exact(Version(3)), events("b", 2))
+                .await?;
+        }
+        let loaded = h.store.load_snapshot_and_tail(&s).await?;
+        let want_snapshot = h.store.load_snapshot(&s).await?;
+        check_eq!(
+            loaded.snapshot,
+            want_snapshot,
+            "{what}: the snapshot loaded with its tail"
+        );
+        let tail: Vec<_> = loaded.tail.collect().await;
+        let tail = tail.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let from = Version(snapshot_at.unwrap_or(0)).plus(1);
+        let want = read_with(&*h.store, &s, ReadOptions::forward().from(from)).await?;
+        check!(
+            !want.is_empty(),
+            "{what}: the read after the snapshot is empty"
+        );
+        check_eq!(tail, want, "{what}: the tail loaded with the snapshot");
+    }
     Ok(())
 }

@@ -7,14 +7,15 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use super::Aggregate;
 use super::codec::{CodecError, decode, encode};
 use crate::error::StoreError;
-use crate::event::{ExpectedVersion, Metadata, ReadOptions};
+use crate::event::{ExpectedVersion, Metadata, ReadOptions, RecordedEvent};
 use crate::id::{StreamId, Version};
 use crate::snapshot::Snapshot;
-use crate::store::Store;
+use crate::store::{SnapshotAndTail, Store};
 
 /// When the repository writes a snapshot after a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,6 +262,21 @@ impl<A: Aggregate> Repository<A> {
         self.load_until(&self.stream(id)?, None, Some(at)).await
     }
 
+    /// Whether a stored snapshot is this aggregate's, usable for a load up to `until`, and its
+    /// state when it decodes (a snapshot is a cache: one that no longer decodes is ignored).
+    fn usable(s: Snapshot, until: Option<Version>) -> Option<(A, Version)> {
+        if s.state_type != A::CATEGORY
+            || s.schema_version != A::STATE_VERSION
+            || until.is_some_and(|v| s.version > v)
+        {
+            return None;
+        }
+        serde_json::from_slice::<A>(&s.state)
+            .ok()
+            .map(|state| (state, s.version))
+    }
+
+    /// The snapshot a load up to `until` or the time `at` starts from.
     async fn usable_snapshot(
         &self,
         stream: &StreamId,
@@ -270,24 +286,18 @@ impl<A: Aggregate> Repository<A> {
         let Some(s) = self.store.load_snapshot(stream).await? else {
             return Ok(None);
         };
-        if s.state_type != A::CATEGORY
-            || s.schema_version != A::STATE_VERSION
-            || until.is_some_and(|v| s.version > v)
-        {
+        let Some(usable) = Self::usable(s, until) else {
             return Ok(None);
-        }
+        };
         if let Some(at) = at {
-            let opts = ReadOptions::forward().from(s.version).max_count(1);
+            let opts = ReadOptions::forward().from(usable.1).max_count(1);
             let mut at_snapshot = self.store.read(stream, opts);
             match at_snapshot.next().await.transpose()? {
                 Some(e) if e.recorded_at <= at => {}
                 _ => return Ok(None),
             }
         }
-        // A snapshot is a cache: one that no longer decodes is ignored, not fatal.
-        Ok(serde_json::from_slice::<A>(&s.state)
-            .ok()
-            .map(|state| (state, s.version)))
+        Ok(Some(usable))
     }
 
     async fn load_until(
@@ -296,26 +306,57 @@ impl<A: Aggregate> Repository<A> {
         until: Option<Version>,
         at: Option<SystemTime>,
     ) -> Result<Loaded<A>, A::Error> {
+        // The latest state: the snapshot and its tail in one load (one request on a store that
+        // keeps them together); the tail from the start when the snapshot is not usable.
+        if until.is_none() && at.is_none() {
+            let SnapshotAndTail { snapshot, tail } =
+                self.store.load_snapshot_and_tail(stream).await?;
+            if let Some((state, version)) = snapshot.and_then(|s| Self::usable(s, None)) {
+                return Self::fold(tail, state, version, Some(version), None).await;
+            }
+            drop(tail);
+            let all = self.store.read(stream, ReadOptions::forward());
+            return Self::fold(all, A::default(), Version::NONE, None, None).await;
+        }
         let snapshot = self.usable_snapshot(stream, until, at).await?;
         let snapshot_version = snapshot.as_ref().map(|s| s.1);
-        let (mut state, mut version) = snapshot.unwrap_or_else(|| (A::default(), Version::NONE));
+        let (state, version) = snapshot.unwrap_or_else(|| (A::default(), Version::NONE));
+        if until.is_some_and(|v| v <= version) {
+            return Self::fold(
+                futures::stream::empty().boxed(),
+                state,
+                version,
+                snapshot_version,
+                at,
+            )
+            .await;
+        }
         let mut opts = ReadOptions::forward().from(version.plus(1));
         if let Some(v) = until {
             opts = opts.max_count(v.0.saturating_sub(version.0));
         }
+        let tail = self.store.read(stream, opts);
+        Self::fold(tail, state, version, snapshot_version, at).await
+    }
+
+    /// Applies the events of `tail` (up to the time `at`) to a state at `version`.
+    async fn fold(
+        mut tail: BoxStream<'_, crate::error::Result<RecordedEvent>>,
+        mut state: A,
+        mut version: Version,
+        snapshot_version: Option<Version>,
+        at: Option<SystemTime>,
+    ) -> Result<Loaded<A>, A::Error> {
         let (mut events_since, mut bytes_since) = (0, 0);
-        if until.is_none_or(|v| v > version) {
-            let mut tail = self.store.read(stream, opts);
-            while let Some(recorded) = tail.next().await {
-                let recorded = recorded?;
-                if at.is_some_and(|t| recorded.recorded_at > t) {
-                    break;
-                }
-                state.apply(&decode::<A::Event>(&recorded)?);
-                version = recorded.version;
-                events_since += 1;
-                bytes_since += recorded.data.len() as u64;
+        while let Some(recorded) = tail.next().await {
+            let recorded = recorded?;
+            if at.is_some_and(|t| recorded.recorded_at > t) {
+                break;
             }
+            state.apply(&decode::<A::Event>(&recorded)?);
+            version = recorded.version;
+            events_since += 1;
+            bytes_since += recorded.data.len() as u64;
         }
         Ok(Loaded {
             state,
