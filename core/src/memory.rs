@@ -628,9 +628,13 @@ impl std::str::FromStr for Positions {
 impl PartitionedSource for Parts<'_> {
     type Key = u32;
     type Position = Option<u64>;
-    type Waiter = watch::Receiver<u64>;
+    type Reader = watch::Receiver<u64>;
 
-    async fn start(&self, from: FeedStart) -> Result<Vec<Partition<u32, Option<u64>>>> {
+    async fn start(
+        &self,
+        _appended: &mut watch::Receiver<u64>,
+        from: FeedStart,
+    ) -> Result<Vec<Partition<u32, Option<u64>>>> {
         let n = self.0.shared.partitions;
         let positions = match from {
             FeedStart::Beginning => vec![Some(0); n as usize],
@@ -691,7 +695,11 @@ impl PartitionedSource for Parts<'_> {
 
     /// One log position for a feed of one partition (`mem:ID:POS`); else one per partition,
     /// `-` for those another worker reads (`mem:ID:P0,-,P2`).
-    fn checkpoint(&self, parts: &[Held<u32, Option<u64>>]) -> Checkpoint {
+    fn checkpoint(
+        &self,
+        _appended: &watch::Receiver<u64>,
+        parts: &[Held<u32, Option<u64>>],
+    ) -> Checkpoint {
         let codec = self.0.codec();
         if let [one] = parts {
             return codec.encode(one.part.position.unwrap_or(0));
@@ -708,7 +716,7 @@ impl PartitionedSource for Parts<'_> {
         u64::from(*key)
     }
 
-    fn waiter(&self, _opts: &FeedOptions) -> watch::Receiver<u64> {
+    fn reader(&self, _opts: &FeedOptions) -> watch::Receiver<u64> {
         self.0.shared.appended.subscribe()
     }
 

@@ -71,9 +71,9 @@ impl Source {
 impl PartitionedSource for &Source {
     type Key = String;
     type Position = usize;
-    type Waiter = ();
+    type Reader = ();
 
-    async fn start(&self, _from: FeedStart) -> Result<Vec<Partition<String, usize>>> {
+    async fn start(&self, _r: &mut (), _from: FeedStart) -> Result<Vec<Partition<String, usize>>> {
         Ok(self.start.clone())
     }
 
@@ -109,7 +109,7 @@ impl PartitionedSource for &Source {
         Ok(PartitionPoll { poll, ended })
     }
 
-    fn checkpoint(&self, parts: &[Held<String, usize>]) -> Checkpoint {
+    fn checkpoint(&self, _r: &(), parts: &[Held<String, usize>]) -> Checkpoint {
         let mine: Vec<String> = parts
             .iter()
             .filter(|h| h.mine)
@@ -124,7 +124,7 @@ impl PartitionedSource for &Source {
             .map_or(0, |b| u64::from(b.saturating_sub(b'0')))
     }
 
-    fn waiter(&self, _opts: &FeedOptions) {}
+    fn reader(&self, _opts: &FeedOptions) {}
 
     async fn wait(
         &self,

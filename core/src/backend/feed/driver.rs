@@ -5,18 +5,18 @@ use futures::stream::{self, BoxStream};
 
 use super::{Held, Partition, PartitionPoll, PartitionedSource, Wait};
 use crate::error::{Result, StoreError};
-use crate::feed::{ChangeBatch, FeedOptions, FeedPoll, FeedSplit, FeedStart};
+use crate::feed::{ChangeBatch, Checkpoint, FeedOptions, FeedPoll, FeedSplit, FeedStart};
 
 struct Reader<S: PartitionedSource> {
     source: S,
     /// Where to start, until the first poll resolved it.
     from: Option<FeedStart>,
     slots: Vec<Held<S::Key, S::Position>>,
-    waiter: S::Waiter,
+    state: S::Reader,
     /// The slot polled next.
     cursor: usize,
-    /// A batch was handed out.
-    delivered: bool,
+    /// The checkpoint of the last batch handed out.
+    last: Option<Checkpoint>,
     /// Items were handed out since the last wait.
     since_wait: bool,
     /// Wait before the next poll (a follower from `Now`, one whose partitions are all at rest,
@@ -72,20 +72,21 @@ impl<S: PartitionedSource> Reader<S> {
             })
     }
 
-    fn batch(&self, items: Vec<crate::feed::FeedItem>) -> ChangeBatch {
-        ChangeBatch {
-            items,
-            checkpoint: self.source.checkpoint(&self.slots),
-        }
+    /// A batch of `items`, with the checkpoint after them.
+    fn batch(&mut self, items: Vec<crate::feed::FeedItem>) -> ChangeBatch {
+        let checkpoint = self.source.checkpoint(&self.state, &self.slots);
+        self.last = Some(checkpoint.clone());
+        ChangeBatch { items, checkpoint }
     }
 
-    /// Takes one poll of slot `i` in: its position, its end, its successors.
+    /// Takes one poll of slot `i` in: its position, its end, its successors. `rests`: a poll
+    /// that reached the end puts the partition at rest even when it brought items.
     fn took(
         &mut self,
         split: Option<FeedSplit>,
         i: usize,
         poll: &PartitionPoll<S::Key, S::Position>,
-        follow: bool,
+        rests: bool,
     ) {
         let FeedPoll {
             items,
@@ -94,7 +95,7 @@ impl<S: PartitionedSource> Reader<S> {
         } = &poll.poll;
         let slot = &mut self.slots[i];
         slot.part.position = reached.clone();
-        slot.rest = *at_end && (!follow || items.is_empty());
+        slot.rest = *at_end && (rests || items.is_empty());
         self.cursor = i + 1;
         let Some(successors) = &poll.ended else {
             return;
@@ -132,15 +133,15 @@ pub fn drive_partitions<'a, S: PartitionedSource + 'a>(
     page_events: usize,
 ) -> BoxStream<'a, Result<ChangeBatch>> {
     let max = opts.max_batch.unwrap_or(page_events).max(1);
-    let waiter = source.waiter(&opts);
+    let state = source.reader(&opts);
     let reader = Reader {
         wait_next: opts.follow && from == FeedStart::Now && source.waits_after_now(),
         source,
         from: Some(from),
         slots: Vec::new(),
-        waiter,
+        state,
         cursor: 0,
-        delivered: false,
+        last: None,
         since_wait: false,
         done: false,
     };
@@ -164,7 +165,7 @@ pub fn drive_partitions<'a, S: PartitionedSource + 'a>(
                     s.worker, s.workers
                 )));
             }
-            match r.source.start(from).await {
+            match r.source.start(&mut r.state, from).await {
                 Ok(parts) => r.add(split, parts),
                 Err(e) => fail!(e),
             }
@@ -174,7 +175,7 @@ pub fn drive_partitions<'a, S: PartitionedSource + 'a>(
                 let delivered = std::mem::take(&mut r.since_wait);
                 match r
                     .source
-                    .wait(&mut r.waiter, &r.slots, &opts, max, delivered)
+                    .wait(&mut r.state, &r.slots, &opts, max, delivered)
                     .await
                 {
                     Ok(Wait::Poll) => {}
@@ -187,7 +188,6 @@ pub fn drive_partitions<'a, S: PartitionedSource + 'a>(
                         if items.is_empty() {
                             continue;
                         }
-                        r.delivered = true;
                         r.since_wait = true;
                         let batch = r.batch(items);
                         return Some((Ok(batch), (r, opts)));
@@ -197,13 +197,14 @@ pub fn drive_partitions<'a, S: PartitionedSource + 'a>(
             }
             let n = r.slots.len();
             let Some(i) = (0..n).map(|d| (r.cursor + d) % n).find(|&i| r.readable(i)) else {
-                // Every partition is at rest.
+                // Every partition is at rest. A catch-up read ends with the checkpoint after
+                // everything it read: an empty batch, unless the last batch carries it already.
                 if !opts.follow {
                     r.done = true;
-                    if r.delivered {
+                    let now = r.source.checkpoint(&r.state, &r.slots);
+                    if r.last.as_ref() == Some(&now) {
                         return None;
                     }
-                    r.delivered = true;
                     let batch = r.batch(Vec::new());
                     return Some((Ok(batch), (r, opts)));
                 }
@@ -215,13 +216,13 @@ pub fn drive_partitions<'a, S: PartitionedSource + 'a>(
             };
             let after = r.slots[i].part.position.clone();
             let key = r.slots[i].part.key.clone();
-            let poll = match r.source.poll(&mut r.waiter, &key, after, &opts, max).await {
+            let poll = match r.source.poll(&mut r.state, &key, after, &opts, max).await {
                 Ok(p) => p,
                 Err(e) => fail!(e),
             };
-            r.took(split, i, &poll, opts.follow);
+            let rests = !opts.follow || r.source.rests_at_end();
+            r.took(split, i, &poll, rests);
             if !poll.poll.items.is_empty() {
-                r.delivered = true;
                 r.since_wait = true;
                 let items = poll.poll.items.into_iter().map(|(_, item)| item).collect();
                 let batch = r.batch(items);

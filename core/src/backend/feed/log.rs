@@ -97,9 +97,13 @@ struct OneLog<S>(S);
 impl<S: FeedSource> PartitionedSource for OneLog<S> {
     type Key = ();
     type Position = S::Position;
-    type Waiter = S::Waiter;
+    type Reader = S::Waiter;
 
-    async fn start(&self, from: FeedStart) -> Result<Vec<Partition<(), S::Position>>> {
+    async fn start(
+        &self,
+        _waiter: &mut S::Waiter,
+        from: FeedStart,
+    ) -> Result<Vec<Partition<(), S::Position>>> {
         Ok(vec![Partition::new((), self.0.start(from).await?)])
     }
 
@@ -118,7 +122,7 @@ impl<S: FeedSource> PartitionedSource for OneLog<S> {
 
     /// The log's checkpoint, also for the workers of a split that do not read it: where they
     /// started.
-    fn checkpoint(&self, parts: &[Held<(), S::Position>]) -> Checkpoint {
+    fn checkpoint(&self, _waiter: &S::Waiter, parts: &[Held<(), S::Position>]) -> Checkpoint {
         // The driver holds the log's one partition from the start on, and never drops it.
         self.0.checkpoint(parts[0].part.position)
     }
@@ -127,7 +131,7 @@ impl<S: FeedSource> PartitionedSource for OneLog<S> {
         0
     }
 
-    fn waiter(&self, opts: &FeedOptions) -> S::Waiter {
+    fn reader(&self, opts: &FeedOptions) -> S::Waiter {
         self.0.waiter(opts)
     }
 

@@ -15,9 +15,10 @@
 //! - hands out every non-empty poll as a batch with the checkpoint after it (every partition's
 //!   position);
 //! - a partition is at rest for the round once a poll reaches its end (for a follower, a poll
-//!   that also found nothing new); when every partition is at rest a catch-up feed ends, after
-//!   one batch at least (an empty one when nothing was new, so its caller gets a checkpoint),
-//!   and a follower waits ([`PartitionedSource::wait`]) and starts a new round when the wait says
+//!   that also found nothing new, unless [`PartitionedSource::rests_at_end`]); when every
+//!   partition is at rest a catch-up feed ends with the checkpoint after everything it read (an
+//!   empty batch carries it when the last batch does not: nothing was new, or polls after the
+//!   last item moved on), and a follower waits ([`PartitionedSource::wait`]) and starts a new round when the wait says
 //!   so, or hands out what the wait brought and waits again. An idle follower so makes one
 //!   request per partition per poll interval.
 
@@ -135,19 +136,19 @@ impl<K, P> PartitionPoll<K, P> {
 /// impl PartitionedSource for Empty {
 ///     type Key = u32;
 ///     type Position = u64;
-///     type Waiter = ();
-///     async fn start(&self, _from: FeedStart) -> Result<Vec<Partition<u32, u64>>> {
+///     type Reader = ();
+///     async fn start(&self, _r: &mut (), _from: FeedStart) -> Result<Vec<Partition<u32, u64>>> {
 ///         Ok((0..3).map(|k| Partition::new(k, 0)).collect())
 ///     }
 ///     async fn poll(&self, _w: &mut (), _k: &u32, after: u64, _o: &FeedOptions, max: usize)
 ///         -> Result<PartitionPoll<u32, u64>> {
 ///         Ok(PartitionPoll::open(FeedPoll::new(Vec::new(), max, false, after, after)))
 ///     }
-///     fn checkpoint(&self, parts: &[Held<u32, u64>]) -> Checkpoint {
+///     fn checkpoint(&self, _r: &(), parts: &[Held<u32, u64>]) -> Checkpoint {
 ///         Checkpoint::new(format!("empty:{}", parts.iter().filter(|h| h.mine).count()))
 ///     }
 ///     fn owner(&self, key: &u32) -> u64 { u64::from(*key) }
-///     fn waiter(&self, _opts: &FeedOptions) {}
+///     fn reader(&self, _opts: &FeedOptions) {}
 ///     async fn wait(&self, _w: &mut (), _p: &[Held<u32, u64>], _o: &FeedOptions, _max: usize, _d: bool)
 ///         -> Result<Wait<(u32, u64)>> {
 ///         Ok(Wait::Poll)
@@ -172,44 +173,52 @@ pub trait PartitionedSource: Send + Sync {
     type Key: Clone + PartialEq + Send + Sync + std::fmt::Debug + 'static;
     /// A place in one partition: the reader is after it.
     type Position: Clone + Send + Sync + 'static;
-    /// What one reader keeps to wait for news (a subscription), made before its first poll so
-    /// that news published meanwhile is not missed.
-    type Waiter: Send;
+    /// What one reader keeps between polls: a subscription to news (made before its first poll,
+    /// so news published meanwhile is not missed), iterators, records read but not handed out.
+    type Reader: Send;
 
     /// The partitions a feed from `from` reads and where it starts in each: the start of each,
     /// its end now, or a checkpoint of this store (another store's is `InvalidCheckpoint`, one
     /// the service no longer keeps `FeedPositionExpired`). Parents before their children.
-    async fn start(&self, from: FeedStart) -> Result<Vec<Partition<Self::Key, Self::Position>>>;
+    async fn start(
+        &self,
+        reader: &mut Self::Reader,
+        from: FeedStart,
+    ) -> Result<Vec<Partition<Self::Key, Self::Position>>>;
 
     /// At most `max` items of partition `key` after `after`, filtered by `opts` (a source
     /// that cannot filter on the server filters here), ending with the event that reaches the
     /// store's page bytes ([`FeedPoll::new`]).
     async fn poll(
         &self,
-        waiter: &mut Self::Waiter,
+        reader: &mut Self::Reader,
         key: &Self::Key,
         after: Self::Position,
         opts: &FeedOptions,
         max: usize,
     ) -> Result<PartitionPoll<Self::Key, Self::Position>>;
 
-    /// The checkpoint after the reader's positions in `parts`: those it reads ([`Held::mine`])
-    /// and, with a split, the other workers' partitions it knows of.
-    fn checkpoint(&self, parts: &[Held<Self::Key, Self::Position>]) -> Checkpoint;
+    /// The checkpoint after what the reader handed out: its positions in `parts`, those it
+    /// reads ([`Held::mine`]) and, with a split, the other workers' partitions it knows of.
+    fn checkpoint(
+        &self,
+        reader: &Self::Reader,
+        parts: &[Held<Self::Key, Self::Position>],
+    ) -> Checkpoint;
 
     /// Which worker of a split reads a partition without parents: the one numbered this modulo
     /// the workers. Stable across processes and restarts (not a per-process hash).
     fn owner(&self, key: &Self::Key) -> u64;
 
-    /// A new reader's waiter.
-    fn waiter(&self, opts: &FeedOptions) -> Self::Waiter;
+    /// A new reader.
+    fn reader(&self, opts: &FeedOptions) -> Self::Reader;
 
     /// Waits, after every partition of a following reader is at rest, until there may be news
     /// or a poll interval passed. `parts`: the partitions the reader holds; `delivered`: the
     /// reader handed out items since its last wait.
     async fn wait(
         &self,
-        waiter: &mut Self::Waiter,
+        reader: &mut Self::Reader,
         parts: &[Held<Self::Key, Self::Position>],
         opts: &FeedOptions,
         max: usize,
@@ -219,6 +228,14 @@ pub trait PartitionedSource: Send + Sync {
     /// Whether a following reader from `Now` waits before its first poll (nothing can be new
     /// yet; a store whose polls cost a request saves one).
     fn waits_after_now(&self) -> bool {
+        false
+    }
+
+    /// Whether a partition is at rest once a poll reached its end, even for a follower that got
+    /// items from that poll. By default a follower polls once more (a store whose commits become
+    /// deliverable late finds them so); a store whose poll costs a service read with its own
+    /// rate limit says `true`.
+    fn rests_at_end(&self) -> bool {
         false
     }
 }
