@@ -60,34 +60,49 @@ impl DynamoDbConfig {
     }
 
     /// Parses `dynamodb://TABLE?region=R&endpoint=URL&bucket=B&s3_endpoint=URL&blobs=DIR`
-    /// (every parameter optional).
+    /// (every parameter optional; values percent-decoded, so a `&` or `=` in one is `%26`,
+    /// `%3D`). The table is the URL's host: no path, port or user.
     pub fn from_url(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("dynamodb://")
-            .ok_or_else(|| StoreError::invalid(format!("{url:?} is not a dynamodb:// URL")))?;
-        let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut c = DynamoDbConfig::new(table).map_err(|e| {
-            StoreError::invalid(format!("{url:?}: {e}; the URL is dynamodb://TABLE?…"))
-        })?;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let Some((key, value)) = pair.split_once('=').filter(|(_, v)| !v.is_empty()) else {
-                return Err(StoreError::invalid(format!(
-                    "{url:?}: parameter {pair:?} has no value"
-                )));
-            };
-            let slot = match key {
+        const KNOWN: &str = "region, endpoint, bucket, s3_endpoint and blobs";
+        let bad = |why: String| {
+            StoreError::invalid(format!(
+                "{url:?}: {why}; the URL is dynamodb://TABLE?{KNOWN}"
+            ))
+        };
+        let parsed = url::Url::parse(url).map_err(|e| bad(format!("not a URL ({e})")))?;
+        if parsed.scheme() != "dynamodb" {
+            return Err(StoreError::invalid(format!(
+                "{url:?} is not a dynamodb:// URL"
+            )));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() || parsed.port().is_some() {
+            return Err(bad("a table takes no user, password or port".into()));
+        }
+        if !parsed.path().is_empty() {
+            return Err(bad(format!(
+                "the table name {:?} has a path after it",
+                parsed.path()
+            )));
+        }
+        let table = parsed.host_str().unwrap_or_default();
+        let mut c = DynamoDbConfig::new(table).map_err(|e| bad(e.to_string()))?;
+        for (key, value) in parsed.query_pairs() {
+            if value.is_empty() {
+                return Err(bad(format!("parameter {key:?} has no value")));
+            }
+            let slot = match &*key {
                 "region" => &mut c.region,
                 "endpoint" => &mut c.endpoint,
                 "bucket" => &mut c.bucket,
                 "s3_endpoint" => &mut c.s3_endpoint,
                 "blobs" => &mut c.blobs,
                 _ => {
-                    return Err(StoreError::invalid(format!(
-                        "{url:?}: unknown parameter {key:?}; the parameters are region, endpoint, bucket, s3_endpoint and blobs"
+                    return Err(bad(format!(
+                        "unknown parameter {key:?}; the parameters are {KNOWN}"
                     )));
                 }
             };
-            *slot = Some(value.to_string());
+            *slot = Some(value.into_owned());
         }
         Ok(c)
     }
@@ -135,6 +150,28 @@ mod tests {
                 ),
                 "{bad}"
             );
+        }
+        // Values are percent-decoded; an IPv6 endpoint and upper-case table names pass.
+        let c = DynamoDbConfig::from_url(
+            "dynamodb://Orders_2024?endpoint=http://[::1]:8000&blobs=/tmp/snap%20shots%26more",
+        )
+        .unwrap();
+        assert_eq!(c.table, "Orders_2024");
+        assert_eq!(c.endpoint.as_deref(), Some("http://[::1]:8000"));
+        assert_eq!(c.blobs.as_deref(), Some("/tmp/snap shots&more"));
+        let unknown = DynamoDbConfig::from_url("dynamodb://table?colour=blue").unwrap_err();
+        assert!(
+            unknown
+                .to_string()
+                .contains("region, endpoint, bucket, s3_endpoint and blobs"),
+            "{unknown}"
+        );
+        for bad in [
+            "dynamodb://u:p@table",
+            "dynamodb://table:8000",
+            "dynamodb://table/",
+        ] {
+            assert!(DynamoDbConfig::from_url(bad).is_err(), "{bad}");
         }
         assert!(DynamoDbConfig::new("x".repeat(255)).is_ok());
         assert!(DynamoDbConfig::new("x".repeat(256)).is_err());

@@ -117,6 +117,8 @@ impl SqliteConfig {
     /// (`full`|`normal`), `busy_timeout_ms`, `readers`, `blobs` (a directory or `file://` URL),
     /// `wal_limit_kib` (the WAL bound in KiB, at least 64) and `watch_ms` (how often followers
     /// look for other processes' commits, 1 to 1000, or `off`).
+    ///
+    /// The path and the values are percent-decoded (`sqlite:///tmp/my%20events.db`).
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         let (base, query) = url.split_once('?').unwrap_or((url, ""));
         let path = match base {
@@ -126,16 +128,19 @@ impl SqliteConfig {
                     .strip_prefix("sqlite://")
                     .or_else(|| base.strip_prefix("sqlite:"))
                     .unwrap_or(base);
+                let p = percent_encoding::percent_decode_str(p)
+                    .decode_utf8()
+                    .map_err(|e| bad(url, format!("the path is not UTF-8 once decoded ({e})")))?;
                 if p.is_empty() {
                     return Err(bad(url, "no file path"));
                 }
-                SqlitePath::File(PathBuf::from(p))
+                SqlitePath::File(PathBuf::from(&*p))
             }
         };
         let mut config = Self::with_path(path);
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let value = &*value;
+            match &*key {
                 "synchronous" => {
                     config.synchronous = match value.to_ascii_lowercase().as_str() {
                         "full" => Synchronous::Full,
@@ -204,6 +209,66 @@ impl SqliteConfig {
             _ => Err(StoreError::invalid(format!(
                 "{ENV_URL} is not set; set it to a sqlite: URL such as sqlite:///tmp/events.db"
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_forms() {
+        for memory in ["sqlite::memory:", "sqlite://:memory:", ":memory:"] {
+            assert_eq!(
+                SqliteConfig::from_url(memory).unwrap().path,
+                SqlitePath::Memory
+            );
+        }
+        for (url, path) in [
+            ("sqlite:///tmp/events.db", "/tmp/events.db"),
+            ("sqlite://data/events.db", "data/events.db"),
+            ("sqlite:events.db", "events.db"),
+            ("/tmp/plain.db", "/tmp/plain.db"),
+            ("sqlite:///tmp/my%20events%3F.db", "/tmp/my events?.db"),
+        ] {
+            let c = SqliteConfig::from_url(url).unwrap();
+            assert_eq!(c.path, SqlitePath::File(PathBuf::from(path)), "{url}");
+        }
+        let c = SqliteConfig::from_url(
+            "sqlite:///tmp/e.db?synchronous=normal&readers=3&watch_ms=off&blobs=/tmp/snap%20shots",
+        )
+        .unwrap();
+        assert_eq!(c.synchronous, Synchronous::Normal);
+        assert_eq!(c.readers, 3);
+        assert_eq!(c.watch_interval, None);
+        assert_eq!(c.blob_dir, Some(PathBuf::from("/tmp/snap shots")));
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_the_known_parameters() {
+        let e = SqliteConfig::from_url("sqlite:///tmp/e.db?colour=blue").unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "synchronous, busy_timeout_ms, readers, wal_limit_kib, watch_ms and blobs"
+            ),
+            "{e}"
+        );
+        for bad in [
+            "sqlite://",
+            "sqlite:///tmp/e.db?readers=0",
+            "sqlite:///tmp/e.db?synchronous=sometimes",
+            "sqlite:///tmp/e.db?wal_limit_kib=1",
+            "sqlite:///tmp/e.db?watch_ms=5000",
+            "sqlite:///tmp/%ff.db",
+        ] {
+            assert!(
+                matches!(
+                    SqliteConfig::from_url(bad),
+                    Err(StoreError::InvalidInput { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 }

@@ -205,36 +205,35 @@ impl MemoryStore {
     /// assert!(MemoryStore::from_url("memory://?colour=blue").is_err());
     /// ```
     pub fn from_url(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("memory://")
+        const KNOWN: &str = "blobs=DIR, partitions=N";
+        let bad = |why: String| StoreError::invalid(format!("memory URL {url:?}: {why}"));
+        let parsed = url::Url::parse(url)
+            .ok()
+            .filter(|u| u.scheme() == "memory")
             .ok_or_else(|| StoreError::invalid(format!("{url:?} is not a memory:// URL")))?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        if !path.is_empty() {
-            return Err(StoreError::invalid(format!(
-                "memory URL {url:?} takes no path; use memory:// or memory://?blobs=DIR"
+        if parsed.host_str().is_some_and(|h| !h.is_empty()) || !parsed.path().is_empty() {
+            return Err(bad(format!(
+                "it takes no host or path; use memory:// or memory://?{KNOWN}"
             )));
         }
         let mut blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
         let mut partitions = 1;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("blobs", dir)) => blobs = Arc::new(ObjectBlobStore::create_dir(dir)?),
-                Some(("partitions", n)) => {
-                    partitions = n
+        for (key, value) in parsed.query_pairs() {
+            if value.is_empty() {
+                return Err(bad(format!(
+                    "parameter {key:?} has no value; known: {KNOWN}"
+                )));
+            }
+            match &*key {
+                "blobs" => blobs = Arc::new(ObjectBlobStore::create_dir(&value)?),
+                "partitions" => {
+                    partitions = value
                         .parse()
                         .ok()
                         .filter(|n| (1..=1024).contains(n))
-                        .ok_or_else(|| {
-                            StoreError::invalid(format!(
-                                "memory URL {url:?}: partitions={n} is not a number of 1..=1024"
-                            ))
-                        })?;
+                        .ok_or_else(|| bad(format!("partitions={value} is not 1..=1024")))?;
                 }
-                _ => {
-                    return Err(StoreError::invalid(format!(
-                        "memory URL {url:?}: unknown parameter {pair:?}; known: blobs=DIR, partitions=N"
-                    )));
-                }
+                _ => return Err(bad(format!("unknown parameter {key:?}; known: {KNOWN}"))),
             }
         }
         Ok(Self::build(default_memory_limits(), blobs, partitions))
@@ -862,6 +861,8 @@ mod tests {
             "memory://somewhere",
             "memory://?colour=blue",
             "memory://?blobs",
+            "memory://?partitions=0",
+            "memory://x/y",
         ] {
             assert!(
                 matches!(
@@ -871,6 +872,20 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn url_values_are_percent_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!(
+            "memory://?blobs={}/a%20b&partitions=2",
+            dir.path().display()
+        );
+        let store = MemoryStore::from_url(&url).unwrap();
+        assert_eq!(store.capabilities().feed_partitions, 2);
+        assert!(dir.path().join("a b").is_dir());
+        let e = MemoryStore::from_url("memory://?colour=blue").unwrap_err();
+        assert!(e.to_string().contains("blobs=DIR, partitions=N"), "{e}");
     }
 
     #[tokio::test]
