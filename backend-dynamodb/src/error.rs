@@ -12,18 +12,19 @@ const THROTTLING: [&str; 3] = [
 
 /// An SDK error of `what` (e.g. "create table events") as a [`StoreError`]: a request that never
 /// got an answer is `Unavailable`, throttling past the retries is `Throttled`, anything else a
-/// `Backend` error naming what was done and the service's code.
+/// `Backend` error naming what was done and the service's code. The SDK's error stays in the
+/// source chain (`std::error::Error::source`).
 pub(crate) fn from_sdk<E, R>(what: &str, e: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     match e {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StoreError::Unavailable {
-            source: format!("{what}: {}", DisplayChain(&e)).into(),
-        },
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            StoreError::unavailable(what, e)
+        }
         SdkError::ServiceError(_) if e.code().is_some_and(|c| THROTTLING.contains(&c)) => {
-            StoreError::Throttled { source: e.into() }
+            StoreError::throttled(what, e)
         }
         _ => {
             let code = e.code().map(str::to_string);
@@ -31,23 +32,9 @@ where
                 Some(code) => format!("{what} ({code})"),
                 None => what.to_string(),
             };
-            StoreError::backend(context, DisplayChain(&e).to_string())
+            // The SDK's error stays the source; the message shows its whole chain.
+            StoreError::backend(context, e)
         }
-    }
-}
-
-/// An error with its sources, on one line.
-struct DisplayChain<'a>(&'a dyn std::error::Error);
-
-impl std::fmt::Display for DisplayChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
     }
 }
 

@@ -167,9 +167,11 @@ impl DynamoDbTable {
         let name = &self.config.table;
         match table::describe(&self.client, name).await? {
             Some(t) => table::check(&t, name, self.region()),
-            None => Err(StoreError::invalid(format!(
-                "table {name} does not exist; create it with `sekiban --store dynamodb://{name} init` or the templates in infra/"
-            ))),
+            None => Err(StoreError::NotInitialized {
+                what: format!(
+                    "table {name} does not exist; create it with DynamoDbTable::init or the templates in infra/"
+                ),
+            }),
         }
     }
 

@@ -58,9 +58,11 @@ impl S3Blobs {
         match self.client.head_bucket().bucket(b).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {
-                Err(StoreError::invalid(format!(
-                    "bucket {b} does not exist; create it with `sekiban init` or the templates in infra/"
-                )))
+                Err(StoreError::NotInitialized {
+                    what: format!(
+                        "bucket {b} does not exist; create it with DynamoDbTable::init or the templates in infra/"
+                    ),
+                })
             }
             Err(e) => Err(from_sdk(&format!("look up bucket {b}"), e)),
         }

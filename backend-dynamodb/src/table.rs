@@ -184,7 +184,7 @@ pub(crate) fn check(t: &TableDescription, table: &str, own_region: Option<&str>)
     let differences = TABLE.differences(t);
     if !differences.is_empty() {
         return Err(StoreError::invalid(format!(
-            "table {table} is not a sekiban table: {}; create a new one with `sekiban init` or the templates in infra/",
+            "table {table} is not a sekiban table: {}; create a new one with DynamoDbTable::init or the templates in infra/",
             differences.join("; ")
         )));
     }

@@ -12,9 +12,12 @@ pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 pub(crate) fn classify(context: &str, e: tokio_postgres::Error) -> StoreError {
     let Some(code) = e.code() else {
         // No SQLSTATE: the connection failed or closed.
-        return StoreError::Unavailable {
-            source: format!("{context}: {e}; check the server is running and reachable").into(),
-        };
+        return StoreError::unavailable(
+            format!(
+                "{context}: the connection failed or closed; check the server is running and reachable"
+            ),
+            e,
+        );
     };
     let transient = [
         SqlState::ADMIN_SHUTDOWN,
@@ -30,9 +33,7 @@ pub(crate) fn classify(context: &str, e: tokio_postgres::Error) -> StoreError {
         SqlState::OUT_OF_MEMORY,
     ];
     if transient.contains(code) {
-        return StoreError::Unavailable {
-            source: format!("{context}: {e}").into(),
-        };
+        return StoreError::unavailable(context, e);
     }
     let advice = match *code {
         SqlState::INVALID_PASSWORD | SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
@@ -41,9 +42,15 @@ pub(crate) fn classify(context: &str, e: tokio_postgres::Error) -> StoreError {
         SqlState::INVALID_CATALOG_NAME => {
             Some("the database does not exist; create it or fix the URL")
         }
-        SqlState::INVALID_SCHEMA_NAME | SqlState::UNDEFINED_TABLE => Some(
-            "the store's schema or tables are missing; run `sekiban init --store URL` (or call migrate())",
-        ),
+        SqlState::INVALID_SCHEMA_NAME | SqlState::UNDEFINED_TABLE => {
+            return StoreError::NotInitialized {
+                what: format!(
+                    "{context}: the store's schema or tables are missing; create them with PostgresEventStore::migrate ({})",
+                    e.as_db_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_string())
+                ),
+            };
+        }
         SqlState::INSUFFICIENT_PRIVILEGE => Some("the user lacks a privilege the store needs"),
         _ => None,
     };

@@ -4,6 +4,7 @@
 
 mod config;
 mod error;
+mod notify;
 mod sql;
 #[cfg(feature = "testcontainers")]
 pub mod testcontainer;
@@ -11,8 +12,7 @@ pub mod testcontainer;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use futures::stream::{self, BoxStream};
+use futures::stream::BoxStream;
 use sekiban_core::backend::checkpoint::CheckpointCodec;
 use sekiban_core::backend::checkpoint::check_name as check_checkpoint_name;
 use sekiban_core::backend::feed::{FeedSource, Wait, drive};
@@ -23,8 +23,8 @@ use sekiban_core::snapshot::{PointerWrite, StoredSnapshot};
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
     CostSnapshot, DeleteMode, Etag, EventData, EventStore, ExpectedVersion, FeedHistory,
-    FeedOptions, FeedStart, Limits, ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result,
-    Snapshot, Store, StoreError, StreamCatalog, StreamId, StreamInfo, Version,
+    FeedOptions, FeedStart, Limits, ObjectBlobStore, ReadOptions, RecordedEvent, Result, Snapshot,
+    Store, StoreError, StreamCatalog, StreamId, StreamInfo, Version,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -36,6 +36,7 @@ pub use config::{
 pub use tokio_postgres;
 
 use crate::error::closed;
+use crate::notify::{Listen, Note, wait};
 use crate::sql::{Db, FeedPosition};
 
 /// The SQL the store sends for `schema`, by name (`append_new`, `append_existing`,
@@ -100,30 +101,6 @@ struct Shared {
     closing: tokio::sync::Mutex<()>,
 }
 
-/// What the notifier task is told.
-#[derive(Debug)]
-enum Note {
-    /// A commit of this tenant.
-    Commit(String),
-    /// The store is closing: announce what is pending now and end.
-    Close,
-}
-
-/// The state of the LISTEN connection's task.
-#[derive(Debug)]
-enum Listen {
-    /// Not running: the next following reader starts it.
-    Idle,
-    /// Running.
-    Running(JoinHandle<()>),
-    /// The store is closed: it never starts again.
-    Closed,
-}
-
-fn channel(schema: &str) -> String {
-    format!("{schema}.feed")
-}
-
 impl PostgresEventStore {
     /// Creates or upgrades the store's schema (embedded, versioned migrations, in one
     /// transaction under an advisory lock; safe to run concurrently and again).
@@ -148,7 +125,7 @@ impl PostgresEventStore {
     }
 
     /// Connects to a migrated schema, offloading large snapshots to `blobs`. A missing or older
-    /// schema is a clear error naming `sekiban init`.
+    /// schema is `StoreError::NotInitialized`.
     pub async fn connect_with_blobs(
         config: PostgresConfig,
         blobs: Arc<dyn BlobStore>,
@@ -163,22 +140,7 @@ impl PostgresEventStore {
             config.limits.max_inline_snapshot_bytes,
         );
         let (closed, _) = watch::channel(false);
-        // The notifier owns what it needs to send (a handle on the pool), so the commits it
-        // still owes go out even when the last clone of the store is dropped without `close`.
-        let (notify, notifier) = match config.notify_interval {
-            Some(interval) => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let task = tokio::spawn(notifier(
-                    db.clone(),
-                    channel(&config.schema),
-                    rx,
-                    interval,
-                    closed.subscribe(),
-                ));
-                (Some(tx), Some(task))
-            }
-            None => (None, None),
-        };
+        let (notify, notifier) = notify::start_notifier(&db, &config, &closed);
         let checkpoints = CheckpointCodec::new(
             "pg",
             "PostgreSQL cluster or schema (transaction ids restart after a restore)",
@@ -248,146 +210,6 @@ impl PostgresEventStore {
             return Err(closed());
         }
         Ok(guard)
-    }
-
-    /// Hands a commit of `stream`'s tenant to the notifier (when notifications are on).
-    fn announce(&self, stream: &StreamId) {
-        if let Some(n) = &self.shared.notify {
-            let _ = n.send(Note::Commit(stream.tenant().to_string()));
-        }
-    }
-
-    /// Starts the LISTEN connection once; readers fall back to polling when it fails.
-    fn listen(&self) {
-        let state = &self.shared.listener;
-        let mut listen = lock(state);
-        if matches!(*listen, Listen::Idle) {
-            *listen = Listen::Running(tokio::spawn(listener(
-                self.shared.config.url.clone(),
-                channel(&self.shared.config.schema),
-                self.shared.wake.clone(),
-                self.shared.costs.clone(),
-                self.shared.closed.subscribe(),
-                state.clone(),
-            )));
-        }
-    }
-}
-
-/// Locks a std mutex, whether or not a holder panicked (the states it guards stay valid).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Sends one coalesced NOTIFY per tenant after commits, outside the append's statement: a NOTIFY
-/// inside an append would take a cluster-wide lock until commit and serialise every writer.
-/// The first commit after a quiet spell is announced at once; later ones wait until `interval`
-/// has passed since the previous announcement, and share it.
-///
-/// It owns a handle on the pool, so it can always send what it owes. When the store closes
-/// (`closed` turns `true`, or its sender goes with the last clone of the store) it stops
-/// throttling; it ends after announcing everything received before [`Note::Close`] or before
-/// the channel closed (the last clone dropped), and with it goes its handle on the pool.
-async fn notifier(
-    db: Db,
-    channel: String,
-    mut rx: mpsc::UnboundedReceiver<Note>,
-    interval: std::time::Duration,
-    mut closed: watch::Receiver<bool>,
-) {
-    let mut last: Option<tokio::time::Instant> = None;
-    let mut tenants: Vec<String> = Vec::new();
-    let add = |tenants: &mut Vec<String>, t: String| {
-        if !tenants.contains(&t) {
-            tenants.push(t);
-        }
-    };
-    loop {
-        match rx.recv().await {
-            Some(Note::Commit(t)) => tenants.push(t),
-            Some(Note::Close) | None => return,
-        }
-        if let Some(last) = last {
-            tokio::select! {
-                () = tokio::time::sleep_until(last + interval) => {}
-                // Closing, or the store dropped: what is pending goes out at once.
-                _ = closed.wait_for(|c| *c) => {}
-            }
-        }
-        let mut end = false;
-        loop {
-            match rx.try_recv() {
-                Ok(Note::Commit(t)) => add(&mut tenants, t),
-                Ok(Note::Close) | Err(mpsc::error::TryRecvError::Disconnected) => {
-                    end = true;
-                    break;
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-            }
-        }
-        last = Some(tokio::time::Instant::now());
-        // A lost notification only delays readers until their next poll.
-        let _ = db.notify(&channel, &tenants).await;
-        tenants.clear();
-        if end {
-            return;
-        }
-    }
-}
-
-/// Holds a connection that LISTENs on the schema's channel and wakes waiting readers, until the
-/// connection breaks or the store closes or is dropped (`closed`); then it closes the connection
-/// (the server is told, not left to notice) and marks itself idle unless the store is closed.
-async fn listener(
-    url: String,
-    chan: String,
-    wake: broadcast::Sender<Arc<str>>,
-    costs: Arc<CostCounter>,
-    mut closed: watch::Receiver<bool>,
-    state: Arc<Mutex<Listen>>,
-) {
-    if let Ok((client, mut connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-    {
-        let mut messages = stream::poll_fn(move |cx| connection.poll_message(cx));
-        let sql = format!("LISTEN \"{}\"", chan.replace('"', "\"\""));
-        costs.record(OpKind::Feed, 0, 0);
-        let mut listen = Box::pin(client.batch_execute(&sql));
-        let mut listening = false;
-        let mut broken = false;
-        loop {
-            tokio::select! {
-                r = &mut listen, if !listening => {
-                    listening = true;
-                    if r.is_err() {
-                        break;
-                    }
-                }
-                m = messages.next() => match m {
-                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                        let _ = wake.send(Arc::from(n.payload()));
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) | None => {
-                        broken = true;
-                        break;
-                    }
-                },
-                // Closing, or the store dropped (the sender is gone).
-                _ = closed.wait_for(|c| *c) => break,
-            }
-        }
-        if !broken {
-            // Without its client the connection says goodbye to the server (Terminate), then
-            // ends; a server that does not answer is not waited for long.
-            drop(listen);
-            drop(client);
-            let drain = async { while messages.next().await.is_some() {} };
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
-        }
-    }
-    let mut listen = lock(&state);
-    if matches!(*listen, Listen::Running(_)) {
-        *listen = Listen::Idle;
     }
 }
 
@@ -567,43 +389,6 @@ impl FeedSource for Log<'_> {
     }
 }
 
-/// Sleeps until a commit of `tenant` (any, when `None`) is announced (`true`), or one poll
-/// interval passes (`false`: commits of other processes without notifications, or lost ones),
-/// or the store closes (`true`: the reader looks at once, and ends).
-async fn wait(
-    wake: Option<&mut broadcast::Receiver<Arc<str>>>,
-    tenant: Option<&str>,
-    poll: std::time::Duration,
-    closed: &mut watch::Receiver<bool>,
-) -> bool {
-    let closing = async {
-        if closed.wait_for(|c| *c).await.is_err() {
-            // The store is gone; a reader borrows it, so this does not happen.
-            std::future::pending::<()>().await;
-        }
-    };
-    let Some(w) = wake else {
-        return tokio::select! {
-            () = tokio::time::sleep(poll) => false,
-            () = closing => true,
-        };
-    };
-    let wanted = async {
-        loop {
-            match w.recv().await {
-                Ok(t) if tenant.is_none_or(|mine| *t == *mine) => return,
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => return,
-                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
-            }
-        }
-    };
-    tokio::select! {
-        r = tokio::time::timeout(poll, wanted) => r.is_ok(),
-        () = closing => true,
-    }
-}
-
 #[async_trait]
 impl CheckpointStore for PostgresEventStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<(Checkpoint, Etag)>> {
@@ -678,25 +463,7 @@ impl Store for PostgresEventStore {
         let _one = s.closing.lock().await;
         s.closed.send_replace(true);
         drop(s.writes.write().await);
-        let notifier = lock(&s.notifier).take();
-        let mut failed = None;
-        if let Some(task) = notifier {
-            if let Some(n) = &s.notify {
-                let _ = n.send(Note::Close);
-            }
-            if let Err(e) = task.await
-                && e.is_panic()
-            {
-                failed = Some(format!("the notifier task failed: {e}"));
-            }
-        }
-        let listener = std::mem::replace(&mut *lock(&s.listener), Listen::Closed);
-        if let Listen::Running(task) = listener
-            && let Err(e) = task.await
-            && e.is_panic()
-        {
-            failed = Some(format!("the listener task failed: {e}"));
-        }
+        let failed = self.stop_notifications().await;
         s.db.close().await;
         match failed {
             None => Ok(()),

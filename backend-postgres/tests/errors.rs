@@ -90,8 +90,15 @@ async fn an_unknown_user_or_database_says_so() {
     );
 }
 
+/// A schema never migrated is `NotInitialized` (the CLI adds the `sekiban init` hint).
 #[tokio::test]
-async fn a_missing_schema_names_sekiban_init() {
+async fn a_missing_schema_is_not_initialized() {
     let c = with(&common::url(), "sekiban_never_migrated");
-    invalid_saying(PostgresEventStore::connect(c).await, "sekiban init");
+    match PostgresEventStore::connect(c).await {
+        Err(e @ StoreError::NotInitialized { .. }) => {
+            assert!(e.to_string().contains("sekiban_never_migrated"), "{e}");
+            assert!(e.to_string().contains("migrate"), "{e}");
+        }
+        other => panic!("expected NotInitialized, got {other:?}"),
+    }
 }

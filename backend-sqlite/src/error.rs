@@ -16,12 +16,12 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
 /// database → `InvalidInput`, anything else → `Backend` with `context`.
 pub(crate) fn classify(context: &str, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable {
-            source: format!(
-                "{context}: the database stayed locked by another writer past the busy timeout: {e}"
-            )
-            .into(),
-        },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::unavailable(
+            format!(
+                "{context}: the database stayed locked by another writer past the busy timeout"
+            ),
+            e,
+        ),
         Some(ErrorCode::NotADatabase) => StoreError::invalid(format!(
             "{context}: the file is not a SQLite database; point the store at another file"
         )),
@@ -31,9 +31,9 @@ pub(crate) fn classify(context: &str, e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::ReadOnly) => StoreError::invalid(format!(
             "{context}: the database is read-only ({e}); check file permissions"
         )),
-        Some(ErrorCode::DiskFull) => StoreError::Unavailable {
-            source: format!("{context}: the disk is full: {e}").into(),
-        },
+        Some(ErrorCode::DiskFull) => {
+            StoreError::unavailable(format!("{context}: the disk is full"), e)
+        }
         _ => StoreError::backend(context, e),
     }
 }

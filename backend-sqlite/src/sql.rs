@@ -27,7 +27,10 @@ use crate::worker::JOB_SAVEPOINT;
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Embedded, versioned migrations: (version, SQL). Applied in order inside one write transaction.
-pub(crate) const MIGRATIONS: &[(u32, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+pub(crate) const MIGRATIONS: &[(u32, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_key_id.sql")),
+];
 
 /// One SQLite connection and the counter its statements are counted in.
 pub(crate) struct Conn {

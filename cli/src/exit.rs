@@ -13,8 +13,9 @@ pub enum Exit {
     /// Anything else went wrong (the store failed, a conformance case failed, the store lacks a
     /// capability the command needs, the demo failed).
     Failure = 1,
-    /// Bad input: flags, a store URL, a stream id, a file that cannot be read, an invalid JSON line,
-    /// an input over the store's limits, an event id already stored with other content.
+    /// Bad input: flags, a store URL (or one naming a store not set up), a stream id, a file that
+    /// cannot be read, an invalid JSON line, an input over the store's limits, an event id
+    /// already stored with other content.
     BadInput = 2,
     /// `append`: the stream is not at the expected version (the actual version is printed).
     WrongExpectedVersion = 3,
@@ -71,6 +72,7 @@ pub fn store_error_exit(e: &StoreError) -> Exit {
         | StoreError::EventTooLarge { .. }
         | StoreError::BatchTooLarge { .. }
         | StoreError::InvalidCheckpoint { .. }
+        | StoreError::NotInitialized { .. }
         | StoreError::IdempotencyConflict { .. } => Exit::BadInput,
         _ => Exit::Failure,
     }
@@ -115,6 +117,22 @@ pub fn error_text(e: &anyhow::Error) -> String {
     out
 }
 
+/// What to run about an error, when the tool knows: the one place the CLI adds its command hints
+/// to the stores' errors (which say what is wrong, not which command fixes it).
+pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<StoreError>())
+        .find_map(|s| match s {
+            StoreError::NotInitialized { .. } => Some(
+                "run `sekiban --store URL init` to create or migrate the store (or deploy the templates in infra/)",
+            ),
+            StoreError::InvalidCheckpoint { .. } => Some(
+                "a checkpoint only works on the store (and table) that handed it out; start again with --from beginning or now",
+            ),
+            _ => None,
+        })
+}
+
 /// Whether the error is only a closed stdout (`sekiban events … | head`), which is not a failure.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -127,6 +145,18 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 mod tests {
     use super::*;
     use sekiban_core::{ExpectedVersion, StreamId, Version};
+
+    #[test]
+    fn hints_come_from_the_error_kind() {
+        let missing = StoreError::NotInitialized {
+            what: "table events does not exist".into(),
+        };
+        let e = anyhow::Error::new(missing).context("open the store");
+        assert!(hint(&e).is_some_and(|h| h.contains("init")));
+        assert_eq!(exit_for(&e), Exit::BadInput);
+        let other = anyhow::Error::new(StoreError::invalid("bad"));
+        assert_eq!(hint(&other), None);
+    }
 
     #[test]
     fn codes() {

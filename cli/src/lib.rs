@@ -53,6 +53,9 @@ where
             let code = exit::exit_for(&e);
             if e.downcast_ref::<exit::Reported>().is_none() {
                 eprintln!("error: {}", exit::error_text(&e));
+                if let Some(hint) = exit::hint(&e) {
+                    eprintln!("hint: {hint}");
+                }
             }
             code.into()
         }

@@ -110,6 +110,14 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The store's tables, schema, bucket or container are missing, or older than this code:
+    /// create or migrate them first (`sekiban init`, the backend's create/migrate call, or the
+    /// templates in `infra/`).
+    #[error("the store is not set up: {what}")]
+    NotInitialized {
+        /// What is missing or out of date, and where.
+        what: String,
+    },
     /// The store lacks a capability.
     #[error("not supported by this store: {what}")]
     Unsupported {
@@ -117,14 +125,20 @@ pub enum StoreError {
         what: String,
     },
     /// The service throttled the request past the SDK's retries; back off and retry.
-    #[error("throttled by the service after retries; back off and retry: {source}")]
+    #[error(
+        "throttled by the service after retries; back off and retry: {}",
+        Chain(&**source)
+    )]
     Throttled {
         /// The service's error.
         #[source]
         source: BoxError,
     },
     /// The service could not be reached or timed out; retry later.
-    #[error("service unavailable; check it is running and reachable, then retry: {source}")]
+    #[error(
+        "service unavailable; check it is running and reachable, then retry: {}",
+        Chain(&**source)
+    )]
     Unavailable {
         /// The underlying error.
         #[source]
@@ -137,7 +151,7 @@ pub enum StoreError {
         what: String,
     },
     /// Any other backend error, with its source.
-    #[error("backend error: {context}: {source}")]
+    #[error("backend error: {context}: {}", Chain(&**source))]
     Backend {
         /// What the store was doing.
         context: String,
@@ -163,12 +177,86 @@ impl StoreError {
         }
     }
 
-    /// Shorthand for [`StoreError::Backend`].
+    /// Shorthand for [`StoreError::Backend`]: what the store was doing, and the driver's error,
+    /// kept as the source (its message and its own sources show in the error's message).
     pub fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
         StoreError::Backend {
             context: context.into(),
             source: source.into(),
         }
+    }
+
+    /// A [`StoreError::Unavailable`] of what the store was doing (`context`) over the driver's
+    /// error, which stays in the source chain for a caller to inspect.
+    ///
+    /// ```
+    /// use std::error::Error;
+    /// use sekiban_core::StoreError;
+    ///
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    /// let e = StoreError::unavailable("open a connection", io);
+    /// assert!(e.to_string().contains("open a connection: refused"), "{e}");
+    /// let driver = e.source().and_then(|c| c.source()).unwrap();
+    /// assert!(driver.downcast_ref::<std::io::Error>().is_some());
+    /// ```
+    pub fn unavailable(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Unavailable {
+            source: Box::new(InContext {
+                context: context.into(),
+                source: source.into(),
+            }),
+        }
+    }
+
+    /// A [`StoreError::Throttled`] of what the store was doing over the service's error.
+    pub fn throttled(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        StoreError::Throttled {
+            source: Box::new(InContext {
+                context: context.into(),
+                source: source.into(),
+            }),
+        }
+    }
+}
+
+/// What the store was doing, over the error it met: shown as `context: error: its sources` on
+/// one line; its `source()` is that error.
+#[derive(Debug)]
+struct InContext {
+    context: String,
+    source: BoxError,
+}
+
+impl std::fmt::Display for InContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.context, Chain(&*self.source))
+    }
+}
+
+impl std::error::Error for InContext {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// An error and its sources on one line, each once (a source whose message its error already
+/// shows is not repeated).
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut next = self.0.source();
+        while let Some(s) = next {
+            let text = s.to_string();
+            if !shown.contains(&text) {
+                write!(f, ": {text}")?;
+                shown = text;
+            }
+            next = s.source();
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,4 @@
+-- {schema} is replaced by the configured schema name (an identifier, quoted).
+-- Room for a per-stream encryption key id (crypto-shredding: erase a stream's key and its events
+-- are unreadable everywhere, backups included). Nothing writes it yet; NULL: not encrypted.
+ALTER TABLE {schema}.streams ADD COLUMN key_id text;

@@ -1,0 +1,136 @@
+//! The schema: its embedded, versioned migrations, applying them, and the check at start-up
+//! that the schema is there at the version this code needs.
+
+use sekiban_core::{OpKind, StoreError};
+use tokio_postgres::Row;
+
+use super::rows::{decode, get};
+use super::{Db, Result};
+use crate::error::Context;
+
+/// Embedded, versioned migrations: (version, SQL with `{schema}`).
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_key_id.sql")),
+];
+
+impl Db {
+    /// Creates or upgrades the schema in one transaction under an advisory lock.
+    pub(crate) async fn migrate(&self, schema: &str) -> Result<i32> {
+        let mut client = self.direct().await?;
+        let tx = client.transaction().await.ctx("begin the migration")?;
+        self.costs.record(OpKind::Other, 0, 0);
+        let s = &self.schema;
+        let lock = "SELECT pg_advisory_xact_lock(hashtext('sekiban:' || $1))";
+        tx.query(lock, &[&schema]).await.ctx("lock the migration")?;
+        let setup = format!(
+            "CREATE SCHEMA IF NOT EXISTS {s}; \
+             CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text NOT NULL); \
+             INSERT INTO {s}.meta (key, value) VALUES ('schema_version', '0') ON CONFLICT DO NOTHING"
+        );
+        tx.batch_execute(&setup).await.ctx("create the schema")?;
+        let current = tx
+            .query_one(
+                &format!("SELECT value::int FROM {s}.meta WHERE key = 'schema_version'"),
+                &[],
+            )
+            .await
+            .ctx("read the schema version")?;
+        let current: i32 = get(&current, 0)?;
+        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > latest {
+            return Err(StoreError::invalid(format!(
+                "schema {schema} has version {current}, newer than this sekiban-postgres knows ({latest}); upgrade it"
+            )));
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            tx.batch_execute(&sql.replace("{schema}", s))
+                .await
+                .ctx(&format!("apply migration {version}"))?;
+            tx.execute(
+                &format!("UPDATE {s}.meta SET value = $1 WHERE key = 'schema_version'"),
+                &[&version.to_string()],
+            )
+            .await
+            .ctx("record the schema version")?;
+        }
+        tx.commit().await.ctx("commit the migration")?;
+        self.costs.record(OpKind::Other, 0, 0);
+        Ok(latest)
+    }
+
+    /// Before the pool opens, on one connection outside it: checks that the schema is there at
+    /// the version this code needs (else `StoreError::NotInitialized`), and returns the
+    /// cluster's system identifier (checkpoints name it: xids restart after a restore).
+    pub(crate) async fn check_server(&self, schema: &str) -> Result<String> {
+        let client = self.direct().await?;
+        // An unprepared statement costs two round trips: prepare, then execute.
+        let query = |sql: String, what: &'static str| {
+            let client = &client;
+            async move {
+                self.costs.record(OpKind::Other, 0, 0);
+                self.costs.record(OpKind::Other, 0, 0);
+                client.query(&sql, &[]).await.ctx(what)
+            }
+        };
+        let first = |rows: Vec<Row>| rows.into_iter().next();
+        let meta = format!("{}.meta", self.schema).replace('\'', "''");
+        let exists = first(
+            query(
+                format!("SELECT to_regclass('{meta}')::text IS NOT NULL"),
+                "look for the schema",
+            )
+            .await?,
+        )
+        .map(|r| get::<bool>(&r, 0))
+        .transpose()?
+        .unwrap_or(false);
+        let missing = || StoreError::NotInitialized {
+            what: format!(
+                "schema {schema:?} has no sekiban tables; create them with PostgresEventStore::migrate"
+            ),
+        };
+        if !exists {
+            return Err(missing());
+        }
+        let version: i32 = first(
+            query(
+                format!(
+                    "SELECT value::int FROM {}.meta WHERE key = 'schema_version'",
+                    self.schema
+                ),
+                "read the schema version",
+            )
+            .await?,
+        )
+        .map(|r| get(&r, 0))
+        .transpose()?
+        .ok_or_else(missing)?;
+        let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+        match version.cmp(&latest) {
+            std::cmp::Ordering::Equal => {}
+            std::cmp::Ordering::Less => {
+                return Err(StoreError::NotInitialized {
+                    what: format!(
+                        "schema {schema:?} is at version {version}, this code needs {latest}; migrate it with PostgresEventStore::migrate"
+                    ),
+                });
+            }
+            std::cmp::Ordering::Greater => {
+                return Err(StoreError::invalid(format!(
+                    "schema {schema:?} is at version {version}, newer than this sekiban-postgres ({latest}); upgrade it"
+                )));
+            }
+        }
+        first(
+            query(
+                "SELECT system_identifier::text FROM pg_control_system()".into(),
+                "read the system identifier",
+            )
+            .await?,
+        )
+        .map(|r| get::<String>(&r, 0))
+        .transpose()?
+        .ok_or_else(|| decode("pg_control_system()", "no row"))
+    }
+}

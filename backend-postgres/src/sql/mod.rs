@@ -1,0 +1,145 @@
+//! The SQL: one statement per operation, every statement counted where it is sent ([`Db`]).
+//!
+//! The statements are listed in `statements`, the pool that prepares them in `pool`, and the
+//! operations grouped by what they touch: `append`, `read`, `feed`, `snapshots`, `streams`,
+//! `checkpoints`; `migrate` creates and checks the schema, `rows` decodes what comes back.
+
+mod append;
+mod checkpoints;
+mod feed;
+mod migrate;
+mod pool;
+mod read;
+mod rows;
+mod snapshots;
+mod statements;
+mod streams;
+
+use std::sync::Arc;
+
+use sekiban_core::backend::CostCounter;
+use sekiban_core::{OpKind, StoreError};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+pub(crate) use feed::FeedPosition;
+pub(crate) use pool::SESSION;
+pub(crate) use statements::statement_texts;
+
+use crate::config::{PostgresConfig, redact};
+use crate::error::{Context, pool_error};
+use pool::{Object, Pool, connect};
+use statements::{Sql, Statements, quote};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// The pool, the counter, and the statements with the schema filled in. Clones share the pool.
+#[derive(Clone)]
+pub(crate) struct Db {
+    pool: Pool,
+    /// Where the pool's connections go; also used for the one-off connections of `migrate` and
+    /// of the checks at start-up, which run before the schema's statements can be prepared.
+    server: tokio_postgres::Config,
+    costs: Arc<CostCounter>,
+    schema: String,
+    sql: Arc<Statements>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("schema", &self.schema).finish()
+    }
+}
+
+impl Db {
+    /// A pool on `config`'s server whose connections prepare every statement of the store when
+    /// they are created ([`pool::Connector`]); nothing is opened yet.
+    pub(crate) fn connect(config: &PostgresConfig, costs: Arc<CostCounter>) -> Result<Self> {
+        let quoted = quote(&config.schema);
+        let sql = Arc::new(Statements::new(&quoted));
+        let mut server: tokio_postgres::Config = config.url.parse().map_err(|e| {
+            StoreError::invalid(format!("PostgreSQL URL {}: {e}", redact(&config.url)))
+        })?;
+        server.connect_timeout(config.connect_timeout);
+        let pool = pool::pool(config, server.clone(), sql.clone(), costs.clone())?;
+        Ok(Db {
+            pool,
+            server,
+            costs,
+            sql,
+            schema: quoted,
+        })
+    }
+
+    /// A pooled connection, its statements prepared.
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// A connection outside the pool, for work before the schema's statements can be prepared.
+    async fn direct(&self) -> Result<tokio_postgres::Client> {
+        connect(&self.server)
+            .await
+            .map(|(client, _)| client)
+            .ctx("connect")
+    }
+
+    /// Closes the pool: later checkouts fail with `Unavailable` ("the store is closed"); the
+    /// idle connections close now (each waited for until the server has been told, up to the
+    /// connect timeout), a connection in use closes when it comes back.
+    pub(crate) async fn close(&self) {
+        let idle = self.pool.retain(|_, _| false).removed;
+        self.pool.close();
+        let timeout = self
+            .server
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(std::time::Duration::from_secs(5));
+        futures::future::join_all(idle.into_iter().map(|c| c.close(timeout))).await;
+    }
+
+    /// Sends one of the store's statements on a pooled connection: one round trip.
+    async fn query(
+        &self,
+        kind: OpKind,
+        sent: usize,
+        which: Sql,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>> {
+        let conn = self.client().await?;
+        let stmt = conn.statement(which)?;
+        self.costs.record(kind, sent as u64, 0);
+        conn.client.query(stmt, params).await.ctx(which.name())
+    }
+
+    /// Sends one of the store's statements on a pooled connection and hands back its rows as
+    /// they arrive, with the connection, which stays out of the pool until both are dropped.
+    /// Dropping the rows early leaves the rest of the answer unread (the driver discards it).
+    async fn query_rows(
+        &self,
+        kind: OpKind,
+        which: Sql,
+        params: &[Param<'_>],
+    ) -> Result<(Object, tokio_postgres::RowStream)> {
+        let conn = self.client().await?;
+        self.costs.record(kind, 0, 0);
+        let rows = conn
+            .client
+            .query_raw(conn.statement(which)?, params.iter().copied())
+            .await
+            .ctx(which.name())?;
+        Ok((conn, rows))
+    }
+
+    /// Opens every connection of the pool now, so their statements are prepared at start-up and
+    /// no operation later pays for a new connection.
+    pub(crate) async fn fill_pool(&self) -> Result<()> {
+        let size = self.pool.status().max_size;
+        // Held together, so the pool opens `size` distinct connections.
+        let clients = futures::future::join_all((0..size).map(|_| self.pool.get())).await;
+        clients
+            .into_iter()
+            .try_for_each(|c| c.map(drop).map_err(pool_error))
+    }
+}
