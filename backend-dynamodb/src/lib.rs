@@ -24,6 +24,7 @@ mod events;
 mod feed;
 mod layout;
 mod poller;
+mod read;
 mod replay;
 mod s3;
 mod snapshots;

@@ -4,11 +4,23 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use sekiban_core::FeedItem;
+use sekiban_core::{FeedItem, Limits};
 use tokio::sync::watch;
 
-use crate::Shared;
 use crate::sql;
+use crate::worker::Workers;
+
+/// What the hub needs of the store that runs it (the store's shared state).
+pub(crate) trait Host: Send + Sync + 'static {
+    /// The hub.
+    fn hub(&self) -> &Hub;
+    /// The connections the hub reads through.
+    fn workers(&self) -> &Workers;
+    /// The store's limits (page size, poll interval).
+    fn limits(&self) -> &Limits;
+    /// A receiver of commit notifications.
+    fn committed(&self) -> watch::Receiver<u64>;
+}
 
 /// Rows of the log after `from` up to `to` (inclusive), unfiltered.
 #[derive(Debug, Default)]
@@ -34,16 +46,20 @@ impl Hub {
     }
 
     /// A receiver of tail pages; starts the hub task when it is not running.
-    pub(crate) fn subscribe(shared: &Arc<Shared>) -> watch::Receiver<Arc<TailPage>> {
-        let rx = shared.hub.tail.subscribe();
-        let mut running = shared.hub.running.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn subscribe<H: Host>(shared: &Arc<H>) -> watch::Receiver<Arc<TailPage>> {
+        let rx = shared.hub().tail.subscribe();
+        let mut running = shared
+            .hub()
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if !*running {
             *running = true;
             // Subscribed before the writer is woken: it looks for other processes' commits
             // while the hub holds this receiver.
-            let committed = shared.committed.subscribe();
+            let committed = shared.committed();
             tokio::spawn(run(Arc::downgrade(shared), committed));
-            shared.workers.wake_writer();
+            shared.workers().wake_writer();
         }
         rx
     }
@@ -51,14 +67,14 @@ impl Hub {
 
 /// The hub task: polls after each commit notification or poll interval while readers wait;
 /// ends when no reader is subscribed or the store is dropped.
-async fn run(shared: Weak<Shared>, mut committed: watch::Receiver<u64>) {
+async fn run<H: Host>(shared: Weak<H>, mut committed: watch::Receiver<u64>) {
     let Some(s) = shared.upgrade() else { return };
-    let poll = s.limits.feed_poll_interval;
-    let (page, page_bytes) = (s.limits.page_events, s.limits.page_bytes);
-    let mut position = match s.workers.read(sql::last_position).await {
+    let poll = s.limits().feed_poll_interval;
+    let (page, page_bytes) = (s.limits().page_events, s.limits().page_bytes);
+    let mut position = match s.workers().read(sql::last_position).await {
         Ok(p) => p,
         Err(_) => {
-            stop(&s);
+            stop(&*s);
             return;
         }
     };
@@ -66,8 +82,8 @@ async fn run(shared: Weak<Shared>, mut committed: watch::Receiver<u64>) {
     loop {
         let Some(s) = shared.upgrade() else { return };
         {
-            let mut running = s.hub.running.lock().unwrap_or_else(|p| p.into_inner());
-            if s.hub.tail.receiver_count() == 0 || s.workers.is_closed() {
+            let mut running = s.hub().running.lock().unwrap_or_else(|p| p.into_inner());
+            if s.hub().tail.receiver_count() == 0 || s.workers().is_closed() {
                 *running = false;
                 return;
             }
@@ -75,13 +91,13 @@ async fn run(shared: Weak<Shared>, mut committed: watch::Receiver<u64>) {
         committed.borrow_and_update();
         let after = position;
         let polled = s
-            .workers
+            .workers()
             .read(move |c| sql::poll_feed(c, after, None, None, page, page_bytes))
             .await;
         let full = match polled {
             Ok(p) => {
                 position = p.reached;
-                s.hub.tail.send_replace(Arc::new(TailPage {
+                s.hub().tail.send_replace(Arc::new(TailPage {
                     from: after,
                     to: p.reached,
                     items: p.items,
@@ -98,6 +114,6 @@ async fn run(shared: Weak<Shared>, mut committed: watch::Receiver<u64>) {
     }
 }
 
-fn stop(s: &Shared) {
-    *s.hub.running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+fn stop<H: Host>(s: &H) {
+    *s.hub().running.lock().unwrap_or_else(|p| p.into_inner()) = false;
 }

@@ -73,6 +73,21 @@ pub(crate) struct Shared {
     config: SqliteConfig,
 }
 
+impl feed::Host for Shared {
+    fn hub(&self) -> &Hub {
+        &self.hub
+    }
+    fn workers(&self) -> &Workers {
+        &self.workers
+    }
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+    fn committed(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+}
+
 impl SqliteEventStore {
     /// Opens (creating and migrating when needed) the database of `config`, with snapshots
     /// offloaded to `config.blob_dir`, or `<file>.blobs/` next to a file database, or memory.

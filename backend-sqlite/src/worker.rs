@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use sekiban_core::{OpKind, StoreError};
 use tokio::sync::{oneshot, watch};
 
-use crate::sql::Conn;
+use crate::sql::{Conn, JOB_SAVEPOINT};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -39,9 +39,6 @@ pub(crate) const OPEN_CHECKPOINT_WAIT: Duration = Duration::from_millis(500);
 const IDLE_CHECKPOINT_WAIT: Duration = Duration::from_millis(20);
 
 type ReadJob = Box<dyn FnOnce(&Conn) + Send>;
-
-/// Every write runs inside `SAVEPOINT job`; a write may roll back to it itself.
-pub(crate) const JOB_SAVEPOINT: &str = "job";
 
 /// A write run inside the group's transaction and answered once the COMMIT is known.
 trait WriteJob: Send {

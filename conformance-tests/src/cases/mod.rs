@@ -5,6 +5,7 @@
 
 mod append;
 mod budget;
+mod checkpoint;
 mod delete;
 mod feed;
 mod idempotency;
@@ -17,6 +18,7 @@ mod tenant;
 
 pub use append::*;
 pub use budget::*;
+pub use checkpoint::*;
 pub use delete::*;
 pub use feed::*;
 pub use idempotency::*;
