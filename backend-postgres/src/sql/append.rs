@@ -14,7 +14,9 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::pool::Conn;
-use super::rows::{event_at, get, metadata_json};
+use sekiban_core::backend::sql::metadata_text;
+
+use super::rows::{event_at, get};
 use super::statements::Sql;
 use super::{Db, Param, Result};
 use crate::error::{Context, classify, is_unique_violation};
@@ -115,7 +117,7 @@ impl Db {
         let data: Vec<&[u8]> = events.iter().map(|e| e.data.as_ref()).collect();
         let meta: Vec<Option<String>> = events
             .iter()
-            .map(|e| metadata_json(&e.metadata))
+            .map(|e| metadata_text(&e.metadata))
             .collect::<Result<_>>()?;
         let sent: usize = events.iter().map(EventData::size).sum();
         let (t, c, id) = (s.tenant(), s.category(), s.id());

@@ -1,12 +1,12 @@
-//! Rows read back → the store's values (events, snapshot pointers), and metadata → JSON; what
+//! Rows read back → the store's values (events, snapshot pointers); what
 //! cannot be decoded is `Corrupt`.
 
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use sekiban_core::backend::sql::{PointerColumns, to_u64 as u};
+use sekiban_core::backend::sql::{PointerColumns, metadata_from_text, to_u64 as u};
 use sekiban_core::snapshot::StoredSnapshot;
-use sekiban_core::{EventId, Metadata, RecordedEvent, StoreError, StreamId, Version};
+use sekiban_core::{EventId, RecordedEvent, StoreError, StreamId, Version};
 use tokio_postgres::Row;
 
 use super::Result;
@@ -26,22 +26,9 @@ pub(super) fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
     row.try_get(idx).map_err(|e| decode("a row read back", e))
 }
 
-/// An event's metadata as JSON text (`None` when it is empty).
-pub(super) fn metadata_json(m: &Metadata) -> Result<Option<String>> {
-    if m.is_empty() {
-        return Ok(None);
-    }
-    serde_json::to_string(m)
-        .map(Some)
-        .map_err(|e| StoreError::invalid(format!("metadata cannot be encoded: {e}")))
-}
-
 /// The event of `stream` in the row's event columns from column `at` on.
 pub(super) fn event_at(stream: StreamId, row: &Row, at: usize) -> Result<RecordedEvent> {
-    let metadata = match get::<Option<String>>(row, at + 5)? {
-        None => Metadata::default(),
-        Some(t) => serde_json::from_str(&t).map_err(|e| decode("event metadata", e))?,
-    };
+    let metadata = metadata_from_text(get(row, at + 5)?)?;
     Ok(RecordedEvent {
         stream,
         version: Version(u(get(row, at)?)),

@@ -42,7 +42,7 @@ pub(crate) fn append(
                 e.event_type,
                 i64::from(e.schema_version),
                 e.data.as_ref(),
-                metadata_json(&e.metadata)?,
+                metadata_text(&e.metadata)?,
                 now,
                 i(first.0),
                 i(last.0),

@@ -17,7 +17,7 @@ use sekiban_core::paging::{Page, PageRequest};
 use sekiban_core::snapshot::{PointerWrite, Snapshot, StoredSnapshot, check_snapshot_version};
 use sekiban_core::{
     AppendResult, Checkpoint, DeleteMode, Direction, Etag, EventData, EventId, ExpectedVersion,
-    FeedItem, Metadata, OpKind, RecordedEvent, StoreError, StreamId, StreamInfo, Version,
+    FeedItem, OpKind, RecordedEvent, StoreError, StreamId, StreamInfo, Version,
 };
 
 use crate::config::{SqliteConfig, SqlitePath, Synchronous};
@@ -44,6 +44,7 @@ use conn::{col, decode, from_micros};
 pub(crate) use feed::{last_position, poll_feed};
 pub(crate) use migrate::migrate;
 pub(crate) use read::{read_page, stream_version};
-use rows::{EVENT_COLUMNS, event_at, head, live, metadata_json};
+use rows::{EVENT_COLUMNS, event_at, head, live};
+use sekiban_core::backend::sql::{metadata_from_text, metadata_text};
 pub(crate) use snapshots::{load_pointer, save_pointer};
 pub(crate) use streams::delete;

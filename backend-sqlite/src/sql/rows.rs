@@ -34,22 +34,6 @@ pub(super) fn live(s: &StreamId, h: Option<Head>) -> Result<Option<Head>> {
     }
 }
 
-pub(super) fn metadata_json(m: &Metadata) -> Result<Option<String>> {
-    if m.is_empty() {
-        return Ok(None);
-    }
-    serde_json::to_string(m)
-        .map(Some)
-        .map_err(|e| StoreError::invalid(format!("metadata cannot be encoded: {e}")))
-}
-
-pub(super) fn parse_metadata(text: Option<String>) -> Result<Metadata> {
-    match text {
-        None => Ok(Metadata::default()),
-        Some(t) => serde_json::from_str(&t).map_err(|e| decode("event metadata", e)),
-    }
-}
-
 pub(super) fn event_id(bytes: Vec<u8>) -> Result<EventId> {
     uuid::Uuid::from_slice(&bytes)
         .map(EventId)
@@ -70,7 +54,7 @@ pub(super) fn event_at(stream: StreamId, row: &Row<'_>, at: usize) -> Result<Rec
         schema_version: u32::try_from(col::<i64>(row, at + 3)?)
             .map_err(|e| decode("a schema version", e))?,
         data: Bytes::from(col::<Vec<u8>>(row, at + 4)?),
-        metadata: parse_metadata(col(row, at + 5)?)?,
+        metadata: metadata_from_text(col(row, at + 5)?)?,
         recorded_at: from_micros(col(row, at + 6)?),
     })
 }

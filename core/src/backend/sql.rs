@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::error::{Result, StoreError};
-use crate::event::DeleteMode;
+use crate::event::{DeleteMode, Metadata};
 use crate::id::{StreamId, Version};
 use crate::snapshot::{SnapshotBody, StoredSnapshot};
 use crate::store::{Limits, StreamInfo};
@@ -121,6 +121,35 @@ impl PointerColumns {
     /// The bytes a write of these columns sends: the inline state.
     pub fn sent(&self) -> usize {
         self.inline.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// An event's metadata as a row keeps it: JSON text, `None` when it is empty.
+///
+/// ```
+/// use sekiban_core::backend::sql::{metadata_from_text, metadata_text};
+/// use sekiban_core::Metadata;
+/// let m = Metadata::default();
+/// assert_eq!(metadata_text(&m).unwrap(), None);
+/// assert_eq!(metadata_from_text(None).unwrap(), m);
+/// ```
+pub fn metadata_text(m: &Metadata) -> Result<Option<String>> {
+    if m.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(m)
+        .map(Some)
+        .map_err(|e| StoreError::invalid(format!("metadata cannot be encoded: {e}")))
+}
+
+/// An event's metadata from the text [`metadata_text`] stored; text that does not parse is
+/// [`StoreError::Corrupt`].
+pub fn metadata_from_text(text: Option<String>) -> Result<Metadata> {
+    match text {
+        None => Ok(Metadata::default()),
+        Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Corrupt {
+            what: format!("event metadata: {e}"),
+        }),
     }
 }
 
