@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A soak of one SQLite file (backend-sqlite/benches/soak.rs): 1 000 000 events to one stream in
+# A soak of one SQLite file (bench/sqlite/src/bin/soak.rs): 1 000 000 events to one stream in
 # appends of 1 000, then 100 000 one-event appends to 100 streams; appends/s at the start and the
 # end, the WAL's size during the appends, file sizes and open time after close, the cost of reading
 # the 1 M-event stream (wall time, peak RSS) through the store and through `sekiban events`.
@@ -17,4 +17,4 @@ if [ $# -gt 0 ] && [[ "$1" != --* ]]; then
 fi
 cargo build --release --quiet -p sekiban-cli
 target="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-exec cargo bench --quiet -p sekiban-sqlite --bench soak -- --dir "$dir" --cli "$target/release/sekiban" "$@"
+exec cargo run --release --quiet --manifest-path bench/sqlite/Cargo.toml --bin soak -- --dir "$dir" --cli "$target/release/sekiban" "$@"

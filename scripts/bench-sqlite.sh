@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Appends/s of sekiban-sqlite against the Python eventsourcing library's SQLite recorder (9.5.6),
 # in one run, on the same disk, both with WAL and synchronous=FULL, at concurrency 1 and 16.
+# Builds the benchmark crate bench/sqlite (outside the workspace, release profile) and runs its
+# `appends` binary and bench/sqlite/eventsourcing_sqlite.py.
 # Usage: bash scripts/bench-sqlite.sh [DIR]   (DIR on a real disk, not tmpfs; default /var/tmp/sekiban-bench)
 # APPENDS=N sets the appends per level (default 4000).
 set -euo pipefail
@@ -13,8 +15,8 @@ if ! python3 -c 'import eventsourcing, sys; sys.exit(eventsourcing.__version__ !
 fi
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
-cargo bench -q -p sekiban-sqlite --bench appends -- --dir "$dir" --appends "$appends" --concurrency 1,16 --json >"$out/rust.jsonl"
-python3 backend-sqlite/benches/eventsourcing_sqlite.py --dir "$dir" --appends "$appends" --concurrency 1,16 --json >"$out/python.jsonl"
+cargo run --release --quiet --manifest-path bench/sqlite/Cargo.toml --bin appends -- --dir "$dir" --appends "$appends" --concurrency 1,16 --json >"$out/rust.jsonl"
+python3 bench/sqlite/eventsourcing_sqlite.py --dir "$dir" --appends "$appends" --concurrency 1,16 --json >"$out/python.jsonl"
 python3 - "$out/rust.jsonl" "$out/python.jsonl" <<'PY'
 import json, sys
 rust = {r["concurrency"]: r for r in map(json.loads, open(sys.argv[1]))}

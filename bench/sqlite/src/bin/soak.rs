@@ -15,11 +15,10 @@
 //! The WAL file's size is sampled after every 100th append of phases 1 and 2.
 //!
 //! `bash scripts/bench-sqlite-soak.sh [DIR] [--events N] [--small N]` builds the CLI and runs
-//! `cargo bench -p sekiban-sqlite --bench soak -- --dir DIR --cli PATH [--events N] [--small N]`.
+//! `cargo run --release --manifest-path bench/sqlite/Cargo.toml --bin soak -- --dir DIR --cli PATH
+//! [--events N] [--small N]`.
 //! Everything goes into a fresh temporary directory under DIR (default /var/tmp/sekiban-soak,
 //! a real disk), removed at the end. Prints markdown on stdout, progress on stderr.
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -65,7 +64,6 @@ fn args() -> Res<Args> {
             "--cli" => a.cli = Some(it.next().ok_or("--cli needs the sekiban binary")?.into()),
             "--events" => a.events = number(&mut it, "--events")?,
             "--small" => a.small = number(&mut it, "--small")?,
-            "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -74,7 +72,7 @@ fn args() -> Res<Args> {
 
 /// 100 bytes of JSON.
 fn payload(n: usize) -> String {
-    common::payload("soak", n)
+    sekiban_bench_sqlite::payload("soak", n)
 }
 
 fn file_len(p: &Path) -> u64 {
@@ -180,7 +178,7 @@ fn url_of(path: &Path) -> String {
 }
 
 fn progress(what: &str, done: usize, of: usize, started: Instant) {
-    if of >= 10 && done % (of / 10) == 0 {
+    if of >= 10 && done.is_multiple_of(of / 10) {
         eprintln!(
             "soak: {what}: {done}/{of} appends, {:.0} s",
             started.elapsed().as_secs_f64()

@@ -1,4 +1,5 @@
-//! What the SQLite benchmarks share.
+//! What the SQLite benchmarks share: the binaries `appends` (`src/bin/appends.rs`) and `soak`
+//! (`src/bin/soak.rs`).
 
 /// 100 bytes of JSON: `{"tag":TAG,"n":N,"pad":"xx…"}`.
 pub fn payload(tag: &str, n: usize) -> String {

@@ -1,11 +1,9 @@
 //! Appends per second on a SQLite file with `synchronous=FULL`, at several concurrency levels:
 //! C tasks, each appending one ~100-byte event per append to its own stream with an exact
-//! expected version (the workload of `eventsourcing_sqlite.py` beside this file).
+//! expected version (the workload of `bench/sqlite/eventsourcing_sqlite.py`).
 //!
-//! `cargo bench -p sekiban-sqlite --bench appends -- --dir DIR --appends N --concurrency 1,16`
+//! `cargo run --release --manifest-path bench/sqlite/Cargo.toml --bin appends -- --dir DIR --appends N --concurrency 1,16`
 //! (`scripts/bench-sqlite.sh` runs it and the Python peer in one run).
-
-mod common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,7 +46,6 @@ fn args() -> Result<Args, String> {
                     .collect::<Result<_, _>>()?
             }
             "--json" => a.json = true,
-            "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -57,7 +54,7 @@ fn args() -> Result<Args, String> {
 
 /// 100 bytes of JSON, like the Python side's state.
 fn payload(n: usize) -> String {
-    common::payload("bench", n)
+    sekiban_bench_sqlite::payload("bench", n)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
