@@ -1,5 +1,6 @@
 //! The side-by-side DynamoDB benchmark's parts: the contenders, the counting proxy and the
-//! capacity-unit rules, used by the benchmark binary (`src/main.rs`).
+//! capacity-unit rules, used by the benchmark binary (`src/main.rs` and its modules `args`,
+//! `meter`, `rows`, `loads`, `report`).
 
 pub mod contenders;
 pub mod proxy;
