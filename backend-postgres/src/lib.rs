@@ -467,9 +467,11 @@ impl Store for PostgresEventStore {
         s.db.close().await;
         match failed {
             None => Ok(()),
-            Some(why) => Err(StoreError::backend(
-                "close",
-                format!("{why}; the store is closed, but pending notifications may be lost"),
+            Some((task, panic)) => Err(StoreError::backend(
+                format!(
+                    "close: {task} failed; the store is closed, but pending notifications may be lost"
+                ),
+                panic,
             )),
         }
     }

@@ -91,8 +91,10 @@ impl PostgresEventStore {
 
     /// The part of `close` after the writes in flight are done: the notifier sends the pending
     /// `NOTIFY` at once and ends, then the LISTEN connection closes and never starts again.
-    /// `Some`: why one of the tasks failed.
-    pub(crate) async fn stop_notifications(&self) -> Option<String> {
+    /// `Some`: which task failed, and its panic (kept as the error's source).
+    pub(crate) async fn stop_notifications(
+        &self,
+    ) -> Option<(&'static str, tokio::task::JoinError)> {
         let s = &self.shared;
         let notifier = lock(&s.notifier).take();
         let mut failed = None;
@@ -103,7 +105,7 @@ impl PostgresEventStore {
             if let Err(e) = task.await
                 && e.is_panic()
             {
-                failed = Some(format!("the notifier task failed: {e}"));
+                failed = Some(("the notifier task", e));
             }
         }
         let listener = std::mem::replace(&mut *lock(&s.listener), Listen::Closed);
@@ -111,7 +113,7 @@ impl PostgresEventStore {
             && let Err(e) = task.await
             && e.is_panic()
         {
-            failed = Some(format!("the listener task failed: {e}"));
+            failed = Some(("the listener task", e));
         }
         failed
     }

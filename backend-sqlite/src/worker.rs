@@ -45,7 +45,7 @@ trait WriteJob: Send {
     fn kind(&self) -> OpKind;
     /// Runs in a savepoint of its own; `false` when the transaction is unusable afterwards.
     fn apply(&mut self, c: &Conn) -> bool;
-    fn finish(self: Box<Self>, commit: Result<(), String>);
+    fn finish(self: Box<Self>, commit: Result<(), CommitError>);
 }
 
 struct Write<T, F> {
@@ -83,13 +83,11 @@ where
         closed.is_ok()
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
+    fn finish(self: Box<Self>, commit: Result<(), CommitError>) {
         let r = match (self.result, commit) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(v)), Ok(())) => Ok(v),
-            (_, Err(why)) => Err(StoreError::Unavailable {
-                source: format!("the write was not committed: {why}").into(),
-            }),
+            (_, Err(why)) => Err(StoreError::unavailable("the write was not committed", why)),
             (None, Ok(())) => Err(StoreError::backend(
                 "group commit",
                 "a write was never applied",
@@ -439,17 +437,26 @@ fn writer_loop(conn: Conn, rx: Receiver<Msg>, committed: watch::Sender<u64>, upk
     }
 }
 
+/// Why a group's transaction did not commit, shared by every write of the group (the store
+/// error each write gets keeps it as its source).
+type CommitError = Arc<dyn std::error::Error + Send + Sync>;
+
 /// Runs a group in one transaction; returns whether it committed.
 fn commit_group(c: &Conn, mut group: Vec<Box<dyn WriteJob>>) -> bool {
     let kind = group[0].kind();
     let commit = match c.batch(kind, "BEGIN IMMEDIATE") {
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(Arc::new(e) as CommitError),
         Ok(()) => {
             let usable = group.iter_mut().all(|job| job.apply(c));
             let done = if usable {
-                c.batch(kind, "COMMIT").map_err(|e| e.to_string())
+                c.batch(kind, "COMMIT")
+                    .map_err(|e| Arc::new(e) as CommitError)
             } else {
-                Err("a savepoint could not be closed; the transaction was rolled back".to_string())
+                Err(CommitError::from(
+                    Box::<dyn std::error::Error + Send + Sync>::from(
+                        "a savepoint could not be closed; the transaction was rolled back",
+                    ),
+                ))
             };
             if done.is_err() {
                 let _ = c.batch(kind, "ROLLBACK");
