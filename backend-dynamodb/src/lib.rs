@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use sekiban_core::BlobStore;
-use sekiban_core::backend::{CostCounter, CountingBlobStore};
+use sekiban_core::backend::CostCounter;
 use sekiban_core::snapshot::SnapshotOffload;
 use sekiban_core::{
     AppendResult, Capabilities, ChangeBatch, ChangeFeed, CostSnapshot, DeleteMode, EventData,
@@ -99,8 +99,9 @@ impl DynamoDbTable {
             (None, None) => Arc::new(snapshots::NoBucket),
         };
         let limits = dynamodb_limits();
-        let offload = SnapshotOffload::new(
-            Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone())),
+        let offload = SnapshotOffload::counted(
+            blobs.clone(),
+            costs.clone(),
             limits.max_inline_snapshot_bytes,
         );
         DynamoDbTable {

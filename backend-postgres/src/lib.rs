@@ -17,7 +17,7 @@ use sekiban_core::backend::checkpoint::CheckpointCodec;
 use sekiban_core::backend::checkpoint::check_name as check_checkpoint_name;
 use sekiban_core::backend::feed::{FeedSource, Wait, drive};
 use sekiban_core::backend::snapshots::SnapshotPointers;
-use sekiban_core::backend::{CostCounter, CountingBlobStore, FeedPoll, SnapshotOffload};
+use sekiban_core::backend::{CostCounter, FeedPoll, SnapshotOffload};
 use sekiban_core::paging::paged;
 use sekiban_core::snapshot::{PointerWrite, StoredSnapshot};
 use sekiban_core::{
@@ -135,8 +135,9 @@ impl PostgresEventStore {
         let db = Db::connect(&config, costs.clone())?;
         let system_id = db.check_server(&config.schema).await?;
         db.fill_pool().await?;
-        let offload = SnapshotOffload::new(
-            Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone())),
+        let offload = SnapshotOffload::counted(
+            blobs.clone(),
+            costs.clone(),
             config.limits.max_inline_snapshot_bytes,
         );
         let (closed, _) = watch::channel(false);

@@ -16,7 +16,7 @@ use sekiban_core::backend::checkpoint::CheckpointCodec;
 use sekiban_core::backend::checkpoint::check_name as check_checkpoint_name;
 use sekiban_core::backend::feed::{FeedSource, Wait, drive};
 use sekiban_core::backend::snapshots::SnapshotPointers;
-use sekiban_core::backend::{CostCounter, CountingBlobStore, FeedPoll, SnapshotOffload};
+use sekiban_core::backend::{CostCounter, FeedPoll, SnapshotOffload};
 use sekiban_core::paging::paged;
 use sekiban_core::snapshot::{PointerWrite, StoredSnapshot};
 use sekiban_core::{
@@ -114,8 +114,9 @@ impl SqliteEventStore {
     /// Opens the database of `config`, offloading large snapshots to `blobs`.
     pub async fn open_with_blobs(config: SqliteConfig, blobs: Arc<dyn BlobStore>) -> Result<Self> {
         let costs = Arc::new(CostCounter::new());
-        let offload = SnapshotOffload::new(
-            Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone())),
+        let offload = SnapshotOffload::counted(
+            blobs.clone(),
+            costs.clone(),
             config.limits.max_inline_snapshot_bytes,
         );
         let cfg = config.clone();

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::blob::BlobStore;
+use crate::blob::{BlobStore, CountingBlobStore};
+use crate::cost::CostCounter;
 use crate::error::{Result, StoreError};
 use crate::id::{StreamId, Version};
 
@@ -229,6 +230,21 @@ impl SnapshotOffload {
     /// Offloads states larger than `max_inline` bytes to `blobs`.
     pub fn new(blobs: Arc<dyn BlobStore>, max_inline: usize) -> Self {
         SnapshotOffload { blobs, max_inline }
+    }
+
+    /// Offloads states larger than `max_inline` bytes to `blobs`, each blob request counted in
+    /// `costs` as one [`crate::OpKind::Blob`] round trip: how a store wires its offload.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sekiban_core::backend::{CostCounter, SnapshotOffload};
+    /// use sekiban_core::ObjectBlobStore;
+    /// let costs = Arc::new(CostCounter::new());
+    /// let offload = SnapshotOffload::counted(Arc::new(ObjectBlobStore::memory()), costs, 16 * 1024);
+    /// # let _ = offload;
+    /// ```
+    pub fn counted(blobs: Arc<dyn BlobStore>, costs: Arc<CostCounter>, max_inline: usize) -> Self {
+        Self::new(Arc::new(CountingBlobStore::new(blobs, costs)), max_inline)
     }
 
     /// The blob store.

@@ -13,7 +13,7 @@ use crate::backend::feed::{
     Held, Partition, PartitionPoll, PartitionedSource, Wait, drive_partitions, stable_hash,
 };
 use crate::backend::snapshots::SnapshotPointers;
-use crate::blob::{BlobStore, CountingBlobStore, ObjectBlobStore};
+use crate::blob::{BlobStore, ObjectBlobStore};
 use crate::cost::{CostCounter, CostSnapshot, OpKind};
 use crate::error::{Result, StoreError};
 use crate::event::{
@@ -263,8 +263,11 @@ impl MemoryStore {
 
     fn build(limits: Limits, blobs: Arc<dyn BlobStore>, partitions: u32) -> Self {
         let costs = Arc::new(CostCounter::new());
-        let counted = Arc::new(CountingBlobStore::new(blobs.clone(), costs.clone()));
-        let offload = SnapshotOffload::new(counted, limits.max_inline_snapshot_bytes);
+        let offload = SnapshotOffload::counted(
+            blobs.clone(),
+            costs.clone(),
+            limits.max_inline_snapshot_bytes,
+        );
         MemoryStore {
             shared: Arc::new(Shared {
                 store_id: uuid::Uuid::new_v4().simple().to_string(),
