@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing: mutates the memory store and the core helpers it shares with the other
-# stores, and runs the conformance suite on the memory store (plain, windowed, partitioned) and
-# the core's unit tests against every mutant. A mutant the suite does not catch is either killed by a new or stronger
+# stores, and runs the conformance suite on the memory store (plain, windowed, partitioned, and
+# with feed partitions of its own) and the core's unit tests against every mutant. A mutant the suite does not catch is either killed by a new or stronger
 # case or listed in conformance-tests/README.md with why it is harmless.
 #
 #   scripts/mutants.sh                      # every file below (about 230 mutants, under an hour on 2 cores)
@@ -19,8 +19,8 @@ command -v cargo-mutants >/dev/null || {
 }
 files=()
 if [[ " $* " != *" --file "* ]]; then
-    for f in core/src/memory.rs core/src/paging.rs core/src/idempotency.rs core/src/store.rs \
-        core/src/snapshot.rs; do
+    for f in core/src/memory/mod.rs core/src/memory/feed.rs core/src/backend/feed/driver.rs \
+        core/src/paging.rs core/src/idempotency.rs core/src/store.rs core/src/snapshot.rs; do
         files+=(--file "$f")
     done
 fi
@@ -29,4 +29,5 @@ export CARGO_PROFILE_DEV_DEBUG=0
 # The suite's test binaries of sekiban-conformance and the unit tests of sekiban-core (`--lib`),
 # named after `--` (cargo-mutants would otherwise run only the mutated package's own tests).
 exec cargo mutants "${files[@]}" --test-tool nextest --timeout 60 --output "${MUTANTS_OUT:-target/mutants}" \
-    "$@" -- --package sekiban-conformance --lib --test conformance --test windowed --test partitioned
+    "$@" -- --package sekiban-conformance --lib --test conformance --test windowed --test partitioned \
+    --test memory_partitions
