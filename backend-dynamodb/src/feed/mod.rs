@@ -235,75 +235,20 @@ impl PartitionedSource for Shards<'_> {
         opts: &FeedOptions,
         max: usize,
     ) -> Result<PartitionPoll<Part, ()>> {
-        let table = self.0;
-        let (source, ended) = match part {
-            Part::Scan => {
-                if !st.queue.iter().any(|u| u.source == Source::Scan) {
-                    match &st.scan {
-                        Some(scan) if scan.done => table.hand_over(st).await?,
-                        Some(_) => table.scan_units(st, opts).await?,
-                        None => {}
-                    }
-                }
-                if st.scan.is_none() {
-                    // Handed over: the shards from the scan's cut on.
-                    let shards = (0..st.shards.len()).map(|i| partition(st, i, true));
-                    let poll = FeedPoll::new(Vec::new(), max, false, (), ());
-                    return Ok(PartitionPoll {
-                        poll,
-                        ended: Some(shards.collect()),
-                    });
-                }
-                // A scan reads on until it hands over.
-                (Source::Scan, false)
-            }
-            Part::Shard { id, .. } => {
-                let Some(i) = st.shards.iter().position(|s| &s.id == id) else {
-                    return Ok(PartitionPoll::open(FeedPoll::new(
-                        Vec::new(),
-                        max,
-                        false,
-                        (),
-                        (),
-                    )));
-                };
-                let queued = |st: &State| st.queue.iter().any(|u| u.source == Source::Shard(i));
-                if !queued(st) && !st.shards[i].closed {
-                    let read = table.shard_units(st, i, opts).await?;
-                    st.shards[i].more = if opts.follow {
-                        read.full
-                    } else {
-                        !read.records.is_empty()
-                    };
-                }
-                let items = table.take_batch(st, Source::Shard(i), max);
-                let rest = !queued(st);
-                let at_end = rest && !st.shards[i].more;
-                let poll = FeedPoll {
-                    items: items.into_iter().map(|item| ((), item)).collect(),
-                    reached: (),
-                    at_end,
-                };
-                if rest && st.shards[i].closed {
-                    // A shard ends when it splits or rolls over: its children are read next,
-                    // from their oldest records.
-                    let added = table.new_shards(st).await?;
-                    let next = added.into_iter().map(|k| partition(st, k, false));
-                    return Ok(PartitionPoll {
-                        poll,
-                        ended: Some(next.collect()),
-                    });
-                }
-                return Ok(PartitionPoll::open(poll));
-            }
-        };
-        let items = table.take_batch(st, source, max);
-        let poll = FeedPoll {
-            items: items.into_iter().map(|item| ((), item)).collect(),
-            reached: (),
-            at_end: ended,
-        };
-        Ok(PartitionPoll::open(poll))
+        match part {
+            Part::Scan => self.poll_scan(st, opts, max).await,
+            Part::Shard { id, .. } => match st.shards.iter().position(|s| &s.id == id) {
+                Some(i) => self.poll_shard(st, i, opts, max).await,
+                // Never: the reader keeps every shard it handed the driver.
+                None => Ok(PartitionPoll::open(FeedPoll::new(
+                    Vec::new(),
+                    max,
+                    false,
+                    (),
+                    (),
+                ))),
+            },
+        }
     }
 
     fn checkpoint(&self, st: &State, parts: &[Held<Part, ()>]) -> Checkpoint {
@@ -341,6 +286,81 @@ impl PartitionedSource for Shards<'_> {
     /// A `GetRecords` that reached the shard's end found everything there is now.
     fn rests_at_end(&self) -> bool {
         true
+    }
+}
+
+impl Shards<'_> {
+    /// The replay's scan: a page's items, until it hands over to the shards (its successors).
+    async fn poll_scan(
+        &self,
+        st: &mut State,
+        opts: &FeedOptions,
+        max: usize,
+    ) -> Result<PartitionPoll<Part, ()>> {
+        let table = self.0;
+        if !st.queue.iter().any(|u| u.source == Source::Scan) {
+            match &st.scan {
+                Some(scan) if scan.done => table.hand_over(st).await?,
+                Some(_) => table.scan_units(st, opts).await?,
+                None => {}
+            }
+        }
+        if st.scan.is_none() {
+            // Handed over: the shards from the scan's cut on.
+            let shards = (0..st.shards.len()).map(|i| partition(st, i, true));
+            return Ok(PartitionPoll {
+                poll: FeedPoll::new(Vec::new(), max, false, (), ()),
+                ended: Some(shards.collect()),
+            });
+        }
+        // A scan reads on until it hands over: never at its end.
+        Ok(PartitionPoll::open(take(table, st, Source::Scan, max)))
+    }
+
+    /// Shard `i`: what the last read queued, else a new read; once a closed shard is handed
+    /// out, the shards listed since (its children) follow it.
+    async fn poll_shard(
+        &self,
+        st: &mut State,
+        i: usize,
+        opts: &FeedOptions,
+        max: usize,
+    ) -> Result<PartitionPoll<Part, ()>> {
+        let table = self.0;
+        let queued = |st: &State| st.queue.iter().any(|u| u.source == Source::Shard(i));
+        if !queued(st) && !st.shards[i].closed {
+            let read = table.shard_units(st, i, opts).await?;
+            st.shards[i].more = if opts.follow {
+                read.full
+            } else {
+                !read.records.is_empty()
+            };
+        }
+        let mut poll = take(table, st, Source::Shard(i), max);
+        let rest = !queued(st);
+        poll.at_end = rest && !st.shards[i].more;
+        if !(rest && st.shards[i].closed) {
+            return Ok(PartitionPoll::open(poll));
+        }
+        // A shard ends when it splits or rolls over: its children are read next, from their
+        // oldest records.
+        let added = table.new_shards(st).await?;
+        let next = added.into_iter().map(|k| partition(st, k, false));
+        Ok(PartitionPoll {
+            poll,
+            ended: Some(next.collect()),
+        })
+    }
+}
+
+/// The next batch of `source`'s queued items as a poll not at its end (positions live in the
+/// reader).
+fn take(table: &DynamoDbTable, st: &mut State, source: Source, max: usize) -> FeedPoll<()> {
+    let items = table.take_batch(st, source, max);
+    FeedPoll {
+        items: items.into_iter().map(|item| ((), item)).collect(),
+        reached: (),
+        at_end: false,
     }
 }
 
