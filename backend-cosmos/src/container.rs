@@ -1,0 +1,157 @@
+//! The containers, defined once ([`DEFINITION`]): `init` creates them from it, opening checks
+//! them against it, and the templates in `infra/` are checked against it.
+
+use std::sync::Arc;
+
+use azure_data_cosmos::CosmosClient;
+use azure_data_cosmos::clients::ContainerClient;
+use azure_data_cosmos::models::{ContainerProperties, IndexingPolicy, PartitionKeyDefinition};
+use serde::Serialize;
+
+use sekiban_core::backend::CostCounter;
+use sekiban_core::{OpKind, Result, StoreError};
+
+use crate::config::CosmosConfig;
+use crate::conn::{CONFLICT, NOT_FOUND, error};
+
+/// What `init` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// Created the database or a container.
+    Created,
+    /// Everything existed already.
+    Existed,
+}
+
+/// The containers as the store needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ContainerDefinition {
+    /// The events container's hierarchical partition key (MultiHash, version 2): the tenant,
+    /// then the stream (`category|id`), so one stream is one logical partition and a tenant
+    /// may grow past one logical partition's 20 GB.
+    pub partition_key_paths: [&'static str; 2],
+    /// The only paths the events container indexes (the document kind, its order key and its
+    /// first and last versions); event data and everything else is not indexed, so writes are
+    /// charged for their bytes, not for index entries.
+    pub indexed_paths: [&'static str; 4],
+    /// The checkpoint container's partition key.
+    pub checkpoint_partition_key_path: &'static str,
+}
+
+/// The one definition of the containers.
+pub const DEFINITION: ContainerDefinition = ContainerDefinition {
+    partition_key_paths: ["/t", "/s"],
+    indexed_paths: ["/k/?", "/o/?", "/f/?", "/l/?"],
+    checkpoint_partition_key_path: "/id",
+};
+
+impl ContainerDefinition {
+    fn events(&self, name: &str) -> ContainerProperties {
+        let pk = PartitionKeyDefinition::new(
+            self.partition_key_paths.iter().map(|p| (*p).into()).collect(),
+        )
+        .with_kind(azure_data_cosmos::models::PartitionKeyKind::MultiHash);
+        let mut indexing = IndexingPolicy::default().with_excluded_path("/*");
+        for p in self.indexed_paths {
+            indexing = indexing.with_included_path(p);
+        }
+        ContainerProperties::new(name.to_owned(), pk).with_indexing_policy(indexing)
+    }
+
+    fn checkpoints(&self, name: &str) -> ContainerProperties {
+        ContainerProperties::new(name.to_owned(), self.checkpoint_partition_key_path.into())
+    }
+
+    /// Checks an existing events container's partition key.
+    fn check_events(&self, name: &str, found: &ContainerProperties) -> Result<()> {
+        let paths: Vec<&str> = found.partition_key.paths().iter().map(|p| p.as_ref()).collect();
+        if paths != self.partition_key_paths {
+            return Err(StoreError::invalid(format!(
+                "container {name} is partitioned by {paths:?}; sekiban needs the hierarchical key {:?}",
+                self.partition_key_paths
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The events and checkpoint containers' clients and the events container's resource id;
+/// `NotInitialized` when one is missing.
+pub(crate) async fn clients(
+    client: &CosmosClient,
+    config: &CosmosConfig,
+) -> Result<(ContainerClient, ContainerClient, String)> {
+    config.validate()?;
+    let db = client.database_client(config.database.as_str());
+    let open = async |name: &str| {
+        db.container_client(name, None).await.map_err(|e| {
+            if u16::from(e.status().status_code()) == NOT_FOUND {
+                StoreError::NotInitialized {
+                    what: format!(
+                        "container {name} of database {} does not exist; create it with CosmosStore::init or the templates in infra/",
+                        config.database
+                    ),
+                }
+            } else {
+                error(&format!("open container {name}"), e)
+            }
+        })
+    };
+    let events = open(&config.container).await?;
+    let leases = open(&config.leases).await?;
+    let found = events
+        .read(None)
+        .await
+        .map_err(|e| error("read the events container's properties", e))?
+        .into_model()
+        .map_err(|e| error("read the events container's properties", e))?;
+    DEFINITION.check_events(&config.container, &found)?;
+    let rid = found
+        .system_properties
+        .resource_id
+        .clone()
+        .unwrap_or_else(|| format!("{}/{}", config.database, config.container));
+    Ok((events, leases, rid))
+}
+
+/// Creates what is missing of the database and both containers.
+pub(crate) async fn create(
+    client: &CosmosClient,
+    config: &CosmosConfig,
+    costs: &Arc<CostCounter>,
+) -> Result<Init> {
+    config.validate()?;
+    let mut created = false;
+    let ok_or_exists = |r: std::result::Result<(), azure_data_cosmos::CosmosError>,
+                        what: &str|
+     -> Result<bool> {
+        costs.record(OpKind::Other, 0, 0);
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if u16::from(e.status().status_code()) == CONFLICT => Ok(false),
+            Err(e) => Err(error(what, e)),
+        }
+    };
+    created |= ok_or_exists(
+        client
+            .create_database(&config.database, None)
+            .await
+            .map(|_| ()),
+        "create the database",
+    )?;
+    let db = client.database_client(config.database.as_str());
+    created |= ok_or_exists(
+        db.create_container(DEFINITION.events(&config.container), None)
+            .await
+            .map(|_| ()),
+        "create the events container",
+    )?;
+    created |= ok_or_exists(
+        db.create_container(DEFINITION.checkpoints(&config.leases), None)
+            .await
+            .map(|_| ()),
+        "create the checkpoint container",
+    )?;
+    clients(client, config).await?;
+    Ok(if created { Init::Created } else { Init::Existed })
+}

@@ -1,0 +1,28 @@
+//! What the test binaries share: a Cosmos DB account (the SDK's in-process emulator, or the
+//! account `SEKIBAN_COSMOS_ENDPOINT` and `SEKIBAN_COSMOS_KEY` name) and a store on it.
+#![allow(dead_code)]
+
+pub mod emulator;
+
+use std::sync::Arc;
+
+use sekiban_core::{BlobStore, ObjectBlobStore};
+use sekiban_cosmos::{CosmosConfig, CosmosStore};
+
+/// A store on a fresh database of the test account, its containers created, large snapshots
+/// offloaded to `blobs`.
+pub async fn store(blobs: Arc<dyn BlobStore>) -> CosmosStore {
+    let client = emulator::client().await;
+    let db = format!("sekiban-test-{}", uuid::Uuid::new_v4().simple());
+    let config = CosmosConfig::new(db, "events");
+    CosmosStore::init(&client, &config).await.expect("init");
+    CosmosStore::connect_with_blobs(client, config, blobs)
+        .await
+        .expect("connect")
+}
+
+/// A store with an in-memory blob store.
+pub async fn memory_blobs_store() -> (CosmosStore, Arc<dyn BlobStore>) {
+    let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+    (store(blobs.clone()).await, blobs)
+}
