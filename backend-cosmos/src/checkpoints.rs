@@ -96,7 +96,13 @@ impl CheckpointStore for CosmosStore {
         let id = doc_id(name);
         match self
             .leases
-            .write(OpKind::Checkpoint, PartitionKey::from(id.clone()), &id, None, None)
+            .write(
+                OpKind::Checkpoint,
+                PartitionKey::from(id.clone()),
+                &id,
+                None,
+                None,
+            )
             .await?
         {
             Ok(_) | Err(NOT_FOUND) => Ok(()),

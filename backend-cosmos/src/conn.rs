@@ -93,9 +93,18 @@ pub(crate) fn error(context: &str, e: CosmosError) -> StoreError {
 impl Conn {
     /// Counts one operation: every request its diagnostics record (retries included) and the
     /// request charge of all of them.
-    fn count(&self, kind: OpKind, diagnostics: Option<&DiagnosticsContext>, sent: usize, received: usize) {
+    fn count(
+        &self,
+        kind: OpKind,
+        diagnostics: Option<&DiagnosticsContext>,
+        sent: usize,
+        received: usize,
+    ) {
         let (requests, charge) = diagnostics.map_or((1, 0.0), |d| {
-            (d.request_count().max(1), f64::from(d.total_request_charge()))
+            (
+                d.request_count().max(1),
+                f64::from(d.total_request_charge()),
+            )
         });
         for i in 0..requests {
             let (s, r) = if i == 0 { (sent, received) } else { (0, 0) };
@@ -181,8 +190,13 @@ impl Conn {
         kind: OpKind,
         batch: TransactionalBatch,
         sent: usize,
-    ) -> Result<std::result::Result<Vec<(u16, Option<String>, Option<Box<RawValue>>)>, Refused>> {
-        let resp = match self.container.execute_transactional_batch(batch, None).await {
+    ) -> Result<std::result::Result<Vec<(u16, Option<String>, Option<Box<RawValue>>)>, Refused>>
+    {
+        let resp = match self
+            .container
+            .execute_transactional_batch(batch, None)
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 self.count_error(kind, &e, sent);
@@ -253,7 +267,10 @@ impl Conn {
                             let items = page.into_items();
                             let received = items.iter().map(|b| b.get().len()).sum();
                             conn.count(kind, Some(&d), 0, received);
-                            items.iter().map(|b| parse(b)).collect::<Result<Vec<AnyDoc>>>()
+                            items
+                                .iter()
+                                .map(|b| parse(b))
+                                .collect::<Result<Vec<AnyDoc>>>()
                         }
                         Err(e) => {
                             conn.count_error(kind, &e, 0);
@@ -281,7 +298,11 @@ impl Conn {
         }
         let mut pages = self
             .container
-            .query_change_feed::<Box<RawValue>>(FeedScope::range(range.clone()), start, Some(options))
+            .query_change_feed::<Box<RawValue>>(
+                FeedScope::range(range.clone()),
+                start,
+                Some(options),
+            )
             .await
             .map_err(|e| {
                 self.count_error(kind, &e, 0);
@@ -302,7 +323,10 @@ impl Conn {
         };
         let d = page.diagnostics();
         let items = page.into_items();
-        let received = items.iter().map(|i| i.current().map_or(0, |b| b.get().len())).sum();
+        let received = items
+            .iter()
+            .map(|i| i.current().map_or(0, |b| b.get().len()))
+            .sum();
         self.count(kind, Some(&d), 0, received);
         let docs = items
             .iter()

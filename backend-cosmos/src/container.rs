@@ -30,10 +30,10 @@ pub struct ContainerDefinition {
     /// then the stream (`category|id`), so one stream is one logical partition and a tenant
     /// may grow past one logical partition's 20 GB.
     pub partition_key_paths: [&'static str; 2],
-    /// The only paths the events container indexes (the document kind, its order key and its
-    /// first and last versions); event data and everything else is not indexed, so writes are
+    /// The only paths the events container indexes (the document kind, its order keys forward
+    /// and backward, and its first and last versions); event data and everything else is not indexed, so writes are
     /// charged for their bytes, not for index entries.
-    pub indexed_paths: [&'static str; 4],
+    pub indexed_paths: [&'static str; 5],
     /// The checkpoint container's partition key.
     pub checkpoint_partition_key_path: &'static str,
 }
@@ -41,14 +41,17 @@ pub struct ContainerDefinition {
 /// The one definition of the containers.
 pub const DEFINITION: ContainerDefinition = ContainerDefinition {
     partition_key_paths: ["/t", "/s"],
-    indexed_paths: ["/k/?", "/o/?", "/f/?", "/l/?"],
+    indexed_paths: ["/k/?", "/o/?", "/r/?", "/f/?", "/l/?"],
     checkpoint_partition_key_path: "/id",
 };
 
 impl ContainerDefinition {
     fn events(&self, name: &str) -> ContainerProperties {
         let pk = PartitionKeyDefinition::new(
-            self.partition_key_paths.iter().map(|p| (*p).into()).collect(),
+            self.partition_key_paths
+                .iter()
+                .map(|p| (*p).into())
+                .collect(),
         )
         .with_kind(azure_data_cosmos::models::PartitionKeyKind::MultiHash);
         let mut indexing = IndexingPolicy::default().with_excluded_path("/*");
@@ -64,7 +67,12 @@ impl ContainerDefinition {
 
     /// Checks an existing events container's partition key.
     fn check_events(&self, name: &str, found: &ContainerProperties) -> Result<()> {
-        let paths: Vec<&str> = found.partition_key.paths().iter().map(|p| p.as_ref()).collect();
+        let paths: Vec<&str> = found
+            .partition_key
+            .paths()
+            .iter()
+            .map(|p| p.as_ref())
+            .collect();
         if paths != self.partition_key_paths {
             return Err(StoreError::invalid(format!(
                 "container {name} is partitioned by {paths:?}; sekiban needs the hierarchical key {:?}",
@@ -122,16 +130,15 @@ pub(crate) async fn create(
 ) -> Result<Init> {
     config.validate()?;
     let mut created = false;
-    let ok_or_exists = |r: std::result::Result<(), azure_data_cosmos::CosmosError>,
-                        what: &str|
-     -> Result<bool> {
-        costs.record(OpKind::Other, 0, 0);
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if u16::from(e.status().status_code()) == CONFLICT => Ok(false),
-            Err(e) => Err(error(what, e)),
-        }
-    };
+    let ok_or_exists =
+        |r: std::result::Result<(), azure_data_cosmos::CosmosError>, what: &str| -> Result<bool> {
+            costs.record(OpKind::Other, 0, 0);
+            match r {
+                Ok(()) => Ok(true),
+                Err(e) if u16::from(e.status().status_code()) == CONFLICT => Ok(false),
+                Err(e) => Err(error(what, e)),
+            }
+        };
     created |= ok_or_exists(
         client
             .create_database(&config.database, None)
@@ -153,5 +160,9 @@ pub(crate) async fn create(
         "create the checkpoint container",
     )?;
     clients(client, config).await?;
-    Ok(if created { Init::Created } else { Init::Existed })
+    Ok(if created {
+        Init::Created
+    } else {
+        Init::Existed
+    })
 }

@@ -1,7 +1,9 @@
 //! Deletes. Both kinds are one batch that rewrites the head (on its etag), adds a deletion
-//! marker document for the change feed, and drops the snapshot pointer. A hard delete then
-//! removes every append document, up to 100 in one batch each, and the snapshot's blobs: the
-//! head stays as a tombstone, so the stream is never written again.
+//! marker document for the change feed, and drops the snapshot pointer. A soft delete also marks
+//! the append documents within the idempotency window hidden in that batch (a re-send of them is
+//! still recognised; reads and the feed skip them), then removes the older ones. A hard delete
+//! then removes every append document, and the snapshot's blobs: the head stays as a tombstone,
+//! so the stream is never written again. Removals go up to 100 in one batch.
 
 use std::time::SystemTime;
 
@@ -12,13 +14,13 @@ use futures::TryStreamExt;
 
 use sekiban_core::{DeleteMode, OpKind, Result, StoreError, StreamId};
 
-use crate::CosmosStore;
 use crate::conn::{NOT_FOUND, PRECONDITION_FAILED, error};
 use crate::docs::{
-    APPEND, AnyDoc, HEAD, HEAD_ID, Head, MarkerDoc, POINTER, POINTER_ID, PointerDoc, json_size,
-    micros, to_json,
+    APPEND, AnyDoc, AppendDoc, HEAD, HEAD_ID, Head, MarkerDoc, POINTER, POINTER_ID, PointerDoc,
+    json_size, micros, to_json,
 };
 use crate::heads::partition_key;
+use crate::{CosmosStore, IDEMPOTENCY_WINDOW};
 
 /// Most operations in one transactional batch.
 const BATCH_OPERATIONS: usize = 100;
@@ -59,18 +61,24 @@ impl CosmosStore {
 
     pub(crate) async fn delete(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
         self.heads.forget(stream);
-        let pointer = loop {
+        let (pointer, version) = loop {
             let found = self.head_and_pointer(stream, OpKind::Delete).await?;
             let Some((head, etag)) = found.head else {
                 return Ok(());
             };
-            if head.x || (mode == DeleteMode::Soft && head.h == head.v) {
+            if head.x {
                 return Ok(());
             }
             let now = micros(SystemTime::now());
-            let marker = MarkerDoc::new(stream, head.v, mode, now);
+            let marker = MarkerDoc::new(stream, head.v, head.d + 1, mode, now);
             let mut next = head.clone();
             next.ts = now;
+            next.d += 1;
+            // A soft delete hides the appends it keeps for re-sends in the same batch.
+            let kept = match mode {
+                DeleteMode::Soft => self.window_appends(stream, &head).await?,
+                DeleteMode::Hard => Vec::new(),
+            };
             match mode {
                 DeleteMode::Soft => next.h = head.v,
                 DeleteMode::Hard => {
@@ -93,23 +101,37 @@ impl CosmosStore {
                 .and_then(|b| b.create_item(&marker))
                 .map_err(|e| error("build a delete batch", e))?;
             if let Some((_, etag)) = &found.pointer {
+                batch = batch.delete_item(
+                    POINTER_ID,
+                    Some(
+                        BatchDeleteOptions::default()
+                            .with_precondition(Precondition::if_match(etag.clone())),
+                    ),
+                );
+            }
+            let mut sent = sent;
+            for (doc, etag) in kept {
+                let hidden = to_json(&AppendDoc {
+                    z: true,
+                    ..doc.clone()
+                })?;
+                sent += json_size(&hidden);
                 batch = batch
-                    .delete_item(
-                        POINTER_ID,
+                    .replace_item(
+                        doc.id.clone(),
+                        &hidden,
                         Some(
-                            BatchDeleteOptions::default()
-                                .with_precondition(Precondition::if_match(etag.clone())),
+                            BatchReplaceOptions::default()
+                                .with_precondition(Precondition::if_match(etag)),
                         ),
-                    );
+                    )
+                    .map_err(|e| error("build a delete batch", e))?;
             }
             match self.events.batch(OpKind::Delete, batch, sent).await? {
-                Ok(_) => break found.pointer,
+                Ok(_) => break (found.pointer, head.v),
                 Err(refused) => match refused.cause() {
-                    // The head or the pointer changed meanwhile: read them again.
-                    Some((0 | 2, PRECONDITION_FAILED | NOT_FOUND)) => continue,
-                    // The marker exists: a delete at this version ran before and its head
-                    // write was lost to a later one; read again.
-                    Some((1, crate::conn::CONFLICT)) => continue,
+                    // The head, the pointer or a kept append changed meanwhile: read again.
+                    Some((i, PRECONDITION_FAILED | NOT_FOUND)) if i != 1 => continue,
                     cause => {
                         return Err(StoreError::Corrupt {
                             what: format!(
@@ -124,25 +146,58 @@ impl CosmosStore {
         if let Some((p, _)) = pointer {
             self.offload.discard(&p.stored(stream)?).await?;
         }
-        if mode == DeleteMode::Hard {
-            self.erase(stream).await?;
+        match mode {
+            DeleteMode::Hard => self.erase(stream).await,
+            DeleteMode::Soft => {
+                let oldest = version.saturating_sub(IDEMPOTENCY_WINDOW);
+                let ids = self.append_ids(stream, &format!("c.l <= {oldest}")).await?;
+                self.remove(stream, &ids).await
+            }
         }
-        Ok(())
     }
 
-    /// Removes every append document of an erased stream, and its snapshot blobs.
-    async fn erase(&self, stream: &StreamId) -> Result<()> {
-        let query = Query::from(format!("SELECT c.id, c.k FROM c WHERE c.k = '{APPEND}'"));
+    /// The append documents within the idempotency window of `head` not hidden yet, with their
+    /// etags.
+    async fn window_appends(
+        &self,
+        stream: &StreamId,
+        head: &Head,
+    ) -> Result<Vec<(AppendDoc, String)>> {
+        let oldest = head.v.saturating_sub(IDEMPOTENCY_WINDOW);
+        let query = Query::from(format!(
+            "SELECT * FROM c WHERE c.k = '{APPEND}' AND c.l > {oldest} AND NOT IS_DEFINED(c.z)"
+        ));
+        let pages: Vec<Vec<AnyDoc>> = self
+            .events
+            .query(OpKind::Delete, partition_key(stream), query, 100)
+            .try_collect()
+            .await?;
+        pages
+            .into_iter()
+            .flatten()
+            .map(|d| Ok((d.parse::<AppendDoc>()?, d.etag.clone().unwrap_or_default())))
+            .collect()
+    }
+
+    /// The ids of the stream's append documents that match `condition`.
+    async fn append_ids(&self, stream: &StreamId, condition: &str) -> Result<Vec<String>> {
+        let query = Query::from(format!(
+            "SELECT c.id, c.k FROM c WHERE c.k = '{APPEND}' AND {condition}"
+        ));
         let pages: Vec<Vec<AnyDoc>> = self
             .events
             .query(OpKind::Delete, partition_key(stream), query, 1000)
             .try_collect()
             .await?;
-        let ids: Vec<String> = pages
+        Ok(pages
             .into_iter()
             .flatten()
             .filter_map(|d| d.rest.get("id").and_then(|v| v.as_str()).map(str::to_owned))
-            .collect();
+            .collect())
+    }
+
+    /// Removes documents of a stream, up to 100 in one batch.
+    async fn remove(&self, stream: &StreamId, ids: &[String]) -> Result<()> {
         for chunk in ids.chunks(BATCH_OPERATIONS) {
             let mut batch = TransactionalBatch::new(partition_key(stream));
             for id in chunk {
@@ -151,12 +206,19 @@ impl CosmosStore {
             if let Err(refused) = self.events.batch(OpKind::Delete, batch, 0).await? {
                 return Err(StoreError::Corrupt {
                     what: format!(
-                        "erasing {stream}: a batch of deletes was refused with statuses {:?}; delete the stream again to finish",
+                        "deleting {stream}: a batch of removals was refused with statuses {:?}; delete the stream again to finish",
                         refused.statuses
                     ),
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Removes every append document of an erased stream, and its snapshot blobs.
+    async fn erase(&self, stream: &StreamId) -> Result<()> {
+        let ids = self.append_ids(stream, "true").await?;
+        self.remove(stream, &ids).await?;
         let blobs = self.offload.blobs();
         for key in blobs
             .list(&sekiban_core::snapshot::stream_blob_prefix(stream))

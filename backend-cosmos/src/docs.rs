@@ -4,12 +4,13 @@
 //! | `id` | `k` | holds |
 //! |---|---|---|
 //! | `h` | `h` | the head: version, the version a soft delete hid up to, the erased flag, the ids of the latest events (the idempotency window) |
-//! | `a` + first version (20 digits) | `a` | one append's events, never rewritten |
+//! | `a` + first version (20 digits) | `a` | one append's events, rewritten only to mark it hidden (`z`) by a soft delete |
 //! | `p` | `p` | the snapshot pointer (inline state, or a blob reference) |
-//! | `d` + version + `s`/`h` | `d` | a deletion marker, for the change feed |
+//! | `d` + version + `s`/`h` + the delete's number | `d` | a deletion marker, for the change feed |
 //!
-//! `o` orders a stream's documents in queries: -1 for the head (first), twice the last version for
-//! an append (so `ORDER BY c.o` is version order).
+//! `o` orders a stream's documents in forward queries: -1 for the head (first), twice the last
+//! version for an append (so `ORDER BY c.o` is version order); `r` in backward ones: the head
+//! first again, then appends from the latest (`-o`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -76,6 +77,8 @@ pub(crate) struct Head {
     pub s: String,
     pub k: String,
     pub o: i64,
+    #[serde(default = "head_r")]
+    pub r: i64,
     /// The stream's version.
     pub v: u64,
     /// The version a soft delete hid up to (0: none).
@@ -84,6 +87,9 @@ pub(crate) struct Head {
     /// Erased by a hard delete: a tombstone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub x: bool,
+    /// How many deletes the stream had (each has its own marker).
+    #[serde(default)]
+    pub d: u64,
     /// The ids of the latest events (the idempotency window), oldest first, with their versions.
     #[serde(default)]
     pub w: Vec<(EventId, u64)>,
@@ -101,16 +107,24 @@ impl Head {
             s,
             k: HEAD.into(),
             o: -1,
+            r: head_r(),
             v: 0,
             h: 0,
             x: false,
+            d: 0,
             w: Vec::new(),
             ts: 0,
         }
     }
 
     /// The head after appending `ids` (the first at `first`), keeping the latest `window` ids.
-    pub fn appended(&self, ids: impl Iterator<Item = EventId>, first: u64, window: u64, now: i64) -> Self {
+    pub fn appended(
+        &self,
+        ids: impl Iterator<Item = EventId>,
+        first: u64,
+        window: u64,
+        now: i64,
+    ) -> Self {
         let mut next = self.clone();
         for (i, id) in ids.enumerate() {
             next.w.push((id, first + i as u64));
@@ -126,6 +140,10 @@ impl Head {
     pub fn knows_any<'a>(&self, mut ids: impl Iterator<Item = &'a EventId>) -> bool {
         ids.any(|id| self.w.iter().any(|(w, _)| w == id))
     }
+}
+
+fn head_r() -> i64 {
+    -MAX_ORDER
 }
 
 /// One event as an append document stores it. The data is a JSON string when it is UTF-8 (`d`)
@@ -171,12 +189,13 @@ impl StoredEvent {
     fn data(&self, what: &dyn Fn() -> String) -> Result<Bytes> {
         match (&self.d, &self.b) {
             (Some(text), None) => Ok(Bytes::from(text.clone().into_bytes())),
-            (None, Some(b64)) => B64
-                .decode(b64)
-                .map(Bytes::from)
-                .map_err(|e| StoreError::Corrupt {
-                    what: format!("{}: the data is not base64 ({e})", what()),
-                }),
+            (None, Some(b64)) => {
+                B64.decode(b64)
+                    .map(Bytes::from)
+                    .map_err(|e| StoreError::Corrupt {
+                        what: format!("{}: the data is not base64 ({e})", what()),
+                    })
+            }
             _ => Err(StoreError::Corrupt {
                 what: format!("{}: the event has no data field, or two", what()),
             }),
@@ -193,6 +212,7 @@ pub(crate) struct AppendDoc {
     pub s: String,
     pub k: String,
     pub o: i64,
+    pub r: i64,
     /// First version.
     pub f: u64,
     /// Last version.
@@ -200,6 +220,10 @@ pub(crate) struct AppendDoc {
     /// When it was recorded (µs since the epoch).
     pub ts: i64,
     pub e: Vec<StoredEvent>,
+    /// Hidden by a soft delete (kept for re-sends within the idempotency window; the change
+    /// feed and reads skip it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub z: bool,
 }
 
 /// The id of the append document whose first version is `first`.
@@ -209,8 +233,11 @@ pub(crate) fn append_id(first: u64) -> String {
 
 /// The order key of an append ending at `last`.
 pub(crate) fn append_order(last: u64) -> i64 {
-    i64::try_from(last.saturating_mul(2)).unwrap_or(i64::MAX)
+    i64::try_from(last.saturating_mul(2)).unwrap_or(MAX_ORDER)
 }
+
+/// The largest order key: JSON numbers are exact up to 2^53.
+pub(crate) const MAX_ORDER: i64 = (1 << 53) - 1;
 
 impl AppendDoc {
     pub fn new(stream: &StreamId, first: u64, events: &[EventData], now: i64) -> Self {
@@ -222,10 +249,12 @@ impl AppendDoc {
             s,
             k: APPEND.into(),
             o: append_order(last),
+            r: -append_order(last),
             f: first,
             l: last,
             ts: now,
             e: events.iter().map(StoredEvent::of).collect(),
+            z: false,
         }
     }
 
@@ -295,7 +324,8 @@ impl PointerDoc {
             t: t.into(),
             s,
             k: POINTER.into(),
-            o: i64::try_from(stored.version.0.saturating_mul(2).saturating_add(1)).unwrap_or(i64::MAX),
+            o: i64::try_from(stored.version.0.saturating_mul(2).saturating_add(1))
+                .unwrap_or(i64::MAX),
             v: stored.version.0,
             y: stored.state_type.clone(),
             n: stored.schema_version,
@@ -306,11 +336,13 @@ impl PointerDoc {
 
     pub fn stored(&self, stream: &StreamId) -> Result<StoredSnapshot> {
         let body = match (&self.b, &self.r) {
-            (Some(b64), None) => SnapshotBody::Inline(Bytes::from(B64.decode(b64).map_err(|e| {
-                StoreError::Corrupt {
-                    what: format!("the snapshot of {stream}: the state is not base64 ({e})"),
-                }
-            })?)),
+            (Some(b64), None) => {
+                SnapshotBody::Inline(Bytes::from(B64.decode(b64).map_err(|e| {
+                    StoreError::Corrupt {
+                        what: format!("the snapshot of {stream}: the state is not base64 ({e})"),
+                    }
+                })?))
+            }
             (None, Some(r)) => SnapshotBody::Offloaded(r.clone()),
             _ => {
                 return Err(StoreError::Corrupt {
@@ -342,14 +374,15 @@ pub(crate) struct MarkerDoc {
 }
 
 impl MarkerDoc {
-    pub fn new(stream: &StreamId, version: u64, mode: DeleteMode, now: i64) -> Self {
+    /// The marker of the stream's delete number `n`, at `version`.
+    pub fn new(stream: &StreamId, version: u64, n: u64, mode: DeleteMode, now: i64) -> Self {
         let (t, s) = stream_partition(stream);
         let m = match mode {
             DeleteMode::Soft => "s",
             DeleteMode::Hard => "h",
         };
         MarkerDoc {
-            id: format!("d{version:020}{m}"),
+            id: format!("d{version:020}{m}{n}"),
             t: t.into(),
             s,
             k: MARKER.into(),
@@ -375,8 +408,6 @@ pub(crate) struct AnyDoc {
     pub k: String,
     #[serde(default, rename = "_etag")]
     pub etag: Option<String>,
-    #[serde(default, rename = "_lsn")]
-    pub lsn: Option<u64>,
     #[serde(flatten)]
     pub rest: serde_json::Map<String, serde_json::Value>,
 }

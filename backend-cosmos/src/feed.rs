@@ -3,15 +3,16 @@
 //!
 //! - The checkpoint holds the events container's resource id (a checkpoint of a recreated or
 //!   other container is refused) and, per feed range, the continuation token the SDK gave at
-//!   the start of the page being read, the `_lsn` of the last document handed out and how many
-//!   of its items were. A range that split or merged since is read on from its token: the SDK
+//!   the end of the last page handed out whole, and, when one document had more items than a
+//!   batch takes, how many of them were handed out. A range that split or merged since is read on from its token: the SDK
 //!   follows the physical partitions under a range itself, each in LSN order.
 //! - Per-stream order: a stream is one logical partition, so all its documents are in one
 //!   physical partition and come in the order they were written.
 //! - The latest-version feed keeps only a document's latest version and drops deleted ones.
-//!   Append documents are never rewritten, so every event comes; heads and snapshot pointers
-//!   (rewritten) give nothing; deletion markers are documents of their own; a hard delete removes
-//!   the stream's append documents, so its events are not read again.
+//!   Append documents are never rewritten, so every event comes, except to hide them: a soft
+//!   delete marks the append documents it keeps for re-sends (`z`, so they come again, giving
+//!   nothing) and removes older ones; a hard delete removes them all. Heads and snapshot pointers
+//!   give nothing; deletion markers are documents of their own.
 //! - An empty page of one range says that range is caught up, not the feed: the driver polls
 //!   every range in turn until all are at rest.
 
@@ -33,19 +34,20 @@ use sekiban_core::{
 use crate::CosmosStore;
 use crate::docs::{APPEND, AnyDoc, AppendDoc, MARKER, MarkerDoc, stream_of};
 
-/// Where a reader is in one feed range.
+/// Where a reader is in one feed range: after the page that ended at a continuation, and, when a
+/// document had more items than one batch takes, that many items of the first document after it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Pos {
-    /// The continuation the page being read started at (`None`: the feed's start).
+    /// The continuation after the last document read whole (`None`: the feed's start).
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     cont: Option<String>,
     /// Without a continuation: start from now (else from the beginning).
     #[serde(rename = "n", default, skip_serializing_if = "std::ops::Not::not")]
     now: bool,
-    /// In that page, documents before the one with this `_lsn` were handed out...
-    #[serde(rename = "l", default)]
-    lsn: u64,
-    /// ...and this many items of it.
+    /// The document after `cont` handed out in part (tenant, stream and id)...
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    doc: Option<String>,
+    /// ...and how many of its items.
     #[serde(rename = "t", default)]
     taken: usize,
 }
@@ -55,10 +57,16 @@ impl Pos {
         Pos {
             cont: None,
             now,
-            lsn: 0,
+            doc: None,
             taken: 0,
         }
     }
+}
+
+/// A document's identity in the container.
+fn identity(doc: &AnyDoc) -> String {
+    let field = |k: &str| doc.rest.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    format!("{}|{}|{}", field("t"), field("s"), field("id"))
 }
 
 /// The positions of a checkpoint, by feed range.
@@ -79,6 +87,15 @@ impl std::str::FromStr for Positions {
     }
 }
 
+/// A poll's items, each at the position the poll reached (the driver hands a poll out whole).
+fn poll(items: Vec<FeedItem>, reached: Pos, at_end: bool) -> FeedPoll<Pos> {
+    FeedPoll {
+        items: items.into_iter().map(|i| (reached.clone(), i)).collect(),
+        reached,
+        at_end,
+    }
+}
+
 /// The feed as the driver reads it: each feed range a partition, keyed by its text form.
 struct Ranges<'a>(&'a CosmosStore);
 
@@ -96,13 +113,43 @@ impl CosmosStore {
         drive_partitions(Ranges(self), from, opts, self.limits.page_events)
     }
 
+    /// One page of a range's change feed after `at`, of at most `docs` documents.
+    async fn changes_page(
+        &self,
+        range: &FeedRange,
+        at: &Pos,
+        docs: usize,
+    ) -> Result<crate::conn::ChangePage> {
+        let start = if at.now {
+            ChangeFeedStartFrom::Now
+        } else {
+            ChangeFeedStartFrom::Beginning
+        };
+        self.events
+            .changes(
+                range,
+                start,
+                at.cont.as_deref(),
+                u32::try_from(docs).unwrap_or(1000),
+            )
+            .await
+    }
+
     /// A document's feed items: an append's events, or a deletion marker.
     fn items_of(&self, doc: &AnyDoc, opts: &FeedOptions) -> Result<Vec<FeedItem>> {
         if doc.k != APPEND && doc.k != MARKER {
             return Ok(Vec::new());
         }
-        let tenant = doc.rest.get("t").and_then(|v| v.as_str()).unwrap_or_default();
-        let s = doc.rest.get("s").and_then(|v| v.as_str()).unwrap_or_default();
+        let tenant = doc
+            .rest
+            .get("t")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let s = doc
+            .rest
+            .get("s")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         // A feed range scoped to a tenant's key prefix may hold other tenants' documents too:
         // filter here, whatever the service returned.
         let stream = stream_of(tenant, s)?;
@@ -118,7 +165,13 @@ impl CosmosStore {
             }]);
         }
         let a: AppendDoc = doc.parse()?;
-        Ok(a.events(&stream)?.into_iter().map(FeedItem::Event).collect())
+        if a.z {
+            return Ok(Vec::new());
+        }
+        Ok(a.events(&stream)?
+            .into_iter()
+            .map(FeedItem::Event)
+            .collect())
     }
 }
 
@@ -154,6 +207,9 @@ impl PartitionedSource for Ranges<'_> {
             .collect())
     }
 
+    /// One page of the range from the position; when its items do not all fit one batch, the
+    /// page again with only the documents that fit (one more request), so a position is always a
+    /// continuation, or a continuation and a part of the one document after it.
     async fn poll(
         &self,
         _r: &mut (),
@@ -166,66 +222,84 @@ impl PartitionedSource for Ranges<'_> {
         let range: FeedRange = key.parse().map_err(|e| StoreError::InvalidCheckpoint {
             reason: format!("feed range {key:?} does not parse ({e})"),
         })?;
-        let start = if after.now {
-            ChangeFeedStartFrom::Now
-        } else {
-            ChangeFeedStartFrom::Beginning
-        };
-        let page_docs = max.clamp(1, 1000);
-        let page = store
-            .events
-            .changes(
-                &range,
-                start,
-                after.cont.as_deref(),
-                u32::try_from(page_docs).unwrap_or(1000),
-            )
-            .await?;
+        let max = max.max(1);
+        let page_docs = max.min(1000);
+        let page = store.changes_page(&range, &after, page_docs).await?;
         let full = page.docs.len() >= page_docs;
-        let mut docs = page.docs;
-        docs.sort_by_key(|d| d.lsn.unwrap_or(0));
+        // The documents whose items fit the batch, whole.
+        let mut fit = 0;
         let mut items = Vec::new();
         let mut bytes = 0usize;
-        for doc in &docs {
-            let lsn = doc.lsn.unwrap_or(0);
-            if lsn < after.lsn {
-                continue;
+        for doc in &page.docs {
+            let mut its = store.items_of(doc, opts)?;
+            if fit == 0 && after.doc.as_deref() == Some(identity(doc).as_str()) {
+                its.drain(..after.taken.min(its.len()));
             }
-            let skip = if lsn == after.lsn { after.taken } else { 0 };
-            for (i, item) in store.items_of(doc, opts)?.into_iter().enumerate().skip(skip) {
-                if items.len() >= max || bytes >= store.limits.page_bytes {
-                    let reached = Pos {
-                        lsn,
-                        taken: i,
-                        ..after.clone()
-                    };
-                    return Ok(PartitionPoll::open(FeedPoll {
-                        items,
-                        reached,
-                        at_end: false,
-                    }));
-                }
-                bytes += item.size();
-                let pos = Pos {
-                    lsn,
-                    taken: i + 1,
-                    ..after.clone()
-                };
-                items.push((pos, item));
+            if items.len() + its.len() > max || bytes >= store.limits.page_bytes {
+                break;
             }
+            bytes += its.iter().map(FeedItem::size).sum::<usize>();
+            items.extend(its);
+            fit += 1;
         }
-        // The whole page is handed out: the next poll starts after it.
-        let reached = Pos {
-            cont: Some(page.continuation),
-            now: false,
-            lsn: 0,
-            taken: 0,
+        if fit == page.docs.len() {
+            let reached = Pos {
+                cont: Some(page.continuation),
+                ..Pos::start(false)
+            };
+            return Ok(PartitionPoll::open(poll(items, reached, !full)));
+        }
+        if fit > 0 {
+            // Read again up to the last document that fits: the continuation after it.
+            let again = store.changes_page(&range, &after, fit).await?;
+            let reached = Pos {
+                cont: Some(again.continuation),
+                ..Pos::start(false)
+            };
+            let mut items = Vec::new();
+            for (i, doc) in again.docs.iter().enumerate() {
+                let mut its = store.items_of(doc, opts)?;
+                if i == 0 && after.doc.as_deref() == Some(identity(doc).as_str()) {
+                    its.drain(..after.taken.min(its.len()));
+                }
+                items.extend(its);
+            }
+            return Ok(PartitionPoll::open(poll(items, reached, false)));
+        }
+        // The first document alone has more items than a batch takes: part of it.
+        let first = &page.docs[0];
+        let id = identity(first);
+        let done = if after.doc.as_deref() == Some(id.as_str()) {
+            after.taken
+        } else {
+            0
         };
-        Ok(PartitionPoll::open(FeedPoll {
-            items,
-            reached,
-            at_end: !full,
-        }))
+        let all = store.items_of(first, opts)?;
+        let mut items = Vec::new();
+        let mut bytes = 0usize;
+        for item in all.iter().skip(done) {
+            if items.len() >= max || (bytes >= store.limits.page_bytes && !items.is_empty()) {
+                break;
+            }
+            bytes += item.size();
+            items.push(item.clone());
+        }
+        let taken = done + items.len();
+        let reached = if taken >= all.len() {
+            // Read again for the continuation after this one document.
+            let again = store.changes_page(&range, &after, 1).await?;
+            Pos {
+                cont: Some(again.continuation),
+                ..Pos::start(false)
+            }
+        } else {
+            Pos {
+                doc: Some(id),
+                taken,
+                ..after
+            }
+        };
+        Ok(PartitionPoll::open(poll(items, reached, false)))
     }
 
     fn checkpoint(&self, _r: &(), parts: &[Held<String, Pos>]) -> Checkpoint {

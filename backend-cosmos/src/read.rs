@@ -1,6 +1,6 @@
 //! Reads of a stream: pages of its append documents by a single-partition query in version
-//! order, the head with them (forward it sorts first) to tell an erased stream and the versions
-//! a soft delete hid.
+//! order, the head with them (it sorts first either way) to tell an erased stream and the
+//! versions a soft delete hid.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +9,9 @@ use azure_data_cosmos::Query;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use sekiban_core::paging::{Page, PageRequest, paged};
-use sekiban_core::{Direction, OpKind, ReadOptions, RecordedEvent, Result, StoreError, StreamId, Version};
+use sekiban_core::{
+    Direction, OpKind, ReadOptions, RecordedEvent, Result, StoreError, StreamId, Version,
+};
 
 use crate::CosmosStore;
 use crate::docs::{APPEND, AppendDoc, HEAD, Head};
@@ -26,14 +28,6 @@ impl CosmosStore {
         hidden: &mut Option<u64>,
     ) -> Result<(Page, usize)> {
         let forward = page.direction == Direction::Forward;
-        if !forward && hidden.is_none() {
-            // Backward, the head sorts last: read it first.
-            match self.read_head(stream, OpKind::Read).await? {
-                Some((h, _)) if h.x => return Err(erased(stream, &h)),
-                Some((h, _)) => *hidden = Some(h.h),
-                None => *hidden = Some(0),
-            }
-        }
         let mut from = page.from.0;
         let mut events = Vec::new();
         let mut bytes = 0usize;
@@ -46,7 +40,7 @@ impl CosmosStore {
                 )
             } else {
                 format!(
-                    "SELECT TOP {items} * FROM c WHERE c.k = '{APPEND}' AND c.f <= @v ORDER BY c.o DESC"
+                    "SELECT TOP {items} * FROM c WHERE c.k = '{HEAD}' OR (c.k = '{APPEND}' AND c.f <= @v) ORDER BY c.r"
                 )
             };
             let query = Query::from(text)
@@ -80,7 +74,11 @@ impl CosmosStore {
                     continue;
                 }
                 let a: AppendDoc = doc.parse()?;
-                next = Some(if forward { a.l + 1 } else { a.f.saturating_sub(1) });
+                next = Some(if forward {
+                    a.l + 1
+                } else {
+                    a.f.saturating_sub(1)
+                });
                 let mut decoded = a.events(stream)?;
                 if !forward {
                     decoded.reverse();
@@ -107,7 +105,13 @@ impl CosmosStore {
             }
             match next {
                 // A full page of documents that gave nothing (hidden): read on after them.
-                Some(n) if events.is_empty() && more && page.limit > 0 && appends > 0 && (forward || n > 0) => {
+                Some(n)
+                    if events.is_empty()
+                        && more
+                        && page.limit > 0
+                        && appends > 0
+                        && (forward || n > 0) =>
+                {
                     from = n;
                 }
                 _ => return Ok(((events, more), used)),

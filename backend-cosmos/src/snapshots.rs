@@ -53,26 +53,25 @@ impl SnapshotPointers for CosmosStore {
             }
             let doc = to_json(&PointerDoc::new(stream, &stored))?;
             let sent = json_size(&doc);
-            let batch = TransactionalBatch::new(partition_key(stream))
-                .read_item(
-                    HEAD_ID,
-                    Some(
-                        BatchReadOptions::default()
-                            .with_precondition(Precondition::if_match(head_etag.clone())),
-                    ),
-                );
+            let batch = TransactionalBatch::new(partition_key(stream)).read_item(
+                HEAD_ID,
+                Some(
+                    BatchReadOptions::default()
+                        .with_precondition(Precondition::if_match(head_etag.clone())),
+                ),
+            );
             let batch = match &found.pointer {
-                    None => batch.create_item(&doc),
-                    Some((_, etag)) => batch.replace_item(
-                        POINTER_ID,
-                        &doc,
-                        Some(
-                            BatchReplaceOptions::default()
-                                .with_precondition(Precondition::if_match(etag.clone())),
-                        ),
+                None => batch.create_item(&doc),
+                Some((_, etag)) => batch.replace_item(
+                    POINTER_ID,
+                    &doc,
+                    Some(
+                        BatchReplaceOptions::default()
+                            .with_precondition(Precondition::if_match(etag.clone())),
                     ),
-                }
-                .map_err(|e| error("build a snapshot batch", e))?;
+                ),
+            }
+            .map_err(|e| error("build a snapshot batch", e))?;
             match self.events.batch(OpKind::Snapshot, batch, sent).await? {
                 Ok(_) => {
                     let replaced = match found.pointer {

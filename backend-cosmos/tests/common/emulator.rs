@@ -30,7 +30,7 @@ pub async fn client() -> CosmosClient {
         .with_runtime(runtime)
         .build(
             AccountReference::with_authentication_key(
-                url.try_into().expect("an account endpoint"),
+                url.into(),
                 String::from("dGVzdGtleQ=="),
             ),
             RoutingStrategy::ProximityTo("East US".into()),
