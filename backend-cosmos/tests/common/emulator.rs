@@ -29,10 +29,7 @@ pub async fn client() -> CosmosClient {
     CosmosClientBuilder::new()
         .with_runtime(runtime)
         .build(
-            AccountReference::with_authentication_key(
-                url.into(),
-                String::from("dGVzdGtleQ=="),
-            ),
+            AccountReference::with_authentication_key(url.into(), String::from("dGVzdGtleQ==")),
             RoutingStrategy::ProximityTo("East US".into()),
         )
         .await
