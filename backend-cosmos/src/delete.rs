@@ -165,18 +165,22 @@ impl CosmosStore {
     ) -> Result<Vec<(AppendDoc, String)>> {
         let oldest = head.v.saturating_sub(IDEMPOTENCY_WINDOW);
         let query = Query::from(format!(
-            "SELECT * FROM c WHERE c.k = '{APPEND}' AND c.l > {oldest} AND NOT IS_DEFINED(c.z)"
+            "SELECT * FROM c WHERE c.k = '{APPEND}' AND c.l > {oldest}"
         ));
         let pages: Vec<Vec<AnyDoc>> = self
             .events
             .query(OpKind::Delete, partition_key(stream), query, 100)
             .try_collect()
             .await?;
-        pages
-            .into_iter()
-            .flatten()
-            .map(|d| Ok((d.parse::<AppendDoc>()?, d.etag.clone().unwrap_or_default())))
-            .collect()
+        let mut out = Vec::new();
+        for d in pages.into_iter().flatten() {
+            // `z` is not indexed: filtered here.
+            let a: AppendDoc = d.parse()?;
+            if !a.z {
+                out.push((a, d.etag.clone().unwrap_or_default()));
+            }
+        }
+        Ok(out)
     }
 
     /// The ids of the stream's append documents that match `condition`.
