@@ -66,11 +66,12 @@ impl Refused {
     }
 }
 
-/// A page of change-feed documents and the continuation after it.
+/// A page of change-feed documents and the continuation after it (`None`: the SDK gave no page,
+/// so the position stays where it was).
 #[derive(Debug)]
 pub(crate) struct ChangePage {
     pub docs: Vec<AnyDoc>,
-    pub continuation: String,
+    pub continuation: Option<String>,
 }
 
 fn status_of(e: &CosmosError) -> u16 {
@@ -317,7 +318,7 @@ impl Conn {
             None => {
                 return Ok(ChangePage {
                     docs: Vec::new(),
-                    continuation: continuation.unwrap_or_default().to_owned(),
+                    continuation: continuation.map(str::to_owned),
                 });
             }
         };
@@ -338,7 +339,7 @@ impl Conn {
             .map_err(|e| error("take the change feed's continuation", e))?;
         Ok(ChangePage {
             docs,
-            continuation: continuation.as_str().to_owned(),
+            continuation: Some(continuation.as_str().to_owned()),
         })
     }
 

@@ -87,6 +87,17 @@ impl std::str::FromStr for Positions {
     }
 }
 
+/// The position after a page read whole: its continuation (without one, where the read started).
+fn after_page(after: &Pos, continuation: Option<String>) -> Pos {
+    match continuation {
+        Some(c) => Pos {
+            cont: Some(c),
+            ..Pos::start(false)
+        },
+        None => after.clone(),
+    }
+}
+
 /// A poll's items, each at the position the poll reached (the driver hands a poll out whole).
 fn poll(items: Vec<FeedItem>, reached: Pos, at_end: bool) -> FeedPoll<Pos> {
     FeedPoll {
@@ -243,19 +254,13 @@ impl PartitionedSource for Ranges<'_> {
             fit += 1;
         }
         if fit == page.docs.len() {
-            let reached = Pos {
-                cont: Some(page.continuation),
-                ..Pos::start(false)
-            };
+            let reached = after_page(&after, page.continuation);
             return Ok(PartitionPoll::open(poll(items, reached, !full)));
         }
         if fit > 0 {
             // Read again up to the last document that fits: the continuation after it.
             let again = store.changes_page(&range, &after, fit).await?;
-            let reached = Pos {
-                cont: Some(again.continuation),
-                ..Pos::start(false)
-            };
+            let reached = after_page(&after, again.continuation);
             let mut items = Vec::new();
             for (i, doc) in again.docs.iter().enumerate() {
                 let mut its = store.items_of(doc, opts)?;
@@ -288,10 +293,7 @@ impl PartitionedSource for Ranges<'_> {
         let reached = if taken >= all.len() {
             // Read again for the continuation after this one document.
             let again = store.changes_page(&range, &after, 1).await?;
-            Pos {
-                cont: Some(again.continuation),
-                ..Pos::start(false)
-            }
+            after_page(&after, again.continuation)
         } else {
             Pos {
                 doc: Some(id),
