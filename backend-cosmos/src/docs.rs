@@ -9,8 +9,9 @@
 //! | `d` + version + `s`/`h` + the delete's number | `d` | a deletion marker, for the change feed |
 //!
 //! `o` orders a stream's documents in forward queries: -1 for the head (first), twice the last
-//! version for an append (so `ORDER BY c.o` is version order); `r` in backward ones: the head
-//! first again, then appends from the latest (`-o`).
+//! version for an append (so `ORDER BY c.o` is version order), twice the version plus one for the
+//! snapshot pointer; `r` in backward ones: the head first again, then the others from the latest
+//! (`-o`), so the appends after a snapshot come before its pointer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -293,6 +294,13 @@ impl AppendDoc {
     }
 }
 
+/// The order key of a snapshot pointer at `version`: between the appends that end at it and
+/// those that end after it, so a query by `r` meets the appends after the snapshot, then the
+/// pointer.
+pub(crate) fn pointer_order(version: u64) -> i64 {
+    i64::try_from(version.saturating_mul(2).saturating_add(1)).unwrap_or(MAX_ORDER)
+}
+
 /// A stream's snapshot pointer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct PointerDoc {
@@ -301,6 +309,8 @@ pub(crate) struct PointerDoc {
     pub s: String,
     pub k: String,
     pub o: i64,
+    #[serde(default)]
+    pub r: i64,
     pub v: u64,
     pub y: String,
     pub n: u32,
@@ -308,14 +318,14 @@ pub(crate) struct PointerDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b: Option<String>,
     /// The blob holding the state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub r: Option<BlobRef>,
+    #[serde(rename = "br", default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<BlobRef>,
 }
 
 impl PointerDoc {
     pub fn new(stream: &StreamId, stored: &StoredSnapshot) -> Self {
         let (t, s) = stream_partition(stream);
-        let (b, r) = match &stored.body {
+        let (b, blob) = match &stored.body {
             SnapshotBody::Inline(bytes) => (Some(B64.encode(bytes)), None),
             SnapshotBody::Offloaded(r) => (None, Some(r.clone())),
         };
@@ -324,18 +334,18 @@ impl PointerDoc {
             t: t.into(),
             s,
             k: POINTER.into(),
-            o: i64::try_from(stored.version.0.saturating_mul(2).saturating_add(1))
-                .unwrap_or(i64::MAX),
+            o: pointer_order(stored.version.0),
+            r: -pointer_order(stored.version.0),
             v: stored.version.0,
             y: stored.state_type.clone(),
             n: stored.schema_version,
             b,
-            r,
+            blob,
         }
     }
 
     pub fn stored(&self, stream: &StreamId) -> Result<StoredSnapshot> {
-        let body = match (&self.b, &self.r) {
+        let body = match (&self.b, &self.blob) {
             (Some(b64), None) => {
                 SnapshotBody::Inline(Bytes::from(B64.decode(b64).map_err(|e| {
                     StoreError::Corrupt {

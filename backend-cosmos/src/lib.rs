@@ -11,7 +11,8 @@ use sekiban_core::backend::{CostCounter, SnapshotOffload};
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, CostSnapshot, DeleteMode,
     EventData, EventStore, ExpectedVersion, FeedHistory, FeedOptions, FeedStart, Limits,
-    ReadOptions, RecordedEvent, Result, Store, StoreError, StreamCatalog, StreamId, Version,
+    ReadOptions, RecordedEvent, Result, SnapshotAndTail, Store, StoreError, StreamCatalog,
+    StreamId, Version,
 };
 
 mod append;
@@ -23,6 +24,7 @@ mod delete;
 mod docs;
 mod feed;
 mod heads;
+mod load;
 mod read;
 mod snapshots;
 
@@ -243,6 +245,10 @@ impl Store for CosmosStore {
     }
     fn catalog(&self) -> Option<&dyn StreamCatalog> {
         None
+    }
+    /// One query: the head, the appends after the snapshot and its pointer (see the README).
+    async fn load_snapshot_and_tail(&self, stream: &StreamId) -> Result<SnapshotAndTail<'_>> {
+        self.load_together(stream).await
     }
     /// Nothing to release: the SDK client's connections close when the last clone is dropped.
     async fn close(&self) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Round trips and request charge (RU, as the in-process emulator reports it) of each operation:
 //! the appends of 1 and 100 events the store's head is known for cost one round trip, whatever
-//! their size. Run with `--no-capture` for the table.
+//! their size, and so does a load with a snapshot and a short tail. Run with `--no-capture` for
+//! the table.
 
 use futures::StreamExt;
 use sekiban_core::{
