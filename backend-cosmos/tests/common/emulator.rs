@@ -17,6 +17,11 @@ const ENDPOINT: &str = "https://sekiban-test.documents.azure.com:443/";
 
 /// A client of a new emulated account (one per test process: nextest runs each test alone).
 pub async fn client() -> CosmosClient {
+    account().await.0
+}
+
+/// A client of a new emulated account, and the emulator (to split and merge its partitions).
+pub async fn account() -> (CosmosClient, Arc<InMemoryEmulatorHttpClient>) {
     let url: url::Url = ENDPOINT.parse().expect("endpoint");
     let config = VirtualAccountConfig::new(vec![VirtualRegion::new("East US", url.clone())])
         .expect("an emulator configuration")
@@ -26,12 +31,13 @@ pub async fn client() -> CosmosClient {
         .build()
         .await
         .expect("a runtime");
-    CosmosClientBuilder::new()
+    let client = CosmosClientBuilder::new()
         .with_runtime(runtime)
         .build(
             AccountReference::with_authentication_key(url.into(), String::from("dGVzdGtleQ==")),
             RoutingStrategy::ProximityTo("East US".into()),
         )
         .await
-        .expect("a client of the emulator")
+        .expect("a client of the emulator");
+    (client, emulator)
 }

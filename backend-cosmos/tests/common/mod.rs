@@ -21,6 +21,20 @@ pub async fn store(blobs: Arc<dyn BlobStore>) -> CosmosStore {
         .expect("connect")
 }
 
+/// A store on a fresh database of a new emulated account, the emulator, and the database's name.
+pub async fn emulated_store() -> (
+    CosmosStore,
+    Arc<azure_data_cosmos_driver::in_memory_emulator::InMemoryEmulatorHttpClient>,
+    String,
+) {
+    let (client, emulator) = emulator::account().await;
+    let db = format!("sekiban-test-{}", uuid::Uuid::new_v4().simple());
+    let config = CosmosConfig::new(db.clone(), "events");
+    CosmosStore::init(&client, &config).await.expect("init");
+    let store = CosmosStore::connect(client, config).await.expect("connect");
+    (store, emulator, db)
+}
+
 /// A store with an in-memory blob store.
 pub async fn memory_blobs_store() -> (CosmosStore, Arc<dyn BlobStore>) {
     let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
