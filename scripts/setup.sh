@@ -77,4 +77,13 @@ if [ -z "${SEKIBAN_S3_ENDPOINT:-}" ]; then
     ready+=", moto $MOTO_VERSION"
 fi
 
+if [ -z "${SEKIBAN_AZURE_BLOB_ENDPOINT:-}" ]; then
+    if ! emu_azurite_installed; then
+        command -v npm >/dev/null 2>&1 || apt_install "npm (to install Azurite)" npm
+        say "installing Azurite (npm azurite@$AZURITE_VERSION) into $AZURITE_DIR"
+        emu_install_azurite
+    fi
+    ready+=", Azurite $AZURITE_VERSION"
+fi
+
 say "ready: $ready"

@@ -63,10 +63,11 @@ for s in "$SEKIBAN_POSTGRES_SCHEMA" "${SEKIBAN_POSTGRES_SCHEMA}_cli"; do
 done
 say "PostgreSQL at ${SEKIBAN_POSTGRES_URL%%\?*}, schema $SEKIBAN_POSTGRES_SCHEMA"
 
-# DynamoDB and S3: SEKIBAN_DYNAMODB_ENDPOINT and SEKIBAN_S3_ENDPOINT when set (a real account, or
-# emulators started by hand); else DynamoDB Local and moto server (installed by scripts/setup.sh, see
-# scripts/emulators.sh), each started once on a free port, both at once, logging into a temporary
-# directory.
+# DynamoDB, S3 and Azure Blob: SEKIBAN_DYNAMODB_ENDPOINT, SEKIBAN_S3_ENDPOINT and
+# SEKIBAN_AZURE_BLOB_ENDPOINT when set (a real account, or emulators started by hand); else
+# DynamoDB Local, moto server and Azurite (installed by scripts/setup.sh, see scripts/emulators.sh),
+# each started once on a free port, all at once, logging into a temporary directory. (Cosmos DB
+# needs none: its tests run the SDK's in-process emulator.)
 . scripts/emulators.sh
 emu_dir=
 emu_started=()
@@ -79,6 +80,7 @@ start_emulator() {
     case $2 in
         dynamodb) emu_start_dynamodb_local "$3" "$emu_dir/$2.log" ;;
         s3) emu_start_moto "$3" "$emu_dir/$2.log" ;;
+        blob) emu_start_azurite "$3" "$emu_dir/$2.log" ;;
     esac
     PIDS+=("$EMU_PID")
     emu_started+=("$1|$2|$3|$EMU_PID|$(date +%s%N)")
@@ -92,6 +94,11 @@ if [ -z "${SEKIBAN_S3_ENDPOINT:-}" ]; then
     port=$(free_port)
     start_emulator "moto server (S3)" s3 "$port"
     export SEKIBAN_S3_ENDPOINT="http://127.0.0.1:$port"
+fi
+if [ -z "${SEKIBAN_AZURE_BLOB_ENDPOINT:-}" ]; then
+    port=$(free_port)
+    start_emulator "Azurite (Azure Blob)" blob "$port"
+    export SEKIBAN_AZURE_BLOB_ENDPOINT="http://127.0.0.1:$port/devstoreaccount1"
 fi
 for e in "${emu_started[@]:-}"; do
     [ -n "$e" ] || continue
@@ -113,7 +120,7 @@ if [ "${#emu_started[@]}" -gt 0 ]; then
     fi
     if [ -z "${AWS_REGION:-}" ] && [ -z "${AWS_DEFAULT_REGION:-}" ]; then export AWS_REGION=us-east-1; fi
 fi
-say "DynamoDB at $SEKIBAN_DYNAMODB_ENDPOINT, S3 at $SEKIBAN_S3_ENDPOINT"
+say "DynamoDB at $SEKIBAN_DYNAMODB_ENDPOINT, S3 at $SEKIBAN_S3_ENDPOINT, Azure Blob at $SEKIBAN_AZURE_BLOB_ENDPOINT"
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Everything in parallel, except the PostgreSQL late-commit and plan tests: they hold

@@ -16,6 +16,7 @@ use sekiban_core::{
 };
 
 mod append;
+mod blobs;
 mod checkpoints;
 mod config;
 mod conn;
@@ -28,6 +29,7 @@ mod load;
 mod read;
 mod snapshots;
 
+pub use blobs::{AzureBlobConfig, azure_blobs, install_tls};
 pub use config::CosmosConfig;
 pub use container::{ContainerDefinition, DEFINITION, Init};
 pub use docs::stream_partition;

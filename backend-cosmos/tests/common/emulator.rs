@@ -22,6 +22,7 @@ pub async fn client() -> CosmosClient {
 
 /// A client of a new emulated account, and the emulator (to split and merge its partitions).
 pub async fn account() -> (CosmosClient, Arc<InMemoryEmulatorHttpClient>) {
+    sekiban_cosmos::install_tls();
     let url: url::Url = ENDPOINT.parse().expect("endpoint");
     let config = VirtualAccountConfig::new(vec![VirtualRegion::new("East US", url.clone())])
         .expect("an emulator configuration")

@@ -2,6 +2,7 @@
 //! account `SEKIBAN_COSMOS_ENDPOINT` and `SEKIBAN_COSMOS_KEY` name) and a store on it.
 #![allow(dead_code)]
 
+pub mod azurite;
 pub mod emulator;
 
 use std::sync::Arc;
@@ -33,6 +34,12 @@ pub async fn emulated_store() -> (
     CosmosStore::init(&client, &config).await.expect("init");
     let store = CosmosStore::connect(client, config).await.expect("connect");
     (store, emulator, db)
+}
+
+/// A store whose large snapshots go to a new container of the Blob test endpoint (Azurite).
+pub async fn azure_blobs_store() -> (CosmosStore, Arc<dyn BlobStore>) {
+    let blobs = azurite::blobs().await;
+    (store(blobs.clone()).await, blobs)
 }
 
 /// A store with an in-memory blob store.
