@@ -28,11 +28,13 @@ mod heads;
 mod load;
 mod read;
 mod snapshots;
+mod url;
 
 pub use blobs::{AzureBlobConfig, azure_blobs, install_tls};
 pub use config::CosmosConfig;
 pub use container::{ContainerDefinition, DEFINITION, Init};
 pub use docs::stream_partition;
+pub use url::{CosmosUrl, KEY_ENV};
 
 /// How many of a stream's latest events a re-send is recognised within.
 pub const IDEMPOTENCY_WINDOW: u64 = 16;

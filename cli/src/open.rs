@@ -61,6 +61,22 @@ macro_rules! dynamodb_urls {
     };
 }
 
+#[cfg(feature = "cosmos")]
+macro_rules! cosmos_urls {
+    () => {
+        ", cosmos://ACCOUNT-HOST[:PORT]/DATABASE/CONTAINER (cosmos parameters: key_env=VAR \
+         (default SEKIBAN_COSMOS_KEY), region=R, leases=NAME, tls=false, blob_account=A, \
+         blob_container=C, blob_endpoint=URL, blob_key_env=VAR, blobs=DIR; `sekiban init` \
+         creates the database and containers)"
+    };
+}
+#[cfg(not(feature = "cosmos"))]
+macro_rules! cosmos_urls {
+    () => {
+        " (this build has no `cosmos` feature)"
+    };
+}
+
 /// The URL forms this build opens, for help texts and error messages.
 macro_rules! supported_urls {
     () => {
@@ -69,6 +85,7 @@ macro_rules! supported_urls {
             sqlite_urls!(),
             postgres_urls!(),
             dynamodb_urls!(),
+            cosmos_urls!(),
         )
     };
 }
@@ -87,10 +104,14 @@ pub const STORE_HELP: &str = concat!(
 
 /// Every scheme [`open_store`] opens in a build with every backend feature (the default): the
 /// help and `cli/README.md` name each, which a test keeps so.
-pub const SCHEMES: &[&str] = &["memory", "sqlite", "postgres", "postgresql", "dynamodb"];
-
-/// Schemes of backends that exist in the design but are not built into this tool yet.
-const NOT_YET: &[&str] = &["cosmos", "cosmosdb"];
+pub const SCHEMES: &[&str] = &[
+    "memory",
+    "sqlite",
+    "postgres",
+    "postgresql",
+    "dynamodb",
+    "cosmos",
+];
 
 /// The URL's scheme: the letters before the first `:`, when they form a scheme of at least two
 /// characters (a single letter is a Windows drive, not a scheme).
@@ -105,17 +126,7 @@ fn scheme(url: &str) -> Option<&str> {
 }
 
 fn unusable(why: String) -> StoreError {
-    StoreError::invalid(format!(
-        "{why}; this build opens {}; cosmos:// is not built in yet",
-        supported_urls()
-    ))
-}
-
-fn not_yet(scheme: &str) -> StoreError {
-    StoreError::invalid(format!(
-        "{scheme}:// stores are not built into this sekiban yet; this build opens {}",
-        supported_urls()
-    ))
+    StoreError::invalid(format!("{why}; this build opens {}", supported_urls()))
 }
 
 /// Opens the store a URL names:
@@ -127,7 +138,9 @@ fn not_yet(scheme: &str) -> StoreError {
 /// * `postgres://…` — `PostgresEventStore::from_url` (cargo feature `postgres`, on by default):
 ///   a migrated schema (`sekiban init` migrates it);
 /// * `dynamodb://TABLE…` — `DynamoDbTable::open` (cargo feature `dynamodb`, on by default): a
-///   table `sekiban init` created.
+///   table `sekiban init` created;
+/// * `cosmos://ACCOUNT-HOST/DATABASE/CONTAINER…` — `CosmosStore::open` (cargo feature `cosmos`,
+///   on by default): containers `sekiban init` created, the account key from the environment.
 ///
 /// A URL without a scheme, an unknown scheme, or a malformed URL is
 /// [`StoreError::InvalidInput`] naming the forms this build supports.
@@ -153,7 +166,7 @@ pub async fn open_store(url: &str) -> Result<OpenedStore, StoreError> {
         "sqlite" => open_sqlite(url).await,
         "postgres" | "postgresql" => open_postgres(url).await,
         "dynamodb" => open_dynamodb(url).await,
-        other if NOT_YET.contains(&other) => Err(not_yet(other)),
+        "cosmos" | "cosmosdb" => open_cosmos(url).await,
         other => Err(unusable(format!("unknown store URL scheme {other:?}"))),
     }
 }
@@ -210,6 +223,30 @@ async fn open_dynamodb(_url: &str) -> Result<OpenedStore, StoreError> {
     Err(unusable(
         "this sekiban was built without the `dynamodb` cargo feature".into(),
     ))
+}
+
+#[cfg(feature = "cosmos")]
+async fn open_cosmos(url: &str) -> Result<OpenedStore, StoreError> {
+    let store = sekiban_cosmos::CosmosStore::open(url).await?;
+    let blobs = store.blobs();
+    Ok(OpenedStore {
+        store: Arc::new(store),
+        blobs,
+        kind: "cosmos",
+    })
+}
+
+#[cfg(not(feature = "cosmos"))]
+async fn open_cosmos(_url: &str) -> Result<OpenedStore, StoreError> {
+    Err(unusable(
+        "this sekiban was built without the `cosmos` cargo feature".into(),
+    ))
+}
+
+/// Whether `url` names a Cosmos DB container.
+pub fn is_cosmos(url: &str) -> bool {
+    scheme(url)
+        .is_some_and(|s| s.eq_ignore_ascii_case("cosmos") || s.eq_ignore_ascii_case("cosmosdb"))
 }
 
 /// Whether `url` names a DynamoDB table.

@@ -14,6 +14,10 @@ pub async fn run(url: &str, _args: InitArgs) -> anyhow::Result<()> {
     if crate::open::is_dynamodb(url) {
         return init_dynamodb(url).await;
     }
+    #[cfg(feature = "cosmos")]
+    if crate::open::is_cosmos(url) {
+        return init_cosmos(url).await;
+    }
     let existed = sqlite_file(url).map(|p| (p.exists(), p));
     crate::open::prepare_store(url).await?;
     with_store(url, async |opened| describe(opened, existed).await).await
@@ -114,6 +118,27 @@ async fn init_dynamodb(url: &str) -> anyhow::Result<()> {
 "
         ))?;
     }
+    Ok(())
+}
+
+/// Creates the Cosmos DB database and containers a `cosmos://` URL names as the backend defines
+/// them, or checks the ones that exist.
+#[cfg(feature = "cosmos")]
+async fn init_cosmos(url: &str) -> anyhow::Result<()> {
+    use sekiban_cosmos::{CosmosStore, CosmosUrl, DEFINITION, Init};
+    let parsed = CosmosUrl::parse(url)?;
+    let what = match CosmosStore::init_url(url).await? {
+        Init::Created => "created",
+        Init::Existed => "already existed; they match",
+    };
+    print(&format!(
+        "cosmos: database {}, containers {} (partition key {}) and {} (checkpoints, partition key {}) {what}\n",
+        parsed.config.database,
+        parsed.config.container,
+        DEFINITION.partition_key_paths.join(", "),
+        parsed.config.leases,
+        DEFINITION.checkpoint_partition_key_path,
+    ))?;
     Ok(())
 }
 
