@@ -35,9 +35,11 @@ async fn operations_cost_what_the_readme_says() {
             let c = store.costs() - before;
             let op = c.get(kind);
             rows.push(format!(
-                "| {what} | {} | {:.2} |",
+                "| {what} | {} | {:.2} | {} | {} |",
                 c.operation_round_trips(),
-                op.capacity_units
+                op.capacity_units,
+                op.bytes_sent,
+                op.bytes_received
             ));
             c.operation_round_trips()
         };
@@ -126,7 +128,9 @@ async fn operations_cost_what_the_readme_says() {
         }),
     )
     .await;
-    println!("| operation | round trips | RU (emulator) |\n|---|---|---|");
+    println!(
+        "| operation | round trips | RU (emulator) | bytes sent | bytes received |\n|---|---|---|---|---|"
+    );
     for r in &rows {
         println!("{r}");
     }

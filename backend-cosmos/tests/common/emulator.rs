@@ -2,6 +2,9 @@
 //! the emulator's, so the whole SDK pipeline (routing, retries, session tokens) runs against an
 //! in-memory account with the Cosmos DB API's behaviour (hierarchical keys, transactional
 //! batches, the change feed per feed range, partition splits and merges).
+//!
+//! With `SEKIBAN_COSMOS_ENDPOINT` (and `SEKIBAN_COSMOS_KEY`) set, the tests run against that
+//! account instead: the official emulator or a real account.
 
 use std::sync::Arc;
 
@@ -15,14 +18,40 @@ use azure_data_cosmos_driver::in_memory_emulator::{
 /// The emulated account's endpoint (no request leaves the process).
 const ENDPOINT: &str = "https://sekiban-test.documents.azure.com:443/";
 
-/// A client of a new emulated account (one per test process: nextest runs each test alone).
+/// A client of the test account: a new emulated one (one per test process: nextest runs each
+/// test alone), or the one `SEKIBAN_COSMOS_ENDPOINT` names.
 pub async fn client() -> CosmosClient {
-    account().await.0
+    sekiban_cosmos::install_tls();
+    match std::env::var("SEKIBAN_COSMOS_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => real_account(&endpoint).await,
+        _ => account().await.0,
+    }
+}
+
+/// A client of the account at `endpoint`, with the key in `SEKIBAN_COSMOS_KEY`.
+async fn real_account(endpoint: &str) -> CosmosClient {
+    let key = std::env::var("SEKIBAN_COSMOS_KEY")
+        .expect("SEKIBAN_COSMOS_ENDPOINT is set: set SEKIBAN_COSMOS_KEY to the account's key too");
+    let region = std::env::var("SEKIBAN_COSMOS_REGION").unwrap_or_else(|_| "East US".into());
+    let endpoint: azure_data_cosmos::AccountEndpoint =
+        endpoint.parse().expect("SEKIBAN_COSMOS_ENDPOINT is a URL");
+    CosmosClientBuilder::new()
+        .build(
+            AccountReference::with_authentication_key(endpoint, key),
+            RoutingStrategy::ProximityTo(region.into()),
+        )
+        .await
+        .expect("a client of the account SEKIBAN_COSMOS_ENDPOINT names")
 }
 
 /// A client of a new emulated account, and the emulator (to split and merge its partitions).
 pub async fn account() -> (CosmosClient, Arc<InMemoryEmulatorHttpClient>) {
     sekiban_cosmos::install_tls();
+    assert!(
+        std::env::var("SEKIBAN_COSMOS_ENDPOINT").is_err(),
+        "this test splits and merges the in-process emulator's partitions: unset SEKIBAN_COSMOS_ENDPOINT \
+         (against a real account, run with -E 'not binary(feed_ranges)')"
+    );
     let url: url::Url = ENDPOINT.parse().expect("endpoint");
     let config = VirtualAccountConfig::new(vec![VirtualRegion::new("East US", url.clone())])
         .expect("an emulator configuration")
