@@ -15,6 +15,7 @@ use sekiban_core::{
     StreamId, Version,
 };
 
+mod account;
 mod append;
 mod blobs;
 mod checkpoints;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use azure_data_cosmos::{AccountReference, CosmosClientBuilder, RoutingStrategy};
 use sekiban_core::{BlobStore, ObjectBlobStore, Result, StoreError};
 
-use crate::{AzureBlobConfig, CosmosConfig, CosmosStore, azure_blobs, install_tls};
+use crate::{AzureBlobConfig, CosmosConfig, CosmosStore, account, azure_blobs, install_tls};
 
 /// The environment variable the account key is read from unless `key_env=` names another.
 pub const KEY_ENV: &str = "SEKIBAN_COSMOS_KEY";
@@ -183,8 +183,9 @@ fn percent_decode(s: &str) -> std::result::Result<String, String> {
 
 impl CosmosStore {
     /// Opens the store a `cosmos://` URL names ([`CosmosUrl`]): a client with the account key
-    /// from the environment, the containers checked (they must exist: `init` creates them), and
-    /// large snapshots offloaded to the Blob container or directory the URL names.
+    /// from the environment, an account with multi-region writes refused (its properties read
+    /// first), the containers checked (they must exist: `init` creates them), and large
+    /// snapshots offloaded to the Blob container or directory the URL names.
     pub async fn open(url: &str) -> Result<Self> {
         let (client, parsed) = Self::client_for(url).await?;
         let blobs: Arc<dyn BlobStore> = match (&parsed.blob, &parsed.blobs_dir) {
@@ -210,6 +211,7 @@ impl CosmosStore {
             ))
         })?;
         install_tls();
+        account::check_write_regions(&parsed.endpoint, &key).await?;
         let endpoint: azure_data_cosmos::AccountEndpoint =
             parsed.endpoint.parse().map_err(|e| {
                 StoreError::invalid(format!("{url:?}: endpoint {}: {e}", parsed.endpoint))
