@@ -46,6 +46,13 @@ async fn real_account(endpoint: &str) -> CosmosClient {
 
 /// A client of a new emulated account, and the emulator (to split and merge its partitions).
 pub async fn account() -> (CosmosClient, Arc<InMemoryEmulatorHttpClient>) {
+    account_with_faults(Vec::new()).await
+}
+
+/// The same, every request of the client passing the fault-injection `rules` first.
+pub async fn account_with_faults(
+    rules: Vec<Arc<azure_data_cosmos_driver::fault_injection::FaultInjectionRule>>,
+) -> (CosmosClient, Arc<InMemoryEmulatorHttpClient>) {
     sekiban_cosmos::install_tls();
     assert!(
         std::env::var("SEKIBAN_COSMOS_ENDPOINT").is_err(),
@@ -57,7 +64,7 @@ pub async fn account() -> (CosmosClient, Arc<InMemoryEmulatorHttpClient>) {
         .expect("an emulator configuration")
         .with_consistency(ConsistencyLevel::Session);
     let emulator = Arc::new(InMemoryEmulatorHttpClient::new(config));
-    let runtime = CosmosRuntimeBuilder::from(emulator.runtime_builder())
+    let runtime = CosmosRuntimeBuilder::from(emulator.runtime_builder_with_fault_rules(rules))
         .build()
         .await
         .expect("a runtime");
