@@ -10,9 +10,7 @@ use azure_data_cosmos_driver::fault_injection::{
     CustomResponseBuilder, FaultInjectionConditionBuilder, FaultInjectionResultBuilder,
     FaultInjectionRuleBuilder, FaultOperationType,
 };
-use sekiban_core::{
-    EventData, EventStore, ExpectedVersion, OpKind, Store, StoreError, StreamId, Version,
-};
+use sekiban_core::{EventData, EventStore, ExpectedVersion, OpKind, StoreError, StreamId, Version};
 use sekiban_cosmos::{CosmosConfig, CosmosStore};
 
 mod common;
