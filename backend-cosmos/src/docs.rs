@@ -456,7 +456,7 @@ mod tests {
             i % 100
         );
         while body.len() + 2 < bytes {
-            body.push_str("x");
+            body.push('x');
         }
         body.push_str(r#""}"#);
         EventData::new("OrderPlaced", body)
