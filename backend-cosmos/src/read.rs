@@ -2,13 +2,10 @@
 //! order, the head with them (it sorts first either way) to tell an erased stream and the
 //! versions a soft delete hid.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use azure_data_cosmos::Query;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use sekiban_core::paging::{Page, PageRequest, paged};
+use sekiban_core::paging::{Page, PageRequest, paged_by_items};
 use sekiban_core::{
     Direction, OpKind, ReadOptions, RecordedEvent, Result, StoreError, StreamId, Version,
 };
@@ -25,8 +22,9 @@ impl CosmosStore {
         stream: &StreamId,
         page: PageRequest,
         items: usize,
-        hidden: &mut Option<u64>,
     ) -> Result<(Page, usize)> {
+        // The head comes first in every page: the version a soft delete hid up to.
+        let mut hidden: Option<u64> = None;
         let forward = page.direction == Direction::Forward;
         let mut from = page.from.0;
         let mut events = Vec::new();
@@ -67,7 +65,7 @@ impl CosmosStore {
                     if h.x {
                         return Err(erased(stream, &h));
                     }
-                    *hidden = Some(h.h);
+                    hidden = Some(h.h);
                     continue;
                 }
                 if doc.k != APPEND {
@@ -119,36 +117,18 @@ impl CosmosStore {
         }
     }
 
-    /// Reads a stream lazily, one query a page. The first page asks for one document per event
-    /// it wants, later ones for as many as the events per document read so far suggest, each with
-    /// two more (the head, and a document holding events before `from`).
+    /// Reads a stream lazily, one query a page, asking for as many documents as the events per
+    /// document read so far suggest ([`paged_by_items`]).
     pub(crate) fn read_events(
         &self,
         stream: &StreamId,
         opts: ReadOptions,
     ) -> BoxStream<'_, Result<RecordedEvent>> {
         let stream = stream.clone();
-        let per_doc = Arc::new(AtomicUsize::new(1));
-        let hidden = Arc::new(std::sync::Mutex::new(None::<u64>));
-        paged(opts, self.limits.page_events, move |page| {
+        paged_by_items(opts, self.limits.page_events, move |page, items| {
             let stream = stream.clone();
-            let per_doc = per_doc.clone();
-            let hidden = hidden.clone();
-            async move {
-                let items = page
-                    .limit
-                    .div_ceil(per_doc.load(Ordering::Relaxed).max(1))
-                    .saturating_add(2);
-                let mut known = *hidden.lock().unwrap_or_else(|p| p.into_inner());
-                let ((events, more), used) = self.page(&stream, page, items, &mut known).await?;
-                *hidden.lock().unwrap_or_else(|p| p.into_inner()) = known;
-                if let Some(per) = events.len().checked_div(used) {
-                    per_doc.store(per.max(1), Ordering::Relaxed);
-                }
-                Ok((events, more))
-            }
+            async move { self.page(&stream, page, items).await }
         })
-        .boxed()
     }
 }
 

@@ -1,13 +1,9 @@
 //! Reads of a stream: its version (the head's), and pages of events by `Query`, forward from the
 //! item holding `from` or backward.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
-use futures::StreamExt;
 use futures::stream::BoxStream;
-use sekiban_core::paging::{Page, PageRequest, paged};
+use sekiban_core::paging::{Page, PageRequest, paged_by_items};
 use sekiban_core::{Direction, OpKind, ReadOptions, RecordedEvent, Result, StreamId, Version};
 
 use crate::client::counted_as;
@@ -111,33 +107,17 @@ impl DynamoDbTable {
         }
     }
 
-    /// Reads a stream lazily, one `Query` a page. The first page asks for one item per event it
-    /// wants, later ones for as many items as the events per item read so far suggest (so a
-    /// stream of many-event appends is not read several times over), each with two more: one
-    /// for an item holding events before `from`, one to see the head after the last (the end).
+    /// Reads a stream lazily, one `Query` a page, asking for as many items as the events per
+    /// item read so far suggest ([`paged_by_items`]).
     pub(crate) fn read_events(
         &self,
         stream: &StreamId,
         opts: ReadOptions,
     ) -> BoxStream<'_, Result<RecordedEvent>> {
         let stream = stream.clone();
-        // Events per item seen so far (1 until a page says otherwise).
-        let per_item = Arc::new(AtomicUsize::new(1));
-        paged(opts, self.limits.page_events, move |page| {
+        paged_by_items(opts, self.limits.page_events, move |page, items| {
             let stream = stream.clone();
-            let per_item = per_item.clone();
-            async move {
-                let items = page
-                    .limit
-                    .div_ceil(per_item.load(Ordering::Relaxed).max(1))
-                    .saturating_add(2);
-                let ((events, more), used) = self.page(&stream, page, items).await?;
-                if let Some(per) = events.len().checked_div(used) {
-                    per_item.store(per.max(1), Ordering::Relaxed);
-                }
-                Ok((events, more))
-            }
+            async move { self.page(&stream, page, items).await }
         })
-        .boxed()
     }
 }

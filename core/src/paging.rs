@@ -86,6 +86,54 @@ where
     .boxed()
 }
 
+/// [`paged`] for a store whose read requests count stored items (an item or document per
+/// append) that hold several events each: `fetch` gets the page and how many items to ask for,
+/// and returns the page and how many items gave it events. The first page asks for one item per
+/// event it wants, later ones for as many as the events per item read so far suggest (so a
+/// stream of many-event appends is not read several times over), each with two more: one for an
+/// item holding events before the page's first, one for an item that is not an append (a head).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use futures::StreamExt;
+/// use sekiban_core::paging::paged_by_items;
+/// use sekiban_core::ReadOptions;
+/// let mut asked = Vec::new();
+/// let read = paged_by_items(ReadOptions::forward(), 10, |page, items| {
+///     asked.push(items);
+///     async move { Ok(((Vec::new(), false), 0)) }
+/// });
+/// assert_eq!(read.count().await, 0);
+/// assert_eq!(asked, [12]);
+/// # });
+/// ```
+pub fn paged_by_items<'a, F, Fut>(
+    opts: ReadOptions,
+    page_events: usize,
+    mut fetch: F,
+) -> BoxStream<'a, Result<RecordedEvent>>
+where
+    F: FnMut(PageRequest, usize) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<(Page, usize)>> + Send + 'a,
+{
+    let per_item = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(1));
+    paged(opts, page_events, move |page| {
+        let per = per_item.clone();
+        let items = page
+            .limit
+            .div_ceil(per.load(std::sync::atomic::Ordering::Relaxed).max(1))
+            .saturating_add(2);
+        let fetched = fetch(page, items);
+        async move {
+            let ((events, more), used) = fetched.await?;
+            if let Some(n) = events.len().checked_div(used) {
+                per.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok((events, more))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
