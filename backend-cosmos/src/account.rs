@@ -46,8 +46,36 @@ pub(crate) fn root_authorization(key: &str, date: &str) -> Result<String> {
     Ok(url::form_urlencoded::byte_serialize(token.as_bytes()).collect())
 }
 
+/// How the store authenticates to the account.
+#[derive(Clone)]
+pub(crate) enum Auth {
+    /// The account key (base64).
+    Key(String),
+    /// An Entra ID credential.
+    Entra(std::sync::Arc<dyn azure_core::credentials::TokenCredential>),
+}
+
+/// The scope of Cosmos DB's data plane.
+const SCOPE: &str = "https://cosmos.azure.com/.default";
+
+impl Auth {
+    /// The `authorization` header of a `GET` of the account's root at `date`.
+    async fn root(&self, endpoint: &str, date: &str) -> Result<String> {
+        match self {
+            Auth::Key(key) => root_authorization(key, date),
+            Auth::Entra(credential) => {
+                let token = credential.get_token(&[SCOPE], None).await.map_err(|e| {
+                    StoreError::backend(format!("get an Entra ID token for {endpoint}"), e)
+                })?;
+                let value = format!("type=aad&ver=1.0&sig={}", token.token.secret());
+                Ok(url::form_urlencoded::byte_serialize(value.as_bytes()).collect())
+            }
+        }
+    }
+}
+
 /// Reads the account's properties (one signed `GET`) and refuses multi-region writes.
-pub(crate) async fn check_write_regions(endpoint: &str, key: &str) -> Result<()> {
+pub(crate) async fn check_write_regions(endpoint: &str, auth: &Auth) -> Result<()> {
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
     let unreachable =
         |e: reqwest::Error| StoreError::unavailable(format!("reach the account at {endpoint}"), e);
@@ -56,7 +84,7 @@ pub(crate) async fn check_write_regions(endpoint: &str, key: &str) -> Result<()>
         .get(endpoint)
         .header("x-ms-date", &date)
         .header("x-ms-version", "2020-07-15")
-        .header("authorization", root_authorization(key, &date)?)
+        .header("authorization", auth.root(endpoint, &date).await?)
         .send()
         .await
         .map_err(unreachable)?;
@@ -64,7 +92,7 @@ pub(crate) async fn check_write_regions(endpoint: &str, key: &str) -> Result<()>
     let body = response.text().await.map_err(unreachable)?;
     if status.as_u16() == 401 || status.as_u16() == 403 {
         return Err(StoreError::invalid(format!(
-            "the account at {endpoint} refused the key ({status}): check SEKIBAN_COSMOS_KEY (or key_env=)"
+            "the account at {endpoint} refused the credential ({status}): check the key in SEKIBAN_COSMOS_KEY (or key_env=), or the identity's data-plane role"
         )));
     }
     if !status.is_success() {

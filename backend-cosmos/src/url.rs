@@ -20,6 +20,9 @@ pub struct CosmosUrl {
     pub config: CosmosConfig,
     /// The environment variable holding the account key.
     pub key_env: String,
+    /// Without a key in `key_env`: the Entra ID credential (`credential=managed`, `workload` or
+    /// `cli`).
+    pub credential: Option<String>,
     /// The region the client prefers (`region=`, default `East US`; any region of the account
     /// works, the SDK routes to the nearest).
     pub region: String,
@@ -33,6 +36,7 @@ pub struct CosmosUrl {
 const PARAMETERS: &[&str] = &[
     "leases",
     "key_env",
+    "credential",
     "region",
     "tls",
     "blob_account",
@@ -56,7 +60,7 @@ impl CosmosUrl {
     pub fn parse(url: &str) -> Result<Self> {
         let bad = |why: String| {
             StoreError::invalid(format!(
-                "{url:?}: {why}; the form is cosmos://ACCOUNT-HOST[:PORT]/DATABASE/CONTAINER[?leases=NAME&key_env=VAR&region=R&tls=false&blob_account=A&blob_container=C&blob_endpoint=URL&blob_key_env=VAR&blobs=DIR]"
+                "{url:?}: {why}; the form is cosmos://ACCOUNT-HOST[:PORT]/DATABASE/CONTAINER[?leases=NAME&key_env=VAR&credential=managed|workload|cli&region=R&tls=false&blob_account=A&blob_container=C&blob_endpoint=URL&blob_key_env=VAR&blobs=DIR]"
             ))
         };
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -93,6 +97,7 @@ impl CosmosUrl {
         };
         let mut config = CosmosConfig::new(database.clone(), container.clone());
         let mut key_env = KEY_ENV.to_owned();
+        let mut credential = None;
         let mut region = "East US".to_owned();
         let mut tls = true;
         let (mut blob_account, mut blob_container, mut blob_endpoint, mut blob_key_env) =
@@ -103,6 +108,14 @@ impl CosmosUrl {
             match k.as_ref() {
                 "leases" => config.leases = v,
                 "key_env" => key_env = v,
+                "credential" => {
+                    if !matches!(v.as_str(), "managed" | "workload" | "cli") {
+                        return Err(bad(format!(
+                            "credential={v}: say managed (a managed identity), workload (a workload identity) or cli (the Azure CLI's login)"
+                        )));
+                    }
+                    credential = Some(v);
+                }
                 "region" => region = v,
                 "tls" => {
                     tls = match v.as_str() {
@@ -157,6 +170,7 @@ impl CosmosUrl {
             endpoint: format!("{scheme}://{host}{port}/"),
             config,
             key_env,
+            credential,
             region,
             blob,
             blobs_dir,
@@ -204,21 +218,33 @@ impl CosmosStore {
 
     async fn client_for(url: &str) -> Result<(azure_data_cosmos::CosmosClient, CosmosUrl)> {
         let parsed = CosmosUrl::parse(url)?;
-        let key = std::env::var(&parsed.key_env).map_err(|_| {
-            StoreError::invalid(format!(
-                "{url:?}: the account key is read from {}, which is not set (Entra ID credentials are not supported yet)",
-                parsed.key_env
-            ))
-        })?;
         install_tls();
-        account::check_write_regions(&parsed.endpoint, &key).await?;
+        let auth = match (std::env::var(&parsed.key_env), parsed.credential.as_deref()) {
+            (_, Some(kind)) => account::Auth::Entra(entra(kind).map_err(|e| {
+                StoreError::invalid(format!("{url:?}: the {kind} credential: {e}"))
+            })?),
+            (Ok(key), None) => account::Auth::Key(key),
+            (Err(_), None) => {
+                return Err(StoreError::invalid(format!(
+                    "{url:?}: the account key is read from {}, which is not set; or name an Entra ID credential (credential=managed, workload or cli)",
+                    parsed.key_env
+                )));
+            }
+        };
+        account::check_write_regions(&parsed.endpoint, &auth).await?;
         let endpoint: azure_data_cosmos::AccountEndpoint =
             parsed.endpoint.parse().map_err(|e| {
                 StoreError::invalid(format!("{url:?}: endpoint {}: {e}", parsed.endpoint))
             })?;
+        let account = match auth {
+            account::Auth::Key(key) => AccountReference::with_authentication_key(endpoint, key),
+            account::Auth::Entra(credential) => {
+                AccountReference::with_credential(endpoint, credential)
+            }
+        };
         let client = CosmosClientBuilder::new()
             .build(
-                AccountReference::with_authentication_key(endpoint, key),
+                account,
                 RoutingStrategy::ProximityTo(parsed.region.clone().into()),
             )
             .await
@@ -227,6 +253,18 @@ impl CosmosStore {
             })?;
         Ok((client, parsed))
     }
+}
+
+/// An Entra ID credential of a kind `credential=` names, configured from the environment (as
+/// `azure_identity` reads it: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE`).
+fn entra(
+    kind: &str,
+) -> azure_core::Result<std::sync::Arc<dyn azure_core::credentials::TokenCredential>> {
+    Ok(match kind {
+        "managed" => azure_identity::ManagedIdentityCredential::new(None)?,
+        "workload" => azure_identity::WorkloadIdentityCredential::new(None)?,
+        _ => azure_identity::DeveloperToolsCredential::new(None)?,
+    })
 }
 
 #[cfg(test)]
@@ -243,6 +281,8 @@ mod tests {
         assert_eq!(u.config.leases, "cp");
         assert_eq!(u.region, "West Europe");
         assert_eq!(u.key_env, "K");
+        let u = CosmosUrl::parse("cosmos://h/db/c?credential=workload").unwrap();
+        assert_eq!(u.credential.as_deref(), Some("workload"));
         let u = CosmosUrl::parse("cosmos://h/d%20b/ev?blobs=/tmp/x").unwrap();
         assert_eq!(u.config.database, "d b");
         assert_eq!(u.blobs_dir.as_deref(), Some("/tmp/x"));
@@ -253,6 +293,7 @@ mod tests {
             "cosmos://user:key@h/db/c",
             "cosmos://h/db/c?nosuch=1",
             "cosmos://h/db/c?tls=maybe",
+            "cosmos://h/db/c?credential=password",
             "cosmos://h/db/c?blob_account=a",
             "cosmos://h/db/c?blob_account=a&blob_container=c&blobs=/tmp",
             "cosmos://h/db/c?leases=c",

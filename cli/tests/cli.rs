@@ -808,6 +808,13 @@ fn cosmos_urls_without_a_key_or_an_account() {
     let (code, err) = run(None, &["--store", down, "streams"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("OTHER_KEY, which is not set"), "{err}");
+    // An Entra ID credential that cannot get a token (no Azure CLI here) says so.
+    let (code, err) = run(
+        None,
+        &["--store", &format!("{down}&credential=cli"), "streams"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("get an Entra ID token"), "{err}");
     for command in ["init", "streams"] {
         let (code, err) = run(Some("dGVzdGtleQ=="), &["--store", down, command]);
         assert_eq!(code, Some(1), "{command}: {err}");
