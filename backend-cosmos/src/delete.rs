@@ -143,17 +143,15 @@ impl CosmosStore {
                 },
             }
         };
-        if let Some((p, _)) = pointer {
-            self.offload.discard(&p.stored(stream)?).await?;
-        }
-        match mode {
-            DeleteMode::Hard => self.erase(stream).await,
-            DeleteMode::Soft => {
-                let oldest = version.saturating_sub(IDEMPOTENCY_WINDOW);
-                let ids = self.append_ids(stream, &format!("c.l <= {oldest}")).await?;
-                self.remove(stream, &ids).await
-            }
-        }
+        let dropped = pointer.map(|(p, _)| p.stored(stream)).transpose()?;
+        // Hard: every append document; soft: those the idempotency window no longer needs.
+        let condition = match mode {
+            DeleteMode::Hard => "true".to_owned(),
+            DeleteMode::Soft => format!("c.l <= {}", version.saturating_sub(IDEMPOTENCY_WINDOW)),
+        };
+        let ids = self.append_ids(stream, &condition).await?;
+        self.remove(stream, &ids).await?;
+        self.offload.after_delete(stream, mode, Some(dropped)).await
     }
 
     /// The append documents within the idempotency window of `head` not hidden yet, with their
@@ -215,20 +213,6 @@ impl CosmosStore {
                     ),
                 });
             }
-        }
-        Ok(())
-    }
-
-    /// Removes every append document of an erased stream, and its snapshot blobs.
-    async fn erase(&self, stream: &StreamId) -> Result<()> {
-        let ids = self.append_ids(stream, "true").await?;
-        self.remove(stream, &ids).await?;
-        let blobs = self.offload.blobs();
-        for key in blobs
-            .list(&sekiban_core::snapshot::stream_blob_prefix(stream))
-            .await?
-        {
-            blobs.delete(&key).await?;
         }
         Ok(())
     }
