@@ -269,6 +269,11 @@ impl PartitionedSource for Ranges<'_> {
                 }
                 items.extend(its);
             }
+            if items.len() > max {
+                // The range changed between the two reads (a document removed): nothing now,
+                // the next poll reads from the same place again.
+                return Ok(PartitionPoll::open(poll(Vec::new(), after, false)));
+            }
             return Ok(PartitionPoll::open(poll(items, reached, false)));
         }
         // The first document alone has more items than a batch takes: part of it.
