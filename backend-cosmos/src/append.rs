@@ -16,7 +16,7 @@ use sekiban_core::{
 };
 
 use crate::conn::{CONFLICT, NOT_FOUND, PRECONDITION_FAILED};
-use crate::docs::{APPEND, AppendDoc, Head, json_size, micros, to_json};
+use crate::docs::{APPEND, AppendDoc, Head, json_size, micros};
 use crate::heads::partition_key;
 use crate::{CosmosStore, IDEMPOTENCY_WINDOW, MAX_DOCUMENT_BYTES};
 
@@ -151,8 +151,8 @@ impl CosmosStore {
             .as_ref()
             .map_or_else(|| Head::new(stream), |(h, _)| h.clone());
         let head = base.appended(events.iter().map(|e| e.id), first, IDEMPOTENCY_WINDOW, now);
-        let doc = to_json(&doc)?;
-        let head_json = to_json(&head)?;
+        let doc = self.events.doc(&doc)?;
+        let head_json = self.events.doc(&head)?;
         let size = json_size(&doc);
         let head_size = json_size(&head_json);
         if size + head_size > MAX_DOCUMENT_BYTES {

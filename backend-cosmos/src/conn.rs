@@ -33,6 +33,8 @@ pub(crate) const PRECONDITION_FAILED: u16 = 412;
 pub(crate) struct Conn {
     pub container: ContainerClient,
     pub costs: Arc<CostCounter>,
+    /// The properties the partition key paths name, when not the documents' own `t` and `s`.
+    pub fields: Option<Arc<[String; 2]>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -91,7 +93,41 @@ pub(crate) fn error(context: &str, e: CosmosError) -> StoreError {
     }
 }
 
+/// The property names of the documents' tenant and stream.
+const OWN: [&str; 2] = ["t", "s"];
+
+/// Renames the top-level properties `from` to `to` (same order).
+fn rename(v: &mut serde_json::Value, from: [&str; 2], to: [&str; 2]) {
+    if let Some(map) = v.as_object_mut() {
+        for (f, t) in from.iter().zip(to) {
+            if let Some(x) = map.remove(*f) {
+                map.insert(t.to_owned(), x);
+            }
+        }
+    }
+}
+
 impl Conn {
+    /// A document as the container stores it: its JSON, with the tenant and stream under the
+    /// properties the partition key paths name.
+    pub fn doc<T: serde::Serialize>(&self, doc: &T) -> Result<serde_json::Value> {
+        let mut v = crate::docs::to_json(doc)?;
+        if let Some(f) = &self.fields {
+            rename(&mut v, OWN, [f[0].as_str(), f[1].as_str()]);
+        }
+        Ok(v)
+    }
+
+    /// A stored document, its tenant and stream under the documents' own names again.
+    fn parse(&self, raw: &RawValue) -> Result<AnyDoc> {
+        let Some(f) = &self.fields else {
+            return parse(raw);
+        };
+        let mut v: serde_json::Value = serde_json::from_str(raw.get()).map_err(corrupt)?;
+        rename(&mut v, [f[0].as_str(), f[1].as_str()], OWN);
+        serde_json::from_value(v).map_err(corrupt)
+    }
+
     /// Counts one operation: every request its diagnostics record (retries included) and the
     /// request charge of all of them.
     fn count(
@@ -133,7 +169,7 @@ impl Conn {
                     }
                 };
                 self.count(kind, Some(&d), 0, body.get().len());
-                let doc: AnyDoc = parse(&body)?;
+                let doc: AnyDoc = self.parse(&body)?;
                 let etag = etag.or_else(|| doc.etag.clone()).unwrap_or_default();
                 Ok(Some(Found { doc, etag }))
             }
@@ -270,7 +306,7 @@ impl Conn {
                             conn.count(kind, Some(&d), 0, received);
                             items
                                 .iter()
-                                .map(|b| parse(b))
+                                .map(|b| conn.parse(b))
                                 .collect::<Result<Vec<AnyDoc>>>()
                         }
                         Err(e) => {
@@ -332,7 +368,7 @@ impl Conn {
         let docs = items
             .iter()
             .filter_map(|i| i.current())
-            .map(|b| parse(b))
+            .map(|b| self.parse(b))
             .collect::<Result<Vec<AnyDoc>>>()?;
         let continuation = pages
             .to_continuation_token()
@@ -361,7 +397,11 @@ fn max_items(n: u32) -> MaxItemCountHint {
 }
 
 fn parse(raw: &RawValue) -> Result<AnyDoc> {
-    serde_json::from_str(raw.get()).map_err(|e| StoreError::Corrupt {
+    serde_json::from_str(raw.get()).map_err(corrupt)
+}
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
         what: format!("a document does not parse as one of this store's ({e})"),
-    })
+    }
 }

@@ -28,7 +28,8 @@ pub enum Init {
 pub struct ContainerDefinition {
     /// The events container's hierarchical partition key (MultiHash, version 2): the tenant,
     /// then the stream (`category|id`), so one stream is one logical partition and a tenant
-    /// may grow past one logical partition's 20 GB.
+    /// may grow past one logical partition's 20 GB. These are the default paths;
+    /// `CosmosConfig::partition_key_paths` (URL `partition_key=/a,/b`) names others.
     pub partition_key_paths: [&'static str; 2],
     /// The only paths the events container indexes (the document kind, its order keys forward
     /// and backward, and its first and last versions); event data and everything else is not indexed, so writes are
@@ -46,14 +47,10 @@ pub const DEFINITION: ContainerDefinition = ContainerDefinition {
 };
 
 impl ContainerDefinition {
-    fn events(&self, name: &str) -> ContainerProperties {
-        let pk = PartitionKeyDefinition::new(
-            self.partition_key_paths
-                .iter()
-                .map(|p| (*p).into())
-                .collect(),
-        )
-        .with_kind(azure_data_cosmos::models::PartitionKeyKind::MultiHash);
+    /// The events container, partitioned by `paths` (the default ones, or a config's).
+    fn events(&self, name: &str, paths: &[String; 2]) -> ContainerProperties {
+        let pk = PartitionKeyDefinition::new(paths.iter().map(|p| p.clone().into()).collect())
+            .with_kind(azure_data_cosmos::models::PartitionKeyKind::MultiHash);
         let mut indexing = IndexingPolicy::default().with_excluded_path("/*");
         for p in self.indexed_paths {
             indexing = indexing.with_included_path(p);
@@ -65,18 +62,22 @@ impl ContainerDefinition {
         ContainerProperties::new(name.to_owned(), self.checkpoint_partition_key_path.into())
     }
 
-    /// Checks an existing events container's partition key.
-    fn check_events(&self, name: &str, found: &ContainerProperties) -> Result<()> {
+    /// Checks an existing events container's partition key against the configured paths.
+    fn check_events(
+        &self,
+        name: &str,
+        found: &ContainerProperties,
+        want: &[String; 2],
+    ) -> Result<()> {
         let paths: Vec<&str> = found
             .partition_key
             .paths()
             .iter()
             .map(|p| p.as_ref())
             .collect();
-        if paths != self.partition_key_paths {
+        if paths != *want {
             return Err(StoreError::invalid(format!(
-                "container {name} is partitioned by {paths:?}; sekiban needs the hierarchical key {:?}",
-                self.partition_key_paths
+                "container {name} is partitioned by {paths:?}; this store is configured for the hierarchical key {want:?}"
             )));
         }
         Ok(())
@@ -113,7 +114,7 @@ pub(crate) async fn clients(
         .map_err(|e| error("read the events container's properties", e))?
         .into_model()
         .map_err(|e| error("read the events container's properties", e))?;
-    DEFINITION.check_events(&config.container, &found)?;
+    DEFINITION.check_events(&config.container, &found, &config.partition_key_paths)?;
     let rid = found
         .system_properties
         .resource_id
@@ -148,9 +149,12 @@ pub(crate) async fn create(
     )?;
     let db = client.database_client(config.database.as_str());
     created |= ok_or_exists(
-        db.create_container(DEFINITION.events(&config.container), None)
-            .await
-            .map(|_| ()),
+        db.create_container(
+            DEFINITION.events(&config.container, &config.partition_key_paths),
+            None,
+        )
+        .await
+        .map(|_| ()),
         "create the events container",
     )?;
     created |= ok_or_exists(

@@ -17,7 +17,7 @@ use sekiban_core::{DeleteMode, OpKind, Result, StoreError, StreamId};
 use crate::conn::{NOT_FOUND, PRECONDITION_FAILED, error};
 use crate::docs::{
     APPEND, AnyDoc, AppendDoc, HEAD, HEAD_ID, Head, MarkerDoc, POINTER, POINTER_ID, PointerDoc,
-    json_size, micros, to_json,
+    json_size, micros,
 };
 use crate::heads::partition_key;
 use crate::{CosmosStore, IDEMPOTENCY_WINDOW};
@@ -86,8 +86,8 @@ impl CosmosStore {
                     next.w.clear();
                 }
             }
-            let next = to_json(&next)?;
-            let marker = to_json(&marker)?;
+            let next = self.events.doc(&next)?;
+            let marker = self.events.doc(&marker)?;
             let sent = json_size(&next) + json_size(&marker);
             let mut batch = TransactionalBatch::new(partition_key(stream))
                 .replace_item(
@@ -111,7 +111,7 @@ impl CosmosStore {
             }
             let mut sent = sent;
             for (doc, etag) in kept {
-                let hidden = to_json(&AppendDoc {
+                let hidden = self.events.doc(&AppendDoc {
                     z: true,
                     ..doc.clone()
                 })?;

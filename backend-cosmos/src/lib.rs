@@ -114,15 +114,26 @@ impl CosmosStore {
         let offload =
             SnapshotOffload::counted(blobs, costs.clone(), limits.max_inline_snapshot_bytes);
         let ranges = events_conn(&events, &costs).feed_ranges().await?.len();
+        // The properties the partition key paths name, when they are not the documents' own.
+        let fields = (config.partition_key_paths != DEFINITION.partition_key_paths).then(|| {
+            Arc::new(
+                config
+                    .partition_key_paths
+                    .clone()
+                    .map(|p| p.trim_start_matches('/').to_owned()),
+            )
+        });
         Ok(CosmosStore {
             rid,
             events: conn::Conn {
                 container: events,
                 costs: costs.clone(),
+                fields,
             },
             leases: conn::Conn {
                 container: leases,
                 costs: costs.clone(),
+                fields: None,
             },
             config,
             costs,
@@ -164,6 +175,7 @@ fn events_conn(
     conn::Conn {
         container: container.clone(),
         costs: costs.clone(),
+        fields: None,
     }
 }
 

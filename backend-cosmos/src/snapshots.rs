@@ -15,7 +15,7 @@ use sekiban_core::{OpKind, Result, Snapshot, StoreError, StreamId, Version};
 
 use crate::CosmosStore;
 use crate::conn::{CONFLICT, NOT_FOUND, PRECONDITION_FAILED, error};
-use crate::docs::{HEAD_ID, POINTER_ID, PointerDoc, json_size, to_json};
+use crate::docs::{HEAD_ID, POINTER_ID, PointerDoc, json_size};
 use crate::heads::partition_key;
 use crate::read::erased;
 
@@ -51,7 +51,7 @@ impl SnapshotPointers for CosmosStore {
             {
                 return Ok(PointerWrite::Refused);
             }
-            let doc = to_json(&PointerDoc::new(stream, &stored))?;
+            let doc = self.events.doc(&PointerDoc::new(stream, &stored))?;
             let sent = json_size(&doc);
             let batch = TransactionalBatch::new(partition_key(stream)).read_item(
                 HEAD_ID,

@@ -35,6 +35,7 @@ pub struct CosmosUrl {
 
 const PARAMETERS: &[&str] = &[
     "leases",
+    "partition_key",
     "key_env",
     "credential",
     "region",
@@ -60,7 +61,7 @@ impl CosmosUrl {
     pub fn parse(url: &str) -> Result<Self> {
         let bad = |why: String| {
             StoreError::invalid(format!(
-                "{url:?}: {why}; the form is cosmos://ACCOUNT-HOST[:PORT]/DATABASE/CONTAINER[?leases=NAME&key_env=VAR&credential=managed|workload|cli&region=R&tls=false&blob_account=A&blob_container=C&blob_endpoint=URL&blob_key_env=VAR&blobs=DIR]"
+                "{url:?}: {why}; the form is cosmos://ACCOUNT-HOST[:PORT]/DATABASE/CONTAINER[?leases=NAME&partition_key=/T,/S&key_env=VAR&credential=managed|workload|cli&region=R&tls=false&blob_account=A&blob_container=C&blob_endpoint=URL&blob_key_env=VAR&blobs=DIR]"
             ))
         };
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -107,6 +108,14 @@ impl CosmosUrl {
             let v = v.into_owned();
             match k.as_ref() {
                 "leases" => config.leases = v,
+                "partition_key" => match v.split_once(',') {
+                    Some((t, s)) => config.partition_key_paths = [t.to_owned(), s.to_owned()],
+                    None => {
+                        return Err(bad(format!(
+                            "partition_key={v}: name the tenant's path and the stream's, /a,/b"
+                        )));
+                    }
+                },
                 "key_env" => key_env = v,
                 "credential" => {
                     if !matches!(v.as_str(), "managed" | "workload" | "cli") {
@@ -281,6 +290,8 @@ mod tests {
         assert_eq!(u.config.leases, "cp");
         assert_eq!(u.region, "West Europe");
         assert_eq!(u.key_env, "K");
+        let u = CosmosUrl::parse("cosmos://h/db/c?partition_key=/tenant,/stream").unwrap();
+        assert_eq!(u.config.partition_key_paths, ["/tenant", "/stream"]);
         let u = CosmosUrl::parse("cosmos://h/db/c?credential=workload").unwrap();
         assert_eq!(u.credential.as_deref(), Some("workload"));
         let u = CosmosUrl::parse("cosmos://h/d%20b/ev?blobs=/tmp/x").unwrap();
@@ -294,6 +305,9 @@ mod tests {
             "cosmos://h/db/c?nosuch=1",
             "cosmos://h/db/c?tls=maybe",
             "cosmos://h/db/c?credential=password",
+            "cosmos://h/db/c?partition_key=/t",
+            "cosmos://h/db/c?partition_key=/t,/v",
+            "cosmos://h/db/c?partition_key=/a/b,/c",
             "cosmos://h/db/c?blob_account=a",
             "cosmos://h/db/c?blob_account=a&blob_container=c&blobs=/tmp",
             "cosmos://h/db/c?leases=c",

@@ -65,7 +65,8 @@ macro_rules! dynamodb_urls {
 macro_rules! cosmos_urls {
     () => {
         ", cosmos://ACCOUNT-HOST[:PORT]/DATABASE/CONTAINER (cosmos parameters: key_env=VAR \
-         (default SEKIBAN_COSMOS_KEY), credential=managed|workload|cli (Entra ID, without a key), region=R, leases=NAME, tls=false, blob_account=A, \
+         (default SEKIBAN_COSMOS_KEY), credential=managed|workload|cli (Entra ID, without a key), region=R, leases=NAME, \
+         partition_key=/T,/S, tls=false, blob_account=A, \
          blob_container=C, blob_endpoint=URL, blob_key_env=VAR, blobs=DIR; `sekiban init` \
          creates the database and containers)"
     };

@@ -13,9 +13,18 @@ use sekiban_cosmos::{CosmosConfig, CosmosStore};
 /// A store on a fresh database of the test account, its containers created, large snapshots
 /// offloaded to `blobs`.
 pub async fn store(blobs: Arc<dyn BlobStore>) -> CosmosStore {
+    store_with(blobs, |_| {}).await
+}
+
+/// The same, its configuration changed by `configure` first.
+pub async fn store_with(
+    blobs: Arc<dyn BlobStore>,
+    configure: impl FnOnce(&mut CosmosConfig),
+) -> CosmosStore {
     let client = emulator::client().await;
     let db = format!("sekiban-test-{}", uuid::Uuid::new_v4().simple());
-    let config = CosmosConfig::new(db, "events");
+    let mut config = CosmosConfig::new(db, "events");
+    configure(&mut config);
     CosmosStore::init(&client, &config).await.expect("init");
     CosmosStore::connect_with_blobs(client, config, blobs)
         .await
