@@ -29,6 +29,8 @@ mod heads;
 mod load;
 mod read;
 mod snapshots;
+#[cfg(feature = "testcontainers")]
+pub mod testcontainer;
 mod url;
 
 pub use blobs::{AzureBlobConfig, azure_blobs, install_tls};

@@ -24,24 +24,55 @@ pub async fn client() -> CosmosClient {
     sekiban_cosmos::install_tls();
     match std::env::var("SEKIBAN_COSMOS_ENDPOINT") {
         Ok(endpoint) if !endpoint.is_empty() => real_account(&endpoint).await,
+        #[cfg(feature = "testcontainers")]
+        _ => container_account().await,
+        #[cfg(not(feature = "testcontainers"))]
         _ => account().await.0,
     }
+}
+
+/// The official emulator in a container started for this test process (left running when the
+/// process exits: nothing drops a static; remove it with `docker rm -f`).
+#[cfg(feature = "testcontainers")]
+async fn container_account() -> CosmosClient {
+    static CONTAINER: std::sync::OnceLock<sekiban_cosmos::testcontainer::CosmosContainer> =
+        std::sync::OnceLock::new();
+    let endpoint = CONTAINER
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                let rt = tokio::runtime::Runtime::new().expect("a runtime");
+                rt.block_on(sekiban_cosmos::testcontainer::start())
+            })
+            .join()
+            .expect("the container thread")
+            .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .endpoint
+        .clone();
+    key_account(&endpoint, sekiban_cosmos::testcontainer::KEY).await
 }
 
 /// A client of the account at `endpoint`, with the key in `SEKIBAN_COSMOS_KEY`.
 async fn real_account(endpoint: &str) -> CosmosClient {
     let key = std::env::var("SEKIBAN_COSMOS_KEY")
         .expect("SEKIBAN_COSMOS_ENDPOINT is set: set SEKIBAN_COSMOS_KEY to the account's key too");
+    key_account(endpoint, &key).await
+}
+
+/// A client of the account at `endpoint` with `key`.
+async fn key_account(endpoint: &str, key: &str) -> CosmosClient {
+    let key = key.to_owned();
     let region = std::env::var("SEKIBAN_COSMOS_REGION").unwrap_or_else(|_| "East US".into());
-    let endpoint: azure_data_cosmos::AccountEndpoint =
-        endpoint.parse().expect("SEKIBAN_COSMOS_ENDPOINT is a URL");
+    let url: azure_data_cosmos::AccountEndpoint = endpoint
+        .parse()
+        .unwrap_or_else(|e| panic!("the account endpoint {endpoint:?}: {e}"));
     CosmosClientBuilder::new()
         .build(
-            AccountReference::with_authentication_key(endpoint, key),
+            AccountReference::with_authentication_key(url, key),
             RoutingStrategy::ProximityTo(region.into()),
         )
         .await
-        .expect("a client of the account SEKIBAN_COSMOS_ENDPOINT names")
+        .unwrap_or_else(|e| panic!("a client of the account at {endpoint}: {e}"))
 }
 
 /// A client of a new emulated account, and the emulator (to split and merge its partitions).
