@@ -31,10 +31,16 @@ pub struct ContainerDefinition {
     /// may grow past one logical partition's 20 GB. These are the default paths;
     /// `CosmosConfig::partition_key_paths` (URL `partition_key=/a,/b`) names others.
     pub partition_key_paths: [&'static str; 2],
+    /// The partition key's kind: `MultiHash` (hierarchical), hash version 2.
+    pub partition_key_kind: &'static str,
+    /// The hash version of the partition key.
+    pub partition_key_version: u8,
     /// The only paths the events container indexes (the document kind, its order keys forward
     /// and backward, and its first and last versions); event data and everything else is not indexed, so writes are
     /// charged for their bytes, not for index entries.
     pub indexed_paths: [&'static str; 5],
+    /// Every other path is excluded from the index.
+    pub excluded_paths: [&'static str; 1],
     /// The checkpoint container's partition key.
     pub checkpoint_partition_key_path: &'static str,
 }
@@ -42,7 +48,10 @@ pub struct ContainerDefinition {
 /// The one definition of the containers.
 pub const DEFINITION: ContainerDefinition = ContainerDefinition {
     partition_key_paths: ["/t", "/s"],
+    partition_key_kind: "MultiHash",
+    partition_key_version: 2,
     indexed_paths: ["/k/?", "/o/?", "/r/?", "/f/?", "/l/?"],
+    excluded_paths: ["/*"],
     checkpoint_partition_key_path: "/id",
 };
 
@@ -51,7 +60,10 @@ impl ContainerDefinition {
     fn events(&self, name: &str, paths: &[String; 2]) -> ContainerProperties {
         let pk = PartitionKeyDefinition::new(paths.iter().map(|p| p.clone().into()).collect())
             .with_kind(azure_data_cosmos::models::PartitionKeyKind::MultiHash);
-        let mut indexing = IndexingPolicy::default().with_excluded_path("/*");
+        let mut indexing = IndexingPolicy::default();
+        for p in self.excluded_paths {
+            indexing = indexing.with_excluded_path(p);
+        }
         for p in self.indexed_paths {
             indexing = indexing.with_included_path(p);
         }
@@ -169,4 +181,40 @@ pub(crate) async fn create(
     } else {
         Init::Existed
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DEFINITION;
+
+    /// What `init` sends is what `DEFINITION` says (the IaC templates are checked against it).
+    #[test]
+    fn the_created_container_is_the_definition() {
+        let paths = DEFINITION.partition_key_paths.map(str::to_owned);
+        let sent = serde_json::to_value(DEFINITION.events("events", &paths)).unwrap();
+        let pk = &sent["partitionKey"];
+        assert_eq!(
+            pk["paths"],
+            serde_json::json!(DEFINITION.partition_key_paths)
+        );
+        assert_eq!(pk["kind"], DEFINITION.partition_key_kind);
+        assert_eq!(pk["version"], DEFINITION.partition_key_version);
+        let indexing = &sent["indexingPolicy"];
+        let included: Vec<&str> = indexing["includedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(included, DEFINITION.indexed_paths);
+        assert_eq!(
+            indexing["excludedPaths"][0]["path"],
+            DEFINITION.excluded_paths[0]
+        );
+        let checkpoints = serde_json::to_value(DEFINITION.checkpoints("cp")).unwrap();
+        assert_eq!(
+            checkpoints["partitionKey"]["paths"],
+            serde_json::json!([DEFINITION.checkpoint_partition_key_path])
+        );
+    }
 }

@@ -65,7 +65,13 @@ pub enum Command {
 
 /// `init`.
 #[derive(Debug, Args)]
-pub struct InitArgs {}
+pub struct InitArgs {
+    /// Print, as JSON, what each cloud backend of this build expects its tables or containers
+    /// to be (key names and types, stream settings, partition key paths), and open no store:
+    /// what infrastructure templates are checked against.
+    #[arg(long)]
+    pub print_definition: bool,
+}
 
 /// `demo`.
 #[derive(Debug, Args)]

@@ -824,3 +824,24 @@ fn cosmos_urls_without_a_key_or_an_account() {
         );
     }
 }
+
+/// `sekiban init --print-definition` prints what the cloud backends expect, as JSON, from the
+/// crates' own definitions, and opens no store.
+#[cfg(all(feature = "dynamodb", feature = "cosmos"))]
+#[test]
+fn init_prints_the_backends_definitions() {
+    let out = sekiban(&["init", "--print-definition"]).ok().stdout;
+    let printed: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        printed["dynamodb"]["table"],
+        serde_json::to_value(sekiban_dynamodb::TABLE).unwrap()
+    );
+    assert_eq!(
+        printed["cosmos"]["containers"],
+        serde_json::to_value(sekiban_cosmos::DEFINITION).unwrap()
+    );
+    assert_eq!(
+        printed["cosmos"]["containers"]["partition_key_paths"][0],
+        "/t"
+    );
+}

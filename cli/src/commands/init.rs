@@ -23,6 +23,33 @@ pub async fn run(url: &str, _args: InitArgs) -> anyhow::Result<()> {
     with_store(url, async |opened| describe(opened, existed).await).await
 }
 
+/// What each cloud backend of this build expects of its tables or containers, as one JSON
+/// object keyed by backend (`sekiban init --print-definition`).
+pub fn definitions() -> serde_json::Value {
+    #[allow(unused_mut)]
+    let mut out = serde_json::Map::new();
+    #[cfg(feature = "dynamodb")]
+    out.insert(
+        "dynamodb".into(),
+        serde_json::json!({ "table": sekiban_dynamodb::TABLE }),
+    );
+    #[cfg(feature = "cosmos")]
+    out.insert(
+        "cosmos".into(),
+        serde_json::json!({ "containers": sekiban_cosmos::DEFINITION }),
+    );
+    serde_json::Value::Object(out)
+}
+
+/// Prints [`definitions`].
+pub fn print_definition() -> anyhow::Result<()> {
+    print(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&definitions())?
+    ))?;
+    Ok(())
+}
+
 /// Says what opening the store did, its limits and capabilities.
 async fn describe(
     opened: &OpenedStore,

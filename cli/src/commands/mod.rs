@@ -19,6 +19,7 @@ pub mod tail;
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
     let store = cli.store;
     match cli.command {
+        Command::Init(a) if a.print_definition => init::print_definition(),
         Command::Init(a) => init::run(&required(store)?, a).await,
         Command::Demo(a) => demo::run(store, a).await,
         Command::Streams(a) => {
