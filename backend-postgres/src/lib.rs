@@ -48,6 +48,19 @@ use crate::sql::{Db, FeedPosition};
 /// let (_, read) = sql.iter().find(|(name, _)| *name == "read_forward").unwrap();
 /// assert!(read.contains("\"billing\".log"));
 /// ```
+/// The whole schema as one SQL script, for `schema`: what `PostgresEventStore::migrate` does to
+/// an empty database, in one transaction, for DBAs who apply SQL themselves
+/// (`infra/postgres/schema.sql` is this for the default schema, `sekiban`; a test keeps it so).
+///
+/// ```
+/// let sql = sekiban_postgres::schema_sql("billing");
+/// assert!(sql.starts_with("BEGIN;"));
+/// assert!(sql.contains("CREATE TABLE \"billing\".streams"));
+/// ```
+pub fn schema_sql(schema: &str) -> String {
+    sql::schema_script(&sql::quote_schema(schema))
+}
+
 #[doc(hidden)]
 pub fn statement_texts(schema: &str) -> Vec<(&'static str, String)> {
     sql::statement_texts(schema)

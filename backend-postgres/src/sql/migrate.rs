@@ -14,6 +14,26 @@ pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../../migrations/0002_key_id.sql")),
 ];
 
+/// The whole schema as one SQL script for the quoted schema `s`, in one transaction: what
+/// `migrate` does to an empty database, for DBAs who apply SQL themselves.
+pub(crate) fn schema_script(s: &str) -> String {
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    let mut out = format!(
+        "BEGIN;\n\nCREATE SCHEMA IF NOT EXISTS {s};\n\
+         CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text NOT NULL);\n\
+         INSERT INTO {s}.meta (key, value) VALUES ('schema_version', '0') ON CONFLICT DO NOTHING;\n"
+    );
+    for (version, sql) in MIGRATIONS {
+        out.push_str(&format!("\n-- Migration {version}\n"));
+        out.push_str(sql.replace("{schema}", s).trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\nUPDATE {s}.meta SET value = '{latest}' WHERE key = 'schema_version';\n\nCOMMIT;\n"
+    ));
+    out
+}
+
 impl Db {
     /// Creates or upgrades the schema in one transaction under an advisory lock.
     pub(crate) async fn migrate(&self, schema: &str) -> Result<i32> {
