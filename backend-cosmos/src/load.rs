@@ -7,9 +7,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use azure_data_cosmos::Query;
-use sekiban_core::{
-    OpKind, ReadOptions, RecordedEvent, Result, SnapshotAndTail, SnapshotStore, StreamId, Version,
-};
+use sekiban_core::backend::load_snapshot_then_read;
+use sekiban_core::{OpKind, RecordedEvent, Result, SnapshotAndTail, StreamId};
 
 use crate::CosmosStore;
 use crate::docs::{APPEND, AppendDoc, HEAD, Head, POINTER, PointerDoc};
@@ -58,11 +57,11 @@ impl CosmosStore {
             Some(p) => match self.offload.resolve(stream, &p.stored(stream)?).await? {
                 Some(s) => Some(s),
                 // Its blob was replaced meanwhile: load the way every store does.
-                None => return self.load_apart(stream).await,
+                None => return load_snapshot_then_read(self, stream).await,
             },
             None if complete_without_pointer => None,
             // Neither the pointer nor the stream's start in one page: a long tail.
-            None => return self.load_apart(stream).await,
+            None => return load_snapshot_then_read(self, stream).await,
         };
         let after = snapshot.as_ref().map_or(0, |s| s.version.0).max(hidden);
         let mut tail: Vec<RecordedEvent> = Vec::new();
@@ -75,18 +74,6 @@ impl CosmosStore {
         }
         let tail: BoxStream<'_, Result<RecordedEvent>> =
             futures::stream::iter(tail.into_iter().map(Ok)).boxed();
-        Ok(SnapshotAndTail { snapshot, tail })
-    }
-
-    /// The snapshot, then a read from after it (what `Store::load_snapshot_and_tail` does by
-    /// default).
-    async fn load_apart(&self, stream: &StreamId) -> Result<SnapshotAndTail<'_>> {
-        let snapshot = self.load_snapshot(stream).await?;
-        let from = snapshot
-            .as_ref()
-            .map_or(Version::NONE, |s| s.version)
-            .plus(1);
-        let tail = self.read_events(stream, ReadOptions::forward().from(from));
         Ok(SnapshotAndTail { snapshot, tail })
     }
 }

@@ -24,7 +24,7 @@ impl CosmosStore {
         items: usize,
     ) -> Result<(Page, usize)> {
         // The head comes first in every page: the version a soft delete hid up to.
-        let mut hidden: Option<u64> = None;
+        let mut hidden = 0;
         let forward = page.direction == Direction::Forward;
         let mut from = page.from.0;
         let mut events = Vec::new();
@@ -65,7 +65,7 @@ impl CosmosStore {
                     if h.x {
                         return Err(erased(stream, &h));
                     }
-                    hidden = Some(h.h);
+                    hidden = h.h;
                     continue;
                 }
                 if doc.k != APPEND {
@@ -88,7 +88,7 @@ impl CosmosStore {
                     } else {
                         e.version.0 <= page.from.0
                     };
-                    if !wanted || e.version.0 <= hidden.unwrap_or(0) {
+                    if !wanted || e.version.0 <= hidden {
                         continue;
                     }
                     if events.len() == page.limit || bytes >= self.limits.page_bytes {

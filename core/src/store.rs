@@ -289,6 +289,22 @@ impl Debug for SnapshotAndTail<'_> {
     }
 }
 
+/// [`Store::load_snapshot_and_tail`] as two requests: [`SnapshotStore::load_snapshot`], then a
+/// lazy [`EventStore::read`] from the version after it. The default, and the fallback of a store
+/// whose one-request load did not find everything.
+pub async fn load_snapshot_then_read<'a, S: SnapshotStore + EventStore + ?Sized>(
+    store: &'a S,
+    stream: &StreamId,
+) -> Result<SnapshotAndTail<'a>> {
+    let snapshot = store.load_snapshot(stream).await?;
+    let from = snapshot
+        .as_ref()
+        .map_or(Version::NONE, |s| s.version)
+        .plus(1);
+    let tail = store.read(stream, ReadOptions::forward().from(from));
+    Ok(SnapshotAndTail { snapshot, tail })
+}
+
 /// Everything a tool or the conformance suite needs, as one object: `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: EventStore + SnapshotStore + ChangeFeed + CheckpointStore {
@@ -320,13 +336,7 @@ pub trait Store: EventStore + SnapshotStore + ChangeFeed + CheckpointStore {
     /// # });
     /// ```
     async fn load_snapshot_and_tail(&self, stream: &StreamId) -> Result<SnapshotAndTail<'_>> {
-        let snapshot = self.load_snapshot(stream).await?;
-        let from = snapshot
-            .as_ref()
-            .map_or(Version::NONE, |s| s.version)
-            .plus(1);
-        let tail = self.read(stream, ReadOptions::forward().from(from));
-        Ok(SnapshotAndTail { snapshot, tail })
+        load_snapshot_then_read(self, stream).await
     }
     /// Closes the store gracefully, for every clone: writes already handed to the store finish,
     /// what a background task still owes goes out (a pending feed notification), background

@@ -24,3 +24,4 @@ pub use crate::blob::CountingBlobStore;
 pub use crate::cost::CostCounter;
 pub use crate::feed::FeedPoll;
 pub use crate::snapshot::SnapshotOffload;
+pub use crate::store::load_snapshot_then_read;
