@@ -24,6 +24,7 @@ mod conn;
 mod container;
 mod delete;
 mod docs;
+mod doctor;
 mod feed;
 mod heads;
 mod load;

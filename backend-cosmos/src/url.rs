@@ -226,6 +226,14 @@ impl CosmosStore {
     }
 
     async fn client_for(url: &str) -> Result<(azure_data_cosmos::CosmosClient, CosmosUrl)> {
+        let (parsed, auth) = Self::auth_for(url)?;
+        account::check_write_regions(&parsed.endpoint, &auth).await?;
+        let client = Self::client_with(url, &parsed, auth).await?;
+        Ok((client, parsed))
+    }
+
+    /// The URL parsed, and the credential it names (the key from the environment, or Entra ID).
+    pub(crate) fn auth_for(url: &str) -> Result<(CosmosUrl, account::Auth)> {
         let parsed = CosmosUrl::parse(url)?;
         install_tls();
         let auth = match (std::env::var(&parsed.key_env), parsed.credential.as_deref()) {
@@ -240,7 +248,15 @@ impl CosmosStore {
                 )));
             }
         };
-        account::check_write_regions(&parsed.endpoint, &auth).await?;
+        Ok((parsed, auth))
+    }
+
+    /// A client on the account `parsed` names, with `auth`.
+    pub(crate) async fn client_with(
+        url: &str,
+        parsed: &CosmosUrl,
+        auth: account::Auth,
+    ) -> Result<azure_data_cosmos::CosmosClient> {
         let endpoint: azure_data_cosmos::AccountEndpoint =
             parsed.endpoint.parse().map_err(|e| {
                 StoreError::invalid(format!("{url:?}: endpoint {}: {e}", parsed.endpoint))
@@ -260,7 +276,7 @@ impl CosmosStore {
             .map_err(|e| {
                 crate::conn::error(&format!("reach the account at {}", parsed.endpoint), e)
             })?;
-        Ok((client, parsed))
+        Ok(client)
     }
 }
 

@@ -19,6 +19,7 @@ mod checkpoints;
 mod client;
 mod config;
 mod delete;
+mod doctor;
 mod error;
 mod events;
 mod feed;

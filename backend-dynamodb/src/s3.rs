@@ -23,7 +23,7 @@ use crate::error::from_sdk;
 /// ```
 #[derive(Debug, Clone)]
 pub struct S3Blobs {
-    client: aws_sdk_s3::Client,
+    pub(crate) client: aws_sdk_s3::Client,
     bucket: String,
 }
 

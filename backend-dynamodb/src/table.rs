@@ -85,6 +85,14 @@ impl TableDefinition {
     /// How an existing table differs from this definition, one line per difference; empty
     /// when it matches.
     pub fn differences(&self, t: &TableDescription) -> Vec<String> {
+        let mut out = self.key_differences(t);
+        out.extend(self.stream_difference(t));
+        out
+    }
+
+    /// How an existing table's keys (key schema and attribute types) differ from this
+    /// definition, one line per difference.
+    pub fn key_differences(&self, t: &TableDescription) -> Vec<String> {
         let mut out = Vec::new();
         for (key, key_type) in [
             (self.partition_key, KeyType::Hash),
@@ -113,13 +121,18 @@ impl TableDefinition {
                 t.key_schema().len()
             ));
         }
+        out
+    }
+
+    /// How an existing table's stream differs from this definition, if it does.
+    pub fn stream_difference(&self, t: &TableDescription) -> Option<String> {
         let stream = t.stream_specification();
         let enabled = stream.is_some_and(|s| s.stream_enabled());
         let view = stream
             .and_then(|s| s.stream_view_type())
             .map(StreamViewType::as_str);
-        if !enabled || view != Some(self.stream_view_type) {
-            out.push(format!(
+        (!enabled || view != Some(self.stream_view_type)).then(|| {
+            format!(
                 "its stream must be enabled with view type {} (found {})",
                 self.stream_view_type,
                 if enabled {
@@ -127,9 +140,8 @@ impl TableDefinition {
                 } else {
                     "no stream"
                 }
-            ));
-        }
-        out
+            )
+        })
     }
 }
 

@@ -58,6 +58,10 @@ pub enum Command {
     Tail(TailArgs),
     /// Run the conformance suite against the store.
     Conformance(ConformanceArgs),
+    /// Check a deployed DynamoDB table or Cosmos DB account against what the backend expects
+    /// (keys, stream, billing, TTL, blob bucket or container, permissions); exit code 1 on a
+    /// mismatch. Writes nothing to the table or containers.
+    Doctor(DoctorArgs),
     /// Measure a fixed workload: appends, loads with and without snapshot, feed catch-up.
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
@@ -71,6 +75,14 @@ pub struct InitArgs {
     /// what infrastructure templates are checked against.
     #[arg(long)]
     pub print_definition: bool,
+}
+
+/// `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the findings as one JSON object instead of a report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `demo`.

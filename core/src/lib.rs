@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod backend;
 pub mod blob;
 pub mod cost;
+pub mod doctor;
 pub mod error;
 pub mod event;
 pub mod feed;

@@ -10,6 +10,7 @@ pub mod append;
 pub mod bench;
 pub mod conformance;
 pub mod demo;
+pub mod doctor;
 pub mod events;
 pub mod init;
 pub mod streams;
@@ -33,6 +34,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tail(a) => with_store(&required(store)?, async |o| tail::run(o, a).await).await,
         Command::Conformance(a) => conformance::run(&required(store)?, a).await,
+        Command::Doctor(a) => doctor::run(&required(store)?, a).await,
         Command::Bench(a) => bench::run(store, a).await,
     }
 }
