@@ -20,10 +20,14 @@ pub struct AzureBlobConfig {
     /// The Blob endpoint, when not `https://ACCOUNT.blob.core.windows.net` (Azurite:
     /// `http://127.0.0.1:PORT/devstoreaccount1`).
     pub endpoint: Option<String>,
-    /// The account key; without one the Azure environment's credential is used (a managed
-    /// identity, a workload identity, a service principal or the Azure CLI, as `object_store`
-    /// finds them).
+    /// The account key; without one, [`AzureBlobConfig::credential`].
     pub key: Option<String>,
+    /// The Entra ID credential without a key, as `credential=` names it for the account:
+    /// `managed` (the managed identity: a user-assigned one when `AZURE_CLIENT_ID` is set),
+    /// `workload` (a workload identity, from `AZURE_CLIENT_ID`, `AZURE_TENANT_ID` and
+    /// `AZURE_FEDERATED_TOKEN_FILE`) or `cli` (the Azure CLI's login); `None` is the host's
+    /// managed identity.
+    pub credential: Option<String>,
 }
 
 impl AzureBlobConfig {
@@ -35,6 +39,7 @@ impl AzureBlobConfig {
             container: container.into(),
             endpoint: None,
             key: None,
+            credential: None,
         }
     }
 }
@@ -57,8 +62,38 @@ pub fn azure_blobs(config: &AzureBlobConfig) -> Result<ObjectBlobStore> {
     let mut builder = MicrosoftAzureBuilder::new()
         .with_account(&config.account)
         .with_container_name(&config.container);
-    if let Some(key) = &config.key {
-        builder = builder.with_access_key(key);
+    let env = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    match (&config.key, config.credential.as_deref()) {
+        (Some(key), _) => builder = builder.with_access_key(key),
+        (None, Some("cli")) => builder = builder.with_use_azure_cli(true),
+        (None, Some("workload")) => {
+            let (Some(client), Some(tenant), Some(file)) = (
+                env("AZURE_CLIENT_ID"),
+                env("AZURE_TENANT_ID"),
+                env("AZURE_FEDERATED_TOKEN_FILE"),
+            ) else {
+                return Err(StoreError::invalid(format!(
+                    "Azure Blob container {} of account {}: a workload identity needs AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_FEDERATED_TOKEN_FILE",
+                    config.container, config.account
+                )));
+            };
+            builder = builder
+                .with_client_id(client)
+                .with_tenant_id(tenant)
+                .with_federated_token_file(file);
+        }
+        (None, Some("managed")) => {
+            if let Some(client) = env("AZURE_CLIENT_ID") {
+                builder = builder.with_client_id(client);
+            }
+        }
+        (None, Some(other)) => {
+            return Err(StoreError::invalid(format!(
+                "Azure Blob container {} of account {}: unknown credential {other:?} (managed, workload or cli)",
+                config.container, config.account
+            )));
+        }
+        (None, None) => {}
     }
     if let Some(endpoint) = &config.endpoint {
         builder = builder
@@ -72,4 +107,22 @@ pub fn azure_blobs(config: &AzureBlobConfig) -> Result<ObjectBlobStore> {
         ))
     })?;
     Ok(ObjectBlobStore::new(Arc::new(store)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_credential_builds_a_store_and_an_unknown_one_is_refused() {
+        for credential in [None, Some("managed"), Some("cli")] {
+            let mut c = AzureBlobConfig::new("acct", "snapshots");
+            c.credential = credential.map(str::to_owned);
+            assert!(azure_blobs(&c).is_ok(), "{credential:?}");
+        }
+        let mut c = AzureBlobConfig::new("acct", "snapshots");
+        c.credential = Some("password".into());
+        let e = azure_blobs(&c).unwrap_err().to_string();
+        assert!(e.contains("unknown credential"), "{e}");
+    }
 }

@@ -151,6 +151,10 @@ impl CosmosUrl {
             (Some(account), Some(container)) => {
                 let mut b = AzureBlobConfig::new(account, container);
                 b.endpoint = blob_endpoint;
+                // The account's Entra ID credential serves the blobs too, unless a key is named.
+                if blob_key_env.is_none() {
+                    b.credential = credential.clone();
+                }
                 b.key =
                     match blob_key_env {
                         Some(var) => Some(std::env::var(&var).map_err(|_| {
@@ -286,7 +290,16 @@ fn entra(
     kind: &str,
 ) -> azure_core::Result<std::sync::Arc<dyn azure_core::credentials::TokenCredential>> {
     Ok(match kind {
-        "managed" => azure_identity::ManagedIdentityCredential::new(None)?,
+        // A user-assigned identity when AZURE_CLIENT_ID names one; else the system-assigned.
+        "managed" => azure_identity::ManagedIdentityCredential::new(Some(
+            azure_identity::ManagedIdentityCredentialOptions {
+                user_assigned_id: std::env::var("AZURE_CLIENT_ID")
+                    .ok()
+                    .filter(|id| !id.is_empty())
+                    .map(azure_identity::UserAssignedId::ClientId),
+                ..Default::default()
+            },
+        ))?,
         "workload" => azure_identity::WorkloadIdentityCredential::new(None)?,
         _ => azure_identity::DeveloperToolsCredential::new(None)?,
     })
@@ -310,6 +323,18 @@ mod tests {
         assert_eq!(u.config.partition_key_paths, ["/tenant", "/stream"]);
         let u = CosmosUrl::parse("cosmos://h/db/c?credential=workload").unwrap();
         assert_eq!(u.credential.as_deref(), Some("workload"));
+        // The account's credential serves the blob container too, unless a key is named.
+        let u = CosmosUrl::parse("cosmos://h/db/c?credential=cli&blob_account=a&blob_container=s")
+            .unwrap();
+        assert_eq!(u.blob.unwrap().credential.as_deref(), Some("cli"));
+        // (PATH stands in for a variable holding a key: it is always set.)
+        let u = CosmosUrl::parse(
+            "cosmos://h/db/c?credential=cli&blob_account=a&blob_container=s&blob_key_env=PATH",
+        )
+        .unwrap();
+        let b = u.blob.unwrap();
+        assert_eq!(b.credential, None);
+        assert_eq!(b.key, std::env::var("PATH").ok());
         let u = CosmosUrl::parse("cosmos://h/d%20b/ev?blobs=/tmp/x").unwrap();
         assert_eq!(u.config.database, "d b");
         assert_eq!(u.blobs_dir.as_deref(), Some("/tmp/x"));
