@@ -6,7 +6,7 @@ use std::sync::Arc;
 use azure_data_cosmos::CosmosClient;
 use azure_data_cosmos::models::{ContainerProperties, TimeToLive};
 use sekiban_core::BlobStore;
-use sekiban_core::doctor::Diagnosis;
+use sekiban_core::doctor::{Diagnosis, Verdict};
 
 use crate::config::CosmosConfig;
 use crate::conn::NOT_FOUND;
@@ -136,7 +136,15 @@ impl CosmosStore {
             }
             Err(e) => d.fail("checkpoints container", e),
         }
-        permissions(&mut d, client, config).await;
+        // The probes address the configured partition key: on another one they cannot answer.
+        if d.get("partition key").map(|f| f.verdict) == Some(Verdict::Ok) {
+            permissions(&mut d, client, config).await;
+        } else {
+            d.warn(
+                "permissions",
+                "not probed: the events container's partition key is not the configured one",
+            );
+        }
         if let Some(blobs) = blobs {
             let key = format!("{PROBE}/{}", uuid::Uuid::new_v4().simple());
             let probe = async {

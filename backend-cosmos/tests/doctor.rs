@@ -26,12 +26,12 @@ fn fresh_config() -> CosmosConfig {
 }
 
 /// Creates the database and the events container as `events` says, and the checkpoints
-/// container unless `leases` is false.
+/// container partitioned by `leases` when given.
 async fn create(
     client: &CosmosClient,
     config: &CosmosConfig,
     events: ContainerProperties,
-    leases: bool,
+    leases: Option<&'static str>,
 ) {
     client
         .create_database(&config.database, None)
@@ -41,8 +41,8 @@ async fn create(
     db.create_container(events, None)
         .await
         .expect("create events");
-    if leases {
-        let pk: PartitionKeyDefinition = DEFINITION.checkpoint_partition_key_path.into();
+    if let Some(path) = leases {
+        let pk: PartitionKeyDefinition = path.into();
         db.create_container(ContainerProperties::new(config.leases.clone(), pk), None)
             .await
             .expect("create checkpoints");
@@ -113,18 +113,32 @@ async fn another_partition_key_or_a_ttl_or_missing_indexes_fail() {
     let single: PartitionKeyDefinition = "/t".into();
     let props = ContainerProperties::new(config.container.clone(), single)
         .with_indexing_policy(backend_indexing());
-    create(&client, &config, props, false).await;
+    create(&client, &config, props, Some("/t")).await;
     let d = CosmosStore::diagnose(&client, &config, None).await;
     assert_eq!(verdict(&d, "partition key"), Verdict::Failed, "{d}");
     assert_eq!(verdict(&d, "checkpoints container"), Verdict::Failed, "{d}");
+    assert!(
+        d.get("checkpoints container")
+            .unwrap()
+            .detail
+            .contains("keyed by /id"),
+        "{d}"
+    );
 
     let config = fresh_config();
     let props = ContainerProperties::new(config.container.clone(), multihash(["/t", "/s"]))
         .with_indexing_policy(backend_indexing())
         .with_default_ttl(86_400u32);
-    create(&client, &config, props, true).await;
+    create(
+        &client,
+        &config,
+        props,
+        Some(DEFINITION.checkpoint_partition_key_path),
+    )
+    .await;
     let d = CosmosStore::diagnose(&client, &config, None).await;
     assert_eq!(verdict(&d, "ttl"), Verdict::Failed, "{d}");
+    assert_eq!(verdict(&d, "checkpoints container"), Verdict::Ok, "{d}");
     assert_eq!(verdict(&d, "partition key"), Verdict::Ok, "{d}");
 
     let config = fresh_config();
@@ -134,9 +148,16 @@ async fn another_partition_key_or_a_ttl_or_missing_indexes_fail() {
                 .with_excluded_path("/*")
                 .with_included_path("/k/?"),
         );
-    create(&client, &config, props, true).await;
+    create(&client, &config, props, None).await;
     let d = CosmosStore::diagnose(&client, &config, None).await;
     assert_eq!(verdict(&d, "indexing policy"), Verdict::Failed, "{d}");
+    assert!(
+        d.get("checkpoints container")
+            .unwrap()
+            .detail
+            .contains("does not exist"),
+        "{d}"
+    );
     assert!(
         d.get("indexing policy").unwrap().detail.contains("/o/?"),
         "{d}"
