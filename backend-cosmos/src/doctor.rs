@@ -10,6 +10,7 @@ use sekiban_core::doctor::{Diagnosis, Verdict};
 
 use crate::config::CosmosConfig;
 use crate::conn::NOT_FOUND;
+use crate::container::key_paths;
 use crate::{CosmosStore, DEFINITION, account, azure_blobs};
 
 /// The id and partition the permission probes name; nothing is ever written under them.
@@ -113,12 +114,7 @@ impl CosmosStore {
         }
         match read(&config.leases).await {
             Ok(found) => {
-                let paths: Vec<&str> = found
-                    .partition_key
-                    .paths()
-                    .iter()
-                    .map(|p| p.as_ref())
-                    .collect();
+                let paths = key_paths(&found);
                 if paths == [DEFINITION.checkpoint_partition_key_path] {
                     d.ok(
                         "checkpoints container",
@@ -169,7 +165,7 @@ impl CosmosStore {
 /// The events container's partition key, indexing policy and TTL.
 fn events_container(d: &mut Diagnosis, config: &CosmosConfig, found: &ContainerProperties) {
     let pk = &found.partition_key;
-    let paths: Vec<&str> = pk.paths().iter().map(|p| p.as_ref()).collect();
+    let paths = key_paths(found);
     let kind = format!("{:?}", pk.kind());
     let version = format!("{:?}", pk.version());
     let want_version = format!("V{}", DEFINITION.partition_key_version);

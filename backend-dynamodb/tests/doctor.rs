@@ -84,15 +84,6 @@ async fn item_count(t: &DynamoDbTable) -> i32 {
         .count()
 }
 
-async fn drop_table(t: &DynamoDbTable) {
-    t.client()
-        .delete_table()
-        .table_name(&t.config().table)
-        .send()
-        .await
-        .expect("delete the test table");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_init_made_passes_and_nothing_is_written() {
     let bucket = format!(
@@ -126,7 +117,7 @@ async fn a_table_init_made_passes_and_nothing_is_written() {
     // init leaves deletion protection off; the templates turn it on.
     assert_eq!(verdict(&d, "deletion protection"), Verdict::Warning, "{d}");
     assert_eq!(item_count(&t).await, 0, "the probes wrote nothing");
-    drop_table(&t).await;
+    common::drop_table(&t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +129,7 @@ async fn a_table_without_the_stream_or_with_another_key_type_fails() {
     assert_eq!(verdict(&d, "permission: stream"), Verdict::Failed, "{d}");
     assert_eq!(verdict(&d, "keys"), Verdict::Ok, "{d}");
     assert_eq!(verdict(&d, "snapshot blobs"), Verdict::Warning, "{d}");
-    drop_table(&t).await;
+    common::drop_table(&t).await;
 
     let t = fresh(None).await;
     create_raw(&t, ScalarAttributeType::N, true).await;
@@ -152,7 +143,7 @@ async fn a_table_without_the_stream_or_with_another_key_type_fails() {
         "{d}"
     );
     assert_eq!(verdict(&d, "stream"), Verdict::Ok, "{d}");
-    drop_table(&t).await;
+    common::drop_table(&t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,5 +168,5 @@ async fn ttl_on_and_a_missing_bucket_fail() {
     assert!(d.get("ttl").unwrap().detail.contains("expires"), "{d}");
     assert_eq!(verdict(&d, "snapshot bucket"), Verdict::Failed, "{d}");
     assert!(d.failed());
-    drop_table(&t).await;
+    common::drop_table(&t).await;
 }

@@ -16,15 +16,6 @@ async fn fresh_table() -> DynamoDbTable {
     common::client(&name, None).await
 }
 
-async fn drop_table(t: &DynamoDbTable) {
-    t.client()
-        .delete_table()
-        .table_name(&t.config().table)
-        .send()
-        .await
-        .expect("delete the test table");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_creates_the_table_once_and_counts_its_requests() {
     let t = fresh_table().await;
@@ -59,7 +50,7 @@ async fn init_creates_the_table_once_and_counts_its_requests() {
     let billing = d.billing_mode_summary().and_then(|b| b.billing_mode());
     assert_eq!(billing, Some(&BillingMode::PayPerRequest));
     assert!(d.latest_stream_arn().is_some(), "the table has a stream");
-    drop_table(&t).await;
+    common::drop_table(&t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +85,7 @@ async fn a_table_of_another_shape_is_refused() {
         assert!(text.contains("HASH key must be pk"), "{text}");
         assert!(text.contains("stream must be enabled"), "{text}");
     }
-    drop_table(&t).await;
+    common::drop_table(&t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -824,6 +824,18 @@ fn cosmos_urls_without_a_key_or_an_account() {
             "{command}: {err}"
         );
     }
+    // doctor reports an account nothing answers at as a failed check (exit code 1), on stdout.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sekiban"))
+        .args(["--store", down, "doctor"])
+        .env("OTHER_KEY", "dGVzdGtleQ==")
+        .output()
+        .expect("sekiban runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  account:") && stdout.contains("http://127.0.0.1:1/"),
+        "{stdout}"
+    );
 }
 
 /// `sekiban init --print-definition` prints what the cloud backends expect, as JSON, from the

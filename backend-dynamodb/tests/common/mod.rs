@@ -59,3 +59,13 @@ pub async fn table(name: &str, blobs: Option<Arc<dyn BlobStore>>) -> DynamoDbTab
     t.init().await.expect("init");
     t
 }
+
+/// Deletes the table of `t` (a test's own).
+pub async fn drop_table(t: &DynamoDbTable) {
+    t.client()
+        .delete_table()
+        .table_name(&t.config().table)
+        .send()
+        .await
+        .expect("delete the test table");
+}
