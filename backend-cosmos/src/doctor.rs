@@ -34,11 +34,15 @@ impl CosmosStore {
     /// ```
     pub async fn diagnose_url(url: &str) -> sekiban_core::Result<Diagnosis> {
         let (parsed, auth) = Self::auth_for(url)?;
-        let blobs: Option<Arc<dyn BlobStore>> = match &parsed.blob {
-            Some(b) => Some(Arc::new(azure_blobs(b)?)),
+        let mut d = Diagnosis::default();
+        let blobs: Option<Arc<dyn BlobStore>> = match parsed.blob.as_ref().map(azure_blobs) {
+            Some(Ok(b)) => Some(Arc::new(b)),
+            Some(Err(e)) => {
+                d.fail("snapshot blobs", e.to_string());
+                None
+            }
             None => None,
         };
-        let mut d = Diagnosis::default();
         match account::check_write_regions(&parsed.endpoint, &auth).await {
             Ok(()) => d.ok(
                 "account",
