@@ -58,7 +58,7 @@ if [ -z "${SEKIBAN_POSTGRES_URL:-}" ]; then
 fi
 # Each run works in a schema of its own, dropped afterwards.
 export SEKIBAN_POSTGRES_SCHEMA="sekiban_test_$(date +%s)_$$"
-for s in "$SEKIBAN_POSTGRES_SCHEMA" "${SEKIBAN_POSTGRES_SCHEMA}_cli" "${SEKIBAN_POSTGRES_SCHEMA}_sql"; do
+for s in "$SEKIBAN_POSTGRES_SCHEMA" "${SEKIBAN_POSTGRES_SCHEMA}_cli" "${SEKIBAN_POSTGRES_SCHEMA}_sql" "${SEKIBAN_POSTGRES_SCHEMA}_doctor"; do
     DROP+=("psql '$SEKIBAN_POSTGRES_URL' -qc 'DROP SCHEMA IF EXISTS $s CASCADE'")
 done
 say "PostgreSQL at ${SEKIBAN_POSTGRES_URL%%\?*}, schema $SEKIBAN_POSTGRES_SCHEMA"

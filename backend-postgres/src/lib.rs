@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod config;
+mod doctor;
 mod error;
 mod notify;
 mod sql;

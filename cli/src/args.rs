@@ -58,9 +58,9 @@ pub enum Command {
     Tail(TailArgs),
     /// Run the conformance suite against the store.
     Conformance(ConformanceArgs),
-    /// Check a deployed DynamoDB table or Cosmos DB account against what the backend expects
-    /// (keys, stream, billing, TTL, blob bucket or container, permissions); exit code 1 on a
-    /// mismatch. Writes nothing to the table or containers.
+    /// Check a deployed DynamoDB table, Cosmos DB account or PostgreSQL schema against what the
+    /// backend expects (keys, stream, billing, TTL, schema version, blob bucket or container,
+    /// permissions); exit code 1 on a mismatch. Writes nothing to the store.
     Doctor(DoctorArgs),
     /// Measure a fixed workload: appends, loads with and without snapshot, feed catch-up.
     #[command(after_help = BENCH_HELP)]

@@ -255,14 +255,19 @@ pub fn is_dynamodb(url: &str) -> bool {
     scheme(url).is_some_and(|s| s.eq_ignore_ascii_case("dynamodb"))
 }
 
+/// Whether `url` names a PostgreSQL store.
+pub fn is_postgres(url: &str) -> bool {
+    matches!(
+        scheme(url).map(str::to_ascii_lowercase).as_deref(),
+        Some("postgres" | "postgresql")
+    )
+}
+
 /// Creates or migrates what the store at `url` needs (`sekiban init`); other stores create
 /// theirs when opened.
 pub async fn prepare_store(url: &str) -> Result<(), StoreError> {
     #[cfg(feature = "postgres")]
-    if matches!(
-        scheme(url).map(str::to_ascii_lowercase).as_deref(),
-        Some("postgres" | "postgresql")
-    ) {
+    if is_postgres(url) {
         let config = sekiban_postgres::PostgresConfig::from_url(url)?;
         return sekiban_postgres::PostgresEventStore::migrate(&config).await;
     }

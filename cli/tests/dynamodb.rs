@@ -82,3 +82,39 @@ async fn conformance_passes_on_dynamodb() {
     assert!(out.contains("removed: "), "{out}");
     drop_table(&url).await;
 }
+
+/// `sekiban doctor`: a missing table fails with exit code 1 and says how to deploy one; a table
+/// `init` made passes, as a report and as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_table() {
+    let url = format!(
+        "dynamodb://sekiban-cli-doctor-{}?endpoint={}",
+        uuid::Uuid::new_v4().simple(),
+        endpoint()
+    );
+    let (code, out, _) = sekiban_on(&url, &["doctor"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  table:") && out.contains("infra/aws"),
+        "{out}"
+    );
+
+    sekiban_ok(&url, &["init"]);
+    let out = sekiban_ok(&url, &["doctor"]);
+    assert!(
+        out.contains("ok    keys: pk (S, HASH) and sk (N, RANGE)"),
+        "{out}"
+    );
+    assert!(out.contains("ok    permission: write"), "{out}");
+    assert!(out.contains(", 0 failed"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&sekiban_ok(&url, &["doctor", "--json"])).expect("JSON");
+    assert_eq!(json["failed"], false, "{json}");
+    assert!(
+        json["findings"].as_array().is_some_and(|f| f
+            .iter()
+            .any(|x| x["check"] == "stream" && x["verdict"] == "ok")),
+        "{json}"
+    );
+    drop_table(&url).await;
+}

@@ -137,3 +137,15 @@ fn a_writer_exiting_mid_throttle_still_wakes_a_follower_in_another_process() {
          after the writer exited: its pending NOTIFY was not sent before exit"
     );
 }
+
+/// `sekiban doctor` on the migrated schema: the server, the schema's version and the role's
+/// privileges pass; the missing blob directory is a warning (exit code 0).
+#[test]
+fn doctor_checks_the_schema() {
+    ok(&["init"]);
+    let out = ok(&["doctor"]);
+    assert!(out.contains("ok    schema:"), "{out}");
+    assert!(out.contains("ok    permissions:"), "{out}");
+    assert!(out.contains("WARN  snapshot blobs:"), "{out}");
+    assert!(out.contains(", 0 failed"), "{out}");
+}

@@ -154,3 +154,78 @@ impl Db {
         .ok_or_else(|| decode("pg_control_system()", "no row"))
     }
 }
+
+/// What a role may do in the store's schema: [`Db::privileges`].
+#[derive(Debug, Default)]
+pub(crate) struct Privileges {
+    /// The server's version (`server_version`).
+    pub server_version: String,
+    /// The role connected.
+    pub role: String,
+    /// Whether the role may use the schema.
+    pub schema_usage: bool,
+    /// Each table or sequence of the schema and the privileges the store needs that the role
+    /// lacks on it.
+    pub missing: Vec<(String, Vec<&'static str>)>,
+    /// Tables and sequences looked at.
+    pub relations: usize,
+}
+
+impl Db {
+    /// The server's version, the role, and what it lacks of the privileges the store needs on the
+    /// schema's tables (`SELECT`, `INSERT`, `UPDATE`, `DELETE`) and sequences (`USAGE`,
+    /// `UPDATE`). Reads the catalog only.
+    pub(crate) async fn privileges(&self, schema: &str) -> Result<Privileges> {
+        let client = self.direct().await?;
+        self.costs.record(OpKind::Other, 0, 0);
+        let head = client
+            .query_one(
+                "SELECT current_setting('server_version'), current_user::text, \
+                 coalesce(has_schema_privilege(current_user, n.oid, 'USAGE'), false) \
+                 FROM (SELECT 1) one LEFT JOIN pg_namespace n ON n.nspname = $1",
+                &[&schema],
+            )
+            .await
+            .ctx("read the server's version and the role's schema privilege")?;
+        let mut out = Privileges {
+            server_version: get(&head, 0)?,
+            role: get(&head, 1)?,
+            schema_usage: get(&head, 2)?,
+            ..Privileges::default()
+        };
+        self.costs.record(OpKind::Other, 0, 0);
+        let rows = client
+            .query(
+                "SELECT c.relname::text, c.relkind::text, \
+                 has_table_privilege(c.oid, 'SELECT'), has_table_privilege(c.oid, 'INSERT'), \
+                 has_table_privilege(c.oid, 'UPDATE'), has_table_privilege(c.oid, 'DELETE'), \
+                 c.relkind = 'S' AND has_sequence_privilege(c.oid, 'USAGE'), \
+                 c.relkind = 'S' AND has_sequence_privilege(c.oid, 'UPDATE') \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'S') ORDER BY 1",
+                &[&schema],
+            )
+            .await
+            .ctx("read the role's privileges on the schema's tables")?;
+        for r in &rows {
+            out.relations += 1;
+            let name: String = get(r, 0)?;
+            let kind: String = get(r, 1)?;
+            let wanted: &[(usize, &'static str)] = if kind == "S" {
+                &[(6, "USAGE"), (7, "UPDATE")]
+            } else {
+                &[(2, "SELECT"), (3, "INSERT"), (4, "UPDATE"), (5, "DELETE")]
+            };
+            let mut lacks = Vec::new();
+            for (i, privilege) in wanted {
+                if !get::<bool>(r, *i)? {
+                    lacks.push(*privilege);
+                }
+            }
+            if !lacks.is_empty() {
+                out.missing.push((name, lacks));
+            }
+        }
+        Ok(out)
+    }
+}

@@ -23,7 +23,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 pub(crate) use feed::FeedPosition;
-pub(crate) use migrate::schema_script;
+pub(crate) use migrate::{MIGRATIONS, schema_script};
 pub(crate) use pool::SESSION;
 pub(crate) use statements::quote as quote_schema;
 pub(crate) use statements::statement_texts;

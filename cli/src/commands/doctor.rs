@@ -1,4 +1,5 @@
-//! `sekiban doctor`: a deployed table or container checked against what its backend expects.
+//! `sekiban doctor`: a deployed table, container or schema checked against what its backend
+//! expects.
 
 use sekiban_core::doctor::Diagnosis;
 
@@ -46,9 +47,22 @@ async fn diagnose(url: &str) -> anyhow::Result<(String, Diagnosis)> {
         );
         return Ok((what, sekiban_cosmos::CosmosStore::diagnose_url(url).await?));
     }
+    #[cfg(feature = "postgres")]
+    if crate::open::is_postgres(url) {
+        let config = sekiban_postgres::PostgresConfig::from_url(url)?;
+        let what = format!("PostgreSQL schema {}", config.schema);
+        return Ok((
+            what,
+            sekiban_postgres::PostgresEventStore::diagnose(&config).await,
+        ));
+    }
     Err(bad_input(format!(
-        "doctor checks cloud deployments: dynamodb:// and cosmos:// URLs{}; other stores create or migrate what they need when opened (`sekiban init`)",
-        if cfg!(all(feature = "dynamodb", feature = "cosmos")) {
+        "doctor checks deployments: dynamodb://, cosmos:// and postgres:// URLs{}; SQLite and memory stores create what they need when opened",
+        if cfg!(all(
+            feature = "dynamodb",
+            feature = "cosmos",
+            feature = "postgres"
+        )) {
             ""
         } else {
             " (this build lacks one of their features)"
