@@ -19,6 +19,9 @@ MOTO_DIR="$EMU_ROOT/moto-$MOTO_VERSION"
 AZURITE_DIR="$EMU_ROOT/azurite-$AZURITE_VERSION"
 EMU_MARK=.sekiban-installed
 
+# A TCP port free on 127.0.0.1 now (for an emulator or server about to start).
+emu_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 # The major version of the java at $1 (1 for Java 8's "1.8.0"), or nothing.
 emu_java_major() { "$1" -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -n1; }
 

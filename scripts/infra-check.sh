@@ -48,7 +48,7 @@ say "the backends' definitions: $(tr -d ' \n' <"$work/definition.json")"
 
 "$INFRA_TOOLS_PYTHON" infra/checks/run.py --definition "$work/definition.json"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$(emu_free_port)
 emu_start_moto "$port" "$work/moto.log"
 moto_pid=$EMU_PID
 rc=0

@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
+# The emulators' installs and how to start them, and emu_free_port.
+. scripts/emulators.sh
 
 say() { printf 'test: %s\n' "$*"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # On exit: what the tests left in the services is dropped, what this script started is stopped by
 # PID, and its directories are removed.
@@ -43,7 +44,7 @@ if [ -z "${SEKIBAN_POSTGRES_URL:-}" ]; then
     else
         bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
         dir=$(mktemp -d /tmp/sekiban-pg.XXXXXX)
-        port=$(free_port)
+        port=$(emu_free_port)
         as_pg=()
         if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; as_pg=(runuser -u postgres --); fi
         "${as_pg[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
@@ -68,7 +69,6 @@ say "PostgreSQL at ${SEKIBAN_POSTGRES_URL%%\?*}, schema $SEKIBAN_POSTGRES_SCHEMA
 # DynamoDB Local, moto server and Azurite (installed by scripts/setup.sh, see scripts/emulators.sh),
 # each started once on a free port, all at once, logging into a temporary directory. (Cosmos DB
 # needs none: its tests run the SDK's in-process emulator.)
-. scripts/emulators.sh
 emu_dir=
 emu_started=()
 # start_emulator NAME KIND PORT: launches one (emu_start_dynamodb_local or emu_start_moto, after KIND).
@@ -86,17 +86,17 @@ start_emulator() {
     emu_started+=("$1|$2|$3|$EMU_PID|$(date +%s%N)")
 }
 if [ -z "${SEKIBAN_DYNAMODB_ENDPOINT:-}" ]; then
-    port=$(free_port)
+    port=$(emu_free_port)
     start_emulator "DynamoDB Local" dynamodb "$port"
     export SEKIBAN_DYNAMODB_ENDPOINT="http://127.0.0.1:$port"
 fi
 if [ -z "${SEKIBAN_S3_ENDPOINT:-}" ]; then
-    port=$(free_port)
+    port=$(emu_free_port)
     start_emulator "moto server (S3)" s3 "$port"
     export SEKIBAN_S3_ENDPOINT="http://127.0.0.1:$port"
 fi
 if [ -z "${SEKIBAN_AZURE_BLOB_ENDPOINT:-}" ]; then
-    port=$(free_port)
+    port=$(emu_free_port)
     start_emulator "Azurite (Azure Blob)" blob "$port"
     export SEKIBAN_AZURE_BLOB_ENDPOINT="http://127.0.0.1:$port/devstoreaccount1"
 fi

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use azure_data_cosmos::CosmosClient;
+use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{ContainerProperties, TimeToLive};
 use sekiban_core::BlobStore;
 use sekiban_core::doctor::{Diagnosis, Verdict};
@@ -93,7 +94,7 @@ impl CosmosStore {
             return d;
         }
         let db = client.database_client(config.database.as_str());
-        let read = async |name: &str| -> Result<ContainerProperties, String> {
+        let read = async |name: &str| -> Result<(ContainerClient, ContainerProperties), String> {
             let c = db.container_client(name, None).await.map_err(|e| {
                 if status(&e) == NOT_FOUND {
                     format!(
@@ -104,20 +105,27 @@ impl CosmosStore {
                     crate::conn::error(&format!("open container {name}"), e).to_string()
                 }
             })?;
-            c.read(None)
+            let found = c
+                .read(None)
                 .await
                 .and_then(|r| r.into_model())
-                .map_err(|e| crate::conn::error(&format!("read container {name}"), e).to_string())
+                .map_err(|e| {
+                    crate::conn::error(&format!("read container {name}"), e).to_string()
+                })?;
+            Ok((c, found))
         };
-        match read(&config.container).await {
-            Ok(found) => events_container(&mut d, config, &found),
+        let events = match read(&config.container).await {
+            Ok((events, found)) => {
+                events_container(&mut d, config, &found);
+                events
+            }
             Err(e) => {
                 d.fail("events container", e);
                 return d;
             }
-        }
+        };
         match read(&config.leases).await {
-            Ok(found) => {
+            Ok((_, found)) => {
                 let paths = key_paths(&found);
                 if paths == [DEFINITION.checkpoint_partition_key_path] {
                     d.ok(
@@ -138,7 +146,7 @@ impl CosmosStore {
         }
         // The probes address the configured partition key: on another one they cannot answer.
         if d.get("partition key").map(|f| f.verdict) == Some(Verdict::Ok) {
-            permissions(&mut d, client, config).await;
+            permissions(&mut d, &events, config).await;
         } else {
             d.warn(
                 "permissions",
@@ -237,11 +245,7 @@ fn events_container(d: &mut Diagnosis, config: &CosmosConfig, found: &ContainerP
 }
 
 /// Read and write permissions on the events container, and the change feed's ranges.
-async fn permissions(d: &mut Diagnosis, client: &CosmosClient, config: &CosmosConfig) {
-    let db = client.database_client(config.database.as_str());
-    let Ok(events) = db.container_client(config.container.as_str(), None).await else {
-        return;
-    };
+async fn permissions(d: &mut Diagnosis, events: &ContainerClient, config: &CosmosConfig) {
     let pk = || azure_data_cosmos::PartitionKey::from((PROBE.to_string(), PROBE.to_string()));
     match events.read_item(pk(), PROBE, None).await {
         Err(e) if status(&e) == NOT_FOUND => d.ok("permission: read", "a point read answered"),

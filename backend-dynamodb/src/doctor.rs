@@ -153,21 +153,16 @@ impl DynamoDbTable {
             Some(BillingMode::PayPerRequest) => {
                 d.ok("billing", "on-demand (PAY_PER_REQUEST): nothing billed for requests while idle")
             }
-            Some(BillingMode::Provisioned) => d.warn(
-                "billing",
-                format!(
-                    "provisioned, {} RCU / {} WCU: appends past that are throttled (the backend's default is {})",
-                    capacity.0, capacity.1, TABLE.billing_mode
+            // Tables made before on-demand existed report no summary: provisioned, when they
+            // have capacity.
+            Some(BillingMode::Provisioned) | None if mode.is_some() || capacity != (0, 0) => d
+                .warn(
+                    "billing",
+                    format!(
+                        "provisioned, {} RCU / {} WCU: appends past that are throttled (the backend's default is {})",
+                        capacity.0, capacity.1, TABLE.billing_mode
+                    ),
                 ),
-            ),
-            // Tables made before on-demand existed report no summary: provisioned.
-            _ if capacity != (0, 0) => d.warn(
-                "billing",
-                format!(
-                    "provisioned, {} RCU / {} WCU: appends past that are throttled (the backend's default is {})",
-                    capacity.0, capacity.1, TABLE.billing_mode
-                ),
-            ),
             other => d.warn("billing", format!("mode not reported ({other:?})")),
         }
     }
