@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sekiban_core::backend::RetryBudget;
 use sekiban_core::{Limits, StoreError};
 
 /// Environment variable [`PostgresConfig::from_env`] reads.
@@ -44,6 +45,12 @@ pub struct PostgresConfig {
     /// Directory for offloaded snapshots (default: in memory, which a multi-process deployment
     /// must replace with a shared blob store: `PostgresEventStore::connect_with_blobs`).
     pub blob_dir: Option<PathBuf>,
+    /// How often an operation is tried when the connection fails or the server answers a
+    /// transient error (a serialization failure, a deadlock, a restart): every attempt counted,
+    /// the first included (URL `retries=N`, default 4; 1 never retries). Every write the store
+    /// retries recognises its own earlier attempt, so a retried append, checkpoint save or
+    /// delete answers its true result.
+    pub retry: RetryBudget,
     /// The store's limits.
     pub limits: Limits,
 }
@@ -56,6 +63,7 @@ impl fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("notify_interval", &self.notify_interval)
+            .field("retry", &self.retry)
             .field("blob_dir", &self.blob_dir)
             .finish()
     }
@@ -86,8 +94,14 @@ pub(crate) fn redact(url: &str) -> String {
 }
 
 /// sekiban's own parameters of a PostgreSQL URL.
-pub const SEKIBAN_PARAMETERS: &[&str] =
-    &["schema", "pool", "connect_timeout_ms", "notify_ms", "blobs"];
+pub const SEKIBAN_PARAMETERS: &[&str] = &[
+    "schema",
+    "pool",
+    "connect_timeout_ms",
+    "notify_ms",
+    "retries",
+    "blobs",
+];
 
 /// The driver's parameters (`tokio-postgres`), passed on to it.
 pub const DRIVER_PARAMETERS: &[&str] = &[
@@ -119,7 +133,7 @@ pub fn default_limits() -> Limits {
 
 fn bad(url: &str, why: impl fmt::Display) -> StoreError {
     StoreError::invalid(format!(
-        "PostgreSQL URL {}: {why}; use postgres://user[:password]@host[:port]/database[?schema=NAME&pool=N&notify_ms=N|off&blobs=DIR]",
+        "PostgreSQL URL {}: {why}; use postgres://user[:password]@host[:port]/database[?schema=NAME&pool=N&notify_ms=N|off&retries=N&blobs=DIR]",
         redact(url)
     ))
 }
@@ -143,7 +157,7 @@ pub fn check_schema(schema: &str) -> Result<(), StoreError> {
 
 impl PostgresConfig {
     /// Parses a `postgres://` (or `postgresql://`) URL; sekiban's parameters `schema`, `pool`,
-    /// `connect_timeout_ms`, `notify_ms` (a number of milliseconds, or `off`) and `blobs` are
+    /// `connect_timeout_ms`, `notify_ms` (a number of milliseconds, or `off`), `retries` and `blobs` are
     /// taken out, the rest is passed to the driver.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         let parsed = url::Url::parse(url).map_err(|e| bad(url, e))?;
@@ -157,6 +171,7 @@ impl PostgresConfig {
             connect_timeout: Duration::from_secs(10),
             notify_interval: Some(DEFAULT_NOTIFY_INTERVAL),
             blob_dir: None,
+            retry: RetryBudget::default(),
             limits: default_limits(),
         };
         // The driver's parameters go on as written (it decodes them itself).
@@ -196,6 +211,19 @@ impl PostgresConfig {
                             bad(url, format!("notify_ms={value} is not a number or `off`"))
                         })?)),
                     };
+                }
+                "retries" => {
+                    let n: u32 = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| {
+                            bad(
+                                url,
+                                format!("retries={value} is not a number of attempts in 1..=100"),
+                            )
+                        })?;
+                    config.retry = RetryBudget::attempts(n);
                 }
                 "blobs" => {
                     config.blob_dir = Some(PathBuf::from(
@@ -271,6 +299,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.schema, "billing");
         assert_eq!(c.pool_size, 4);
+        assert_eq!(c.retry.attempts, 4);
+        let c2 = PostgresConfig::from_url("postgres://u@h/db?retries=1").unwrap();
+        assert_eq!(c2.retry.attempts, 1);
         let driver: tokio_postgres::Config = c.url.parse().unwrap();
         assert_eq!(driver.get_password(), Some(&b"p@ss:w/d"[..]));
         assert_eq!(driver.get_ports(), &[6543]);
@@ -300,6 +331,7 @@ mod tests {
         for bad in [
             "mysql://u@h/db",
             "postgres://u@h/db?pool=0",
+            "postgres://u@h/db?retries=0",
             "postgres://u@h/db?schema=Bad-Name",
             "postgres://u@h:notaport/db",
         ] {

@@ -77,9 +77,7 @@ impl<T> Context<T> for Result<T, tokio_postgres::Error> {
 
 /// What every operation on a closed store returns.
 pub(crate) fn closed() -> StoreError {
-    StoreError::Unavailable {
-        source: "the store is closed (close() was called); open a new store to go on".into(),
-    }
+    StoreError::closed("the store is closed (close() was called); open a new store to go on")
 }
 
 /// A pool error: connection failures are `Unavailable`, server answers are classified.

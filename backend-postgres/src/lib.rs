@@ -24,8 +24,8 @@ use sekiban_core::snapshot::{PointerWrite, StoredSnapshot};
 use sekiban_core::{
     AppendResult, BlobStore, Capabilities, ChangeBatch, ChangeFeed, Checkpoint, CheckpointStore,
     CostSnapshot, DeleteMode, Etag, EventData, EventStore, ExpectedVersion, FeedHistory,
-    FeedOptions, FeedStart, Limits, ObjectBlobStore, ReadOptions, RecordedEvent, Result, Snapshot,
-    Store, StoreError, StreamCatalog, StreamId, StreamInfo, Version,
+    FeedOptions, FeedStart, Limits, ObjectBlobStore, OpKind, ReadOptions, RecordedEvent, Result,
+    Snapshot, Store, StoreError, StreamCatalog, StreamId, StreamInfo, Version,
 };
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -212,6 +212,17 @@ impl PostgresEventStore {
         &self.shared.config
     }
 
+    /// Runs one operation of `kind` under the configured [`PostgresConfig::retry`] budget: the
+    /// one place this store retries (the driver retries nothing).
+    async fn retried<T, F, Fut>(&self, kind: OpKind, attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let s = &self.shared;
+        s.config.retry.run(&s.costs, kind, attempt).await
+    }
+
     /// Whether `close` has begun.
     fn is_closed(&self) -> bool {
         *self.shared.closed.borrow()
@@ -238,8 +249,16 @@ impl EventStore for PostgresEventStore {
     ) -> Result<AppendResult> {
         self.shared.limits.check_append(stream, &events)?;
         let _write = self.admit_write().await?;
-        let r = self.shared.db.append(stream, expected, &events).await?;
-        if !r.deduplicated {
+        let mut attempts = 0;
+        let r = self
+            .retried(OpKind::Append, || {
+                attempts += 1;
+                self.shared.db.append(stream, expected, &events)
+            })
+            .await?;
+        // A re-send answered after a retry may be this call's own first attempt, whose commit
+        // nobody announced.
+        if !r.deduplicated || attempts > 1 {
             self.announce(stream);
         }
         Ok(r)
@@ -250,18 +269,38 @@ impl EventStore for PostgresEventStore {
         let page_bytes = self.shared.limits.page_bytes;
         paged(opts, self.shared.limits.page_events, move |page| {
             let s = stream.clone();
-            async move { self.shared.db.read_page(&s, page, page_bytes).await }
+            async move {
+                self.retried(OpKind::Read, || {
+                    self.shared.db.read_page(&s, page, page_bytes)
+                })
+                .await
+            }
         })
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version> {
-        self.shared.db.stream_version(stream).await
+        self.retried(OpKind::Read, || self.shared.db.stream_version(stream))
+            .await
     }
 
     async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
         let _write = self.admit_write().await?;
-        let removed = self.shared.db.delete(stream, mode).await?;
-        if removed.is_some() {
+        let mut attempts = 0;
+        let mut removed = self
+            .retried(OpKind::Delete, || {
+                attempts += 1;
+                self.shared.db.delete(stream, mode)
+            })
+            .await?;
+        if attempts > 1 && removed.is_none() {
+            // An earlier attempt may have committed: its marker is announced, and a hard
+            // delete erases the stream's blobs as that attempt would have (a soft delete's
+            // dropped snapshot, if any, is left for a blob sweep).
+            self.announce(stream);
+            if mode == DeleteMode::Hard {
+                removed = Some(None);
+            }
+        } else if removed.is_some() {
             self.announce(stream);
         }
         self.shared
@@ -284,11 +323,17 @@ impl SnapshotPointers for PostgresEventStore {
         stored: StoredSnapshot,
     ) -> Result<PointerWrite> {
         let _write = self.admit_write().await?;
-        self.shared.db.save_pointer(snapshot, stored).await
+        // Tried again, the same pointer replaces itself: the offload sees the same blob and
+        // deletes nothing.
+        self.retried(OpKind::Snapshot, || {
+            self.shared.db.save_pointer(snapshot, stored.clone())
+        })
+        .await
     }
 
     async fn read_pointer(&self, stream: &StreamId) -> Result<Option<StoredSnapshot>> {
-        self.shared.db.load_pointer(stream).await
+        self.retried(OpKind::Snapshot, || self.shared.db.load_pointer(stream))
+            .await
     }
 }
 
@@ -319,7 +364,11 @@ impl FeedSource for Log<'_> {
     async fn start(&self, from: FeedStart) -> Result<FeedPosition> {
         match from {
             FeedStart::Beginning => Ok(FeedPosition { tx: 0, position: 0 }),
-            FeedStart::Now => self.0.shared.db.now().await,
+            FeedStart::Now => {
+                self.0
+                    .retried(OpKind::Feed, || self.0.shared.db.now())
+                    .await
+            }
             FeedStart::After(c) => self.0.shared.checkpoints.decode(&c),
         }
     }
@@ -345,16 +394,17 @@ impl FeedSource for Log<'_> {
                 Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed)
             ) {}
         }
+        let db = &self.0.shared.db;
         self.0
-            .shared
-            .db
-            .poll_feed(
-                after,
-                opts.tenant.as_deref(),
-                opts.category.as_deref(),
-                max,
-                self.0.shared.limits.page_bytes,
-            )
+            .retried(OpKind::Feed, || {
+                db.poll_feed(
+                    after,
+                    opts.tenant.as_deref(),
+                    opts.category.as_deref(),
+                    max,
+                    self.0.shared.limits.page_bytes,
+                )
+            })
             .await
     }
 
@@ -408,7 +458,8 @@ impl FeedSource for Log<'_> {
 impl CheckpointStore for PostgresEventStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<(Checkpoint, Etag)>> {
         check_checkpoint_name(name)?;
-        self.shared.db.load_checkpoint(name).await
+        self.retried(OpKind::Checkpoint, || self.shared.db.load_checkpoint(name))
+            .await
     }
 
     async fn save_checkpoint(
@@ -419,16 +470,23 @@ impl CheckpointStore for PostgresEventStore {
     ) -> Result<Etag> {
         check_checkpoint_name(name)?;
         let _write = self.admit_write().await?;
-        self.shared
-            .db
-            .save_checkpoint(name, checkpoint, expected)
-            .await
+        // One etag for every attempt of this save: a retry finds its own earlier write.
+        let etag = sql::new_etag();
+        self.retried(OpKind::Checkpoint, || {
+            self.shared
+                .db
+                .save_checkpoint(name, checkpoint, expected, etag)
+        })
+        .await
     }
 
     async fn delete_checkpoint(&self, name: &str) -> Result<()> {
         check_checkpoint_name(name)?;
         let _write = self.admit_write().await?;
-        self.shared.db.delete_checkpoint(name).await
+        self.retried(OpKind::Checkpoint, || {
+            self.shared.db.delete_checkpoint(name)
+        })
+        .await
     }
 }
 
@@ -442,10 +500,10 @@ impl StreamCatalog for PostgresEventStore {
         limit: usize,
     ) -> Result<Vec<StreamInfo>> {
         StreamId::check_tenant(tenant)?;
-        self.shared
-            .db
-            .list_streams(tenant, category, after, limit)
-            .await
+        self.retried(OpKind::Other, || {
+            self.shared.db.list_streams(tenant, category, after, limit)
+        })
+        .await
     }
 }
 

@@ -72,6 +72,10 @@ pub struct OpCosts {
     pub bytes_received: u64,
     /// Capacity units or request units the service reported.
     pub capacity_units: f64,
+    /// Attempts after the first: requests sent again because an earlier one met a transient
+    /// fault (by the kit's retry loop, or by an SDK's retry policy). Each is also a round trip.
+    #[serde(default)]
+    pub retries: u64,
 }
 
 impl Add for OpCosts {
@@ -82,6 +86,7 @@ impl Add for OpCosts {
             bytes_sent: self.bytes_sent + o.bytes_sent,
             bytes_received: self.bytes_received + o.bytes_received,
             capacity_units: self.capacity_units + o.capacity_units,
+            retries: self.retries + o.retries,
         }
     }
 }
@@ -94,6 +99,7 @@ impl Sub for OpCosts {
             bytes_sent: self.bytes_sent.saturating_sub(o.bytes_sent),
             bytes_received: self.bytes_received.saturating_sub(o.bytes_received),
             capacity_units: (self.capacity_units - o.capacity_units).max(0.0),
+            retries: self.retries.saturating_sub(o.retries),
         }
     }
 }
@@ -122,6 +128,11 @@ impl CostSnapshot {
     /// Round trips of one kind.
     pub fn round_trips(&self, kind: OpKind) -> u64 {
         self.get(kind).round_trips
+    }
+
+    /// Retries of one kind: attempts after the first ([`OpCosts::retries`]).
+    pub fn retries(&self, kind: OpKind) -> u64 {
+        self.get(kind).retries
     }
 
     /// Round trips of operations: all kinds but [`OpKind::Notify`] (background notifications
@@ -170,7 +181,7 @@ impl fmt::Display for CostSnapshot {
         let mut first = true;
         for kind in OpKind::ALL {
             let c = self.get(kind);
-            if c.round_trips == 0 && c.capacity_units == 0.0 {
+            if c.round_trips == 0 && c.capacity_units == 0.0 && c.retries == 0 {
                 continue;
             }
             if !first {
@@ -182,6 +193,9 @@ impl fmt::Display for CostSnapshot {
                 "{kind:?}: {} round trips, {} B out, {} B in, {} units",
                 c.round_trips, c.bytes_sent, c.bytes_received, c.capacity_units
             )?;
+            if c.retries > 0 {
+                write!(f, " ({} retries)", c.retries)?;
+            }
         }
         if first {
             f.write_str("nothing")?;
@@ -197,6 +211,7 @@ struct AtomicCosts {
     bytes_received: AtomicU64,
     /// Capacity units in millionths, so they add up atomically.
     micro_units: AtomicU64,
+    retries: AtomicU64,
 }
 
 /// Lock-free counters a store feeds where its requests happen.
@@ -237,6 +252,14 @@ impl CostCounter {
             .fetch_add(micro, Ordering::Relaxed);
     }
 
+    /// Counts one retry of a request of `kind` (the retried request itself is recorded as a
+    /// round trip where it is sent, like any other).
+    pub fn record_retry(&self, kind: OpKind) {
+        self.kinds[kind.index()]
+            .retries
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts `n` feed partitions a reader began to read ([`CostSnapshot::partitions_opened`]).
     pub fn record_partitions_opened(&self, n: u64) {
         self.partitions_opened.fetch_add(n, Ordering::Relaxed);
@@ -254,6 +277,7 @@ impl CostCounter {
                 bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
                 bytes_received: c.bytes_received.load(Ordering::Relaxed),
                 capacity_units: c.micro_units.load(Ordering::Relaxed) as f64 / 1_000_000.0,
+                retries: c.retries.load(Ordering::Relaxed),
             };
         }
         out
@@ -272,7 +296,11 @@ mod tests {
         c.record(OpKind::Append, 50, 5);
         c.record(OpKind::Read, 0, 300);
         c.record_units(OpKind::Append, 2.5);
+        c.record_retry(OpKind::Append);
         let d = c.snapshot() - before;
+        assert_eq!(d.retries(OpKind::Append), 1);
+        assert_eq!(d.retries(OpKind::Read), 0);
+        assert!(d.to_string().contains("(1 retries)"), "{d}");
         assert_eq!(d.round_trips(OpKind::Append), 1);
         assert_eq!(d.get(OpKind::Append).bytes_sent, 50);
         assert_eq!(d.get(OpKind::Append).capacity_units, 2.5);

@@ -208,6 +208,28 @@ impl StoreError {
         }
     }
 
+    /// A [`StoreError::Unavailable`] that says the store was closed (`why`): transient for
+    /// the caller, who may open the store again, but never retried by the store itself
+    /// ([`StoreError::is_closed`]).
+    ///
+    /// ```
+    /// use sekiban_core::StoreError;
+    ///
+    /// let e = StoreError::closed("the store is closed (close() was called)");
+    /// assert!(e.is_transient() && e.is_closed());
+    /// assert!(!StoreError::unavailable("read", "reset").is_closed());
+    /// ```
+    pub fn closed(why: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            source: Box::new(Closed(why.into())),
+        }
+    }
+
+    /// Whether this is the error of a closed store ([`StoreError::closed`]).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, StoreError::Unavailable { source } if source.is::<Closed>())
+    }
+
     /// A [`StoreError::Throttled`] of what the store was doing over the service's error.
     pub fn throttled(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
         StoreError::Throttled {
@@ -218,6 +240,18 @@ impl StoreError {
         }
     }
 }
+
+/// Why a store refuses work after it was closed.
+#[derive(Debug)]
+struct Closed(String);
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Closed {}
 
 /// What the store was doing, over the error it met: shown as `context: error: its sources` on
 /// one line; its `source()` is that error.

@@ -72,7 +72,12 @@ impl Db {
         events: &[EventData],
     ) -> Result<AppendResult> {
         let conn = self.client().await?;
-        self.append_on(On::Pool(&conn), s, expected, events).await
+        let r = self.append_on(On::Pool(&conn), s, expected, events).await;
+        if r.is_err() && conn.client.is_closed() {
+            // A retry gets another connection, never this broken one back.
+            drop(super::Object::take(conn));
+        }
+        r
     }
 
     /// Appends inside the caller's transaction, in a savepoint (so a refusal leaves the caller's

@@ -1,4 +1,7 @@
 //! Consumers' checkpoints, each saved under an etag (compare-and-set).
+//!
+//! Every save draws a new random etag and writes it with the checkpoint, so the save can
+//! recognise itself when it is tried again after its reply was lost.
 
 use sekiban_core::{Checkpoint, Etag, OpKind, StoreError};
 
@@ -22,12 +25,15 @@ impl Db {
             .transpose()
     }
 
-    /// Saves a checkpoint if the stored etag is `expected`, in one statement.
+    /// Saves a checkpoint if the stored etag is `expected`, in one statement, under `etag`: a
+    /// new etag the caller drew for this save ([`new_etag`]) and passes again when it tries the
+    /// save again, so a save whose reply was lost is recognised and answered with its etag.
     pub(crate) async fn save_checkpoint(
         &self,
         name: &str,
         checkpoint: &Checkpoint,
         expected: Option<&Etag>,
+        etag: i64,
     ) -> Result<Etag> {
         let cp = checkpoint.as_str();
         let sent = name.len() + cp.len();
@@ -37,7 +43,7 @@ impl Db {
                     OpKind::Checkpoint,
                     sent,
                     Sql::InsertCheckpoint,
-                    &[&name, &cp],
+                    &[&name, &cp, &etag],
                 )
                 .await?
             }
@@ -47,7 +53,7 @@ impl Db {
                         OpKind::Checkpoint,
                         sent,
                         Sql::UpdateCheckpoint,
-                        &[&name, &cp, &tag],
+                        &[&name, &cp, &tag, &etag],
                     )
                     .await?
                 }
@@ -73,4 +79,10 @@ impl Db {
         .await?;
         Ok(())
     }
+}
+
+/// A new etag for one checkpoint save: random, positive, 63 bits (two saves drawing the same
+/// one is as likely as a UUID collision).
+pub(crate) fn new_etag() -> i64 {
+    (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64
 }

@@ -22,6 +22,7 @@ use sekiban_core::{OpKind, StoreError};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+pub(crate) use checkpoints::new_etag;
 pub(crate) use feed::FeedPosition;
 pub(crate) use migrate::{MIGRATIONS, schema_script};
 pub(crate) use pool::SESSION;
@@ -35,6 +36,15 @@ use statements::{Sql, Statements, quote};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// Classifies a statement's error; a connection that failed is taken out of the pool (a retry
+/// then gets another one, never the broken one back).
+pub(super) fn broken(conn: Object, context: &str, e: tokio_postgres::Error) -> StoreError {
+    if e.code().is_none() || conn.client.is_closed() {
+        drop(Object::take(conn));
+    }
+    crate::error::classify(context, e)
+}
 
 /// The pool, the counter, and the statements with the schema filled in. Clones share the pool.
 #[derive(Clone)]
@@ -112,7 +122,8 @@ impl Db {
         let conn = self.client().await?;
         let stmt = conn.statement(which)?;
         self.costs.record(kind, sent as u64, 0);
-        conn.client.query(stmt, params).await.ctx(which.name())
+        let rows = conn.client.query(stmt, params).await;
+        rows.map_err(|e| broken(conn, which.name(), e))
     }
 
     /// Sends one of the store's statements on a pooled connection and hands back its rows as
@@ -129,9 +140,11 @@ impl Db {
         let rows = conn
             .client
             .query_raw(conn.statement(which)?, params.iter().copied())
-            .await
-            .ctx(which.name())?;
-        Ok((conn, rows))
+            .await;
+        match rows {
+            Ok(rows) => Ok((conn, rows)),
+            Err(e) => Err(broken(conn, which.name(), e)),
+        }
     }
 
     /// Opens every connection of the pool now, so their statements are prepared at start-up and

@@ -7,8 +7,6 @@ use sekiban_core::backend::sql::{LogKind, POINTER_COLUMNS};
 
 const EVENT_COLUMNS: &str = "l.version, l.event_id, l.event_type, l.schema_version, l.data, l.metadata::text, l.recorded_at";
 const KEY: &str = "tenant = $1 AND category = $2 AND stream_id = $3";
-/// The clock in microseconds since the epoch, as a checkpoint etag's floor.
-const ETAG_CLOCK: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
 /// Declares the statements, each as `Variant "name" => text` (an expression of the quoted schema,
 /// bound to the identifier given first), in the order a pooled connection prepares them: the
@@ -119,14 +117,21 @@ statements! { s =>
     LoadCheckpoint "load_checkpoint" => format!(
         "SELECT checkpoint, etag FROM {s}.checkpoints WHERE name = $1"
     ),
-    /// Etags start at the clock in microseconds and grow by at least one, so a name deleted and
-    /// saved anew never hands out an etag it handed out before.
+    /// A checkpoint saved under a new name with the etag `$3` the store drew for this save. A
+    /// save tried again after its reply was lost finds its own row (etag `$3`, seen by the
+    /// statement's snapshot, taken before its insert) and answers it; someone else's row
+    /// answers nothing: a conflict.
     InsertCheckpoint "insert_checkpoint" => format!(
-        "INSERT INTO {s}.checkpoints (name, checkpoint, etag) VALUES ($1, $2, {ETAG_CLOCK}) ON CONFLICT (name) DO NOTHING RETURNING etag"
+        "WITH ins AS (INSERT INTO {s}.checkpoints (name, checkpoint, etag) VALUES ($1, $2, $3) \
+           ON CONFLICT (name) DO NOTHING RETURNING etag) \
+         SELECT etag FROM ins UNION ALL SELECT etag FROM {s}.checkpoints WHERE name = $1 AND etag = $3"
     ),
-    /// A checkpoint saved over the one with the etag `$3`.
+    /// A checkpoint saved over the one with the etag `$3`, under the etag `$4` the store drew
+    /// for this save; a save tried again after its reply was lost finds its own etag and
+    /// answers it, as [`Sql::InsertCheckpoint`] does.
     UpdateCheckpoint "update_checkpoint" => format!(
-        "UPDATE {s}.checkpoints SET checkpoint = $2, etag = greatest(etag + 1, {ETAG_CLOCK}) WHERE name = $1 AND etag = $3 RETURNING etag"
+        "WITH upd AS (UPDATE {s}.checkpoints SET checkpoint = $2, etag = $4 WHERE name = $1 AND etag = $3 RETURNING etag) \
+         SELECT etag FROM upd UNION ALL SELECT etag FROM {s}.checkpoints WHERE name = $1 AND etag = $4"
     ),
     /// A checkpoint deleted.
     DeleteCheckpoint "delete_checkpoint" => format!("DELETE FROM {s}.checkpoints WHERE name = $1"),
@@ -221,28 +226,32 @@ fn feed(s: &str, filter: &str) -> String {
 /// A delete in one statement: the stream's row loses its snapshot pointer and hides its events
 /// (soft) or is marked erased and its events are deleted (hard), and a marker goes into the log;
 /// it answers whether the stream was already erased, the dropped pointer and whether a marker
-/// was written.
+/// was written. A delete with nothing left to do (a stream erased already, or soft-deleted with
+/// no event since) writes nothing, so a delete tried again after its reply was lost has one
+/// effect and one marker.
 fn delete(s: &str, hard: bool) -> String {
-    let (erase, kind, del) = if hard {
+    let (erase, kind, del, todo) = if hard {
         (
             ", erased = true",
             LogKind::Deleted(DeleteMode::Hard).code(),
             format!(
                 ", del AS (DELETE FROM {s}.log WHERE {KEY} AND kind = 0 AND EXISTS (SELECT 1 FROM upd))"
             ),
+            "",
         )
     } else {
         (
             ", hidden_upto = st.version",
             LogKind::Deleted(DeleteMode::Soft).code(),
             String::new(),
+            " AND old.version > old.hidden_upto",
         )
     };
     format!(
-        "WITH old AS (SELECT version, erased, {POINTER_COLUMNS} FROM {s}.streams WHERE {KEY} FOR UPDATE), \
+        "WITH old AS (SELECT version, hidden_upto, erased, {POINTER_COLUMNS} FROM {s}.streams WHERE {KEY} FOR UPDATE), \
          upd AS (UPDATE {s}.streams st SET snapshot_version = NULL, snapshot_type = NULL, snapshot_schema = NULL, \
            snapshot_state = NULL, snapshot_blob = NULL, last_tx = greatest(st.last_tx, pg_current_xact_id()::text::bigint){erase} \
-           FROM old WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 AND NOT old.erased \
+           FROM old WHERE st.tenant = $1 AND st.category = $2 AND st.stream_id = $3 AND NOT old.erased{todo} \
            RETURNING st.version, st.last_tx){del}, \
          mark AS (INSERT INTO {s}.log (tx, kind, tenant, category, stream_id, version) \
            SELECT last_tx, {kind}, $1, $2, $3, version FROM upd RETURNING 1) \

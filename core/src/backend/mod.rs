@@ -7,6 +7,8 @@
 //! - [`snapshots`]: a store writes its snapshot pointers ([`snapshots::SnapshotPointers`]) and
 //!   is a `SnapshotStore`, the blob offload done for it.
 //!
+//! - [`retry`]: the one retry loop ([`RetryBudget::run`]) for stores whose client retries
+//!   nothing, and the rule every store keeps about retries;
 //! - [`sql`]: what the SQL stores share (log row kinds, snapshot pointer columns, listing rows,
 //!   default limits).
 //!
@@ -17,6 +19,7 @@
 
 pub mod checkpoint;
 pub mod feed;
+pub mod retry;
 pub mod snapshots;
 pub mod sql;
 
@@ -25,3 +28,4 @@ pub use crate::cost::CostCounter;
 pub use crate::feed::FeedPoll;
 pub use crate::snapshot::SnapshotOffload;
 pub use crate::store::load_snapshot_then_read;
+pub use retry::RetryBudget;

@@ -1,0 +1,591 @@
+//! Faults on purpose, through a PostgreSQL wire proxy (`sekiban-faults`) in front of the test
+//! server: replies lost after the server committed, refusals the server calls transient,
+//! connections cut in the middle of a reply, and faults that outlast the retry budget. After
+//! each, what the store answered and what it stored are checked: nothing lost, nothing twice,
+//! versions contiguous, the feed complete from every saved checkpoint.
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sekiban_conformance::{catch_up, catch_up_settled, events, feed_events, read_all};
+use sekiban_core::backend::RetryBudget;
+use sekiban_core::{
+    BlobStore, ChangeFeed, Checkpoint, CheckpointStore, CostSnapshot, DeleteMode, EventData,
+    EventStore, ExpectedVersion, FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind,
+    ReadOptions, Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
+};
+use sekiban_faults::{Fault, Faults, PgProxy, Rule};
+use sekiban_postgres::PostgresEventStore;
+
+/// A store whose every connection goes through a fault proxy, and the statements it sends.
+struct Proxied {
+    proxy: PgProxy,
+    store: PostgresEventStore,
+    blobs: Arc<dyn BlobStore>,
+    tenant: String,
+}
+
+impl Proxied {
+    async fn open(attempts: u32) -> Proxied {
+        let url = common::url();
+        let parsed = url::Url::parse(&url).expect("SEKIBAN_POSTGRES_URL is a URL");
+        let upstream = format!(
+            "{}:{}",
+            parsed.host_str().unwrap_or("127.0.0.1"),
+            parsed.port().unwrap_or(5432)
+        );
+        let proxy = PgProxy::start(&upstream, Faults::new(Faults::seed_from_env()))
+            .await
+            .expect("start the proxy");
+        let mut config = common::config();
+        config.url = proxy.url(&config.url);
+        config.retry = RetryBudget {
+            attempts,
+            ..RetryBudget::default()
+        };
+        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+        let store = common::open(config, blobs.clone()).await;
+        Proxied {
+            proxy,
+            store,
+            blobs,
+            tenant: format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+        }
+    }
+
+    fn stream(&self, category: &str) -> StreamId {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        StreamId::new(&self.tenant, category, &id).expect("a valid stream id")
+    }
+
+    /// The text of one of the store's statements, by name.
+    fn sql(&self, name: &str) -> String {
+        sekiban_postgres::statement_texts(&common::schema())
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no statement is named {name}"))
+            .1
+    }
+
+    fn rules(&self, rules: Vec<Rule>) {
+        self.proxy.faults().set(rules);
+    }
+
+    /// Statements of `name` the proxy saw executed.
+    fn seen(&self, name: &str) -> usize {
+        self.proxy.faults().seen_exactly(&self.sql(name))
+    }
+
+    fn costs(&self) -> CostSnapshot {
+        self.store.costs()
+    }
+
+    fn feed(&self) -> FeedOptions {
+        FeedOptions::catch_up().tenant(&self.tenant)
+    }
+}
+
+fn snapshot(stream: StreamId, version: Version, state: Bytes) -> Snapshot {
+    Snapshot {
+        stream,
+        version,
+        state_type: "State".into(),
+        schema_version: 1,
+        state,
+    }
+}
+
+fn drop_reply(on: String) -> Rule {
+    Rule::exactly(on, Fault::DropReply).times(1)
+}
+
+fn refuse(on: String) -> Rule {
+    Rule::exactly(
+        on,
+        Fault::Refuse {
+            code: "40001".into(),
+        },
+    )
+    .times(1)
+}
+
+/// The versions `1..=n` exactly once each, in order, and the events as sent.
+fn contiguous(stored: &[sekiban_core::RecordedEvent], sent: &[EventData], what: &str) {
+    let versions: Vec<u64> = stored.iter().map(|e| e.version.0).collect();
+    let want: Vec<u64> = (1..=sent.len() as u64).collect();
+    assert_eq!(versions, want, "{what}: versions");
+    for (r, e) in stored.iter().zip(sent) {
+        assert!(e.same_content(r), "{what}: {r:?} stored for {e:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_append_reply_is_answered_with_its_versions_under_every_expectation() {
+    let p = Proxied::open(4).await;
+    let max = p.store.limits().max_append_events;
+    for n in [1, 16, 17, max] {
+        for kind in ["no_stream", "any", "stream_exists", "exact"] {
+            let s = p.stream("lost");
+            let mut sent = Vec::new();
+            let (expected, statement) = match kind {
+                "no_stream" => (ExpectedVersion::NoStream, "append_new"),
+                "any" => (ExpectedVersion::Any, "append_new"),
+                _ => {
+                    let first = events("first", 1);
+                    p.store
+                        .append(&s, ExpectedVersion::NoStream, first.clone())
+                        .await
+                        .expect("the first append");
+                    sent.extend(first);
+                    let e = if kind == "exact" {
+                        ExpectedVersion::Exact(Version(1))
+                    } else {
+                        ExpectedVersion::StreamExists
+                    };
+                    (e, "append_existing")
+                }
+            };
+            let batch = events(&format!("{kind}-{n}"), n);
+            p.rules(vec![drop_reply(p.sql(statement))]);
+            let (before, logged) = (p.costs(), p.proxy.faults().log().len());
+            let r = p
+                .store
+                .append(&s, expected, batch.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{n} events under {kind}: {e}"));
+            let spent = p.costs() - before;
+            let what = format!("{n} events under {kind}");
+            assert_eq!(
+                p.proxy.faults().log().len(),
+                logged + 1,
+                "{what}: the reply was dropped"
+            );
+            p.proxy.faults().clear();
+            let first = sent.len() as u64 + 1;
+            assert_eq!(
+                (r.first, r.last),
+                (Version(first), Version(first + n as u64 - 1)),
+                "{what}"
+            );
+            assert!(r.deduplicated, "{what}: answered as the re-send it was");
+            assert_eq!(spent.retries(OpKind::Append), 1, "{what}: {spent}");
+            sent.extend(batch);
+            let stored = read_all(&p.store, &s).await.expect("read");
+            contiguous(&stored, &sent, &what);
+        }
+    }
+    // Nothing on the feed twice either: per size, n events under each of the four
+    // expectations, and one first event under two of them.
+    let want = [1, 16, 17, max].iter().map(|n| 4 * n + 2).sum();
+    let fed = feed_events(&catch_up_settled_all(&p, want).await);
+    let mut ids: Vec<_> = fed.iter().map(|e| e.id).collect();
+    let all = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all, "an event came twice on the feed");
+}
+
+/// Every event of the test's tenant on the feed from the beginning, once `want` have arrived.
+async fn catch_up_settled_all(p: &Proxied, want: usize) -> Vec<sekiban_core::ChangeBatch> {
+    catch_up_settled(&p.store, FeedStart::Beginning, p.feed(), want)
+        .await
+        .expect("the feed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
+    let p = Proxied::open(4).await;
+    let name = format!("{}-consumer", p.tenant);
+    let (one, two) = (Checkpoint::new("one"), Checkpoint::new("two"));
+
+    p.rules(vec![drop_reply(p.sql("insert_checkpoint"))]);
+    let first = p
+        .store
+        .save_checkpoint(&name, &one, None)
+        .await
+        .expect("a first save whose reply was lost");
+    assert_eq!(p.seen("insert_checkpoint"), 2, "tried twice");
+    assert_eq!(
+        p.store.load_checkpoint(&name).await.expect("load"),
+        Some((one.clone(), first.clone()))
+    );
+
+    p.rules(vec![drop_reply(p.sql("update_checkpoint"))]);
+    let second = p
+        .store
+        .save_checkpoint(&name, &two, Some(&first))
+        .await
+        .expect("a save over the first whose reply was lost");
+    assert_eq!(p.seen("update_checkpoint"), 2, "tried twice");
+    assert_ne!(second, first);
+    assert_eq!(
+        p.store.load_checkpoint(&name).await.expect("load"),
+        Some((two.clone(), second.clone()))
+    );
+    assert_eq!(p.costs().retries(OpKind::Checkpoint), 2);
+
+    // Recognising its own save opens no door to anyone else's: a save from the stale etag,
+    // or a second first save, still conflicts.
+    p.proxy.faults().clear();
+    for (expected, what) in [(Some(&first), "from a stale etag"), (None, "as new")] {
+        let e = p
+            .store
+            .save_checkpoint(&name, &Checkpoint::new("three"), expected)
+            .await
+            .expect_err(what);
+        assert!(
+            matches!(e, StoreError::CheckpointConflict { .. }),
+            "{what}: {e}"
+        );
+    }
+    p.store
+        .save_checkpoint(&name, &Checkpoint::new("three"), Some(&second))
+        .await
+        .expect("a save from the answered etag");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
+    let p = Proxied::open(4).await;
+    for mode in [DeleteMode::Soft, DeleteMode::Hard] {
+        let s = p.stream("deleted");
+        p.store
+            .append(&s, ExpectedVersion::NoStream, events("d", 3))
+            .await
+            .expect("append");
+        let big = snapshot(s.clone(), Version(3), Bytes::from(vec![7u8; 300_000]));
+        p.store
+            .save_snapshot(big)
+            .await
+            .expect("an offloaded snapshot");
+        let statement = match mode {
+            DeleteMode::Soft => "soft_delete",
+            DeleteMode::Hard => "hard_delete",
+        };
+        p.rules(vec![drop_reply(p.sql(statement))]);
+        p.store
+            .delete_stream(&s, mode)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?} delete whose reply was lost: {e}"));
+        assert_eq!(p.seen(statement), 2, "{mode:?}: tried twice");
+        p.proxy.faults().clear();
+        let markers = catch_up(&p.store, FeedStart::Beginning, p.feed())
+            .await
+            .expect("feed")
+            .iter()
+            .flat_map(|b| b.items.iter())
+            .filter(|i| matches!(i, FeedItem::Deleted { stream, .. } if *stream == s))
+            .count();
+        assert_eq!(markers, 1, "{mode:?}: deletion markers on the feed");
+        match mode {
+            DeleteMode::Soft => {
+                let r = p
+                    .store
+                    .append(&s, ExpectedVersion::Exact(Version(3)), events("after", 1))
+                    .await
+                    .expect("an append after a soft delete");
+                assert_eq!(r.first, Version(4));
+                assert_eq!(read_all(&p.store, &s).await.expect("read").len(), 1);
+            }
+            DeleteMode::Hard => {
+                let prefix = format!("snapshots/{}/", p.tenant);
+                let left = p.blobs.list(&prefix).await.expect("list blobs");
+                let mine: Vec<_> = left.iter().filter(|k| k.contains(s.id())).collect();
+                assert!(mine.is_empty(), "blobs left after a hard delete: {mine:?}");
+                let e = p
+                    .store
+                    .append(&s, ExpectedVersion::Any, events("again", 1))
+                    .await
+                    .expect_err("an erased stream");
+                assert!(matches!(e, StoreError::StreamDeleted { .. }), "{e}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_snapshot_save_reply_keeps_one_pointer_and_its_blob() {
+    let p = Proxied::open(4).await;
+    let s = p.stream("snap");
+    p.store
+        .append(&s, ExpectedVersion::NoStream, events("s", 5))
+        .await
+        .expect("append");
+    let big = snapshot(s.clone(), Version(5), Bytes::from(vec![9u8; 300_000]));
+    p.rules(vec![drop_reply(p.sql("save_pointer"))]);
+    p.store
+        .save_snapshot(big.clone())
+        .await
+        .expect("a snapshot save whose pointer's reply was lost");
+    assert_eq!(p.seen("save_pointer"), 2, "tried twice");
+    p.proxy.faults().clear();
+    let loaded = p
+        .store
+        .load_snapshot(&s)
+        .await
+        .expect("load")
+        .expect("a snapshot");
+    assert_eq!(loaded.state, big.state);
+    let blobs = p.blobs.list("snapshots/").await.expect("list");
+    assert_eq!(
+        blobs.iter().filter(|k| k.contains(s.id())).count(),
+        1,
+        "one blob: {blobs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_of_every_kind_of_request_is_retried_and_counted() {
+    let p = Proxied::open(4).await;
+    let names = [
+        "append_new",
+        "append_existing",
+        "version",
+        "read_forward",
+        "read_backward",
+        "save_pointer",
+        "load_pointer",
+        "insert_checkpoint",
+        "update_checkpoint",
+        "load_checkpoint",
+        "delete_checkpoint",
+        "list_streams",
+        "xmin",
+        "feed_tenant",
+        "soft_delete",
+        "hard_delete",
+    ];
+    p.rules(names.iter().map(|n| refuse(p.sql(n))).collect());
+    let s = p.stream("refused");
+    let sent = events("r", 3);
+    p.store
+        .append(&s, ExpectedVersion::NoStream, sent[..2].to_vec())
+        .await
+        .expect("append_new");
+    p.store
+        .append(&s, ExpectedVersion::Exact(Version(2)), sent[2..].to_vec())
+        .await
+        .expect("append_existing");
+    assert_eq!(
+        p.store.stream_version(&s).await.expect("version"),
+        Version(3)
+    );
+    contiguous(
+        &read_all(&p.store, &s).await.expect("read"),
+        &sent,
+        "forward",
+    );
+    let back: Vec<_> = p
+        .store
+        .read(&s, ReadOptions::backward())
+        .map(|e| e.expect("read backward").version.0)
+        .collect()
+        .await;
+    assert_eq!(back, [3, 2, 1]);
+    let snap = snapshot(s.clone(), Version(3), Bytes::from_static(b"{}"));
+    p.store.save_snapshot(snap).await.expect("save_pointer");
+    assert!(
+        p.store
+            .load_snapshot(&s)
+            .await
+            .expect("load_pointer")
+            .is_some()
+    );
+    let name = format!("{}-c", p.tenant);
+    let etag = p
+        .store
+        .save_checkpoint(&name, &Checkpoint::new("a"), None)
+        .await
+        .expect("insert_checkpoint");
+    p.store
+        .save_checkpoint(&name, &Checkpoint::new("b"), Some(&etag))
+        .await
+        .expect("update_checkpoint");
+    assert!(
+        p.store
+            .load_checkpoint(&name)
+            .await
+            .expect("load")
+            .is_some()
+    );
+    p.store
+        .delete_checkpoint(&name)
+        .await
+        .expect("delete_checkpoint");
+    let listed = p
+        .store
+        .catalog()
+        .expect("a catalog")
+        .list_streams(&p.tenant, None, None, 10)
+        .await
+        .expect("list_streams");
+    assert_eq!(listed.len(), 1);
+    let now = p
+        .store
+        .changes(FeedStart::Now, p.feed())
+        .next()
+        .await
+        .expect("a batch from Now")
+        .expect("xmin");
+    assert!(now.items.is_empty());
+    let fed = feed_events(&catch_up_settled_all(&p, 3).await);
+    assert_eq!(fed.len(), 3);
+    p.store
+        .delete_stream(&s, DeleteMode::Soft)
+        .await
+        .expect("soft_delete");
+    p.store
+        .delete_stream(&s, DeleteMode::Hard)
+        .await
+        .expect("hard_delete");
+
+    let log = p.proxy.faults().log();
+    let faulted: std::collections::BTreeSet<usize> = log.iter().map(|i| i.rule).collect();
+    let missed: Vec<_> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !faulted.contains(i))
+        .map(|(_, n)| *n)
+        .collect();
+    assert!(missed.is_empty(), "never refused: {missed:?}");
+    let c = p.costs();
+    for kind in [
+        OpKind::Append,
+        OpKind::Read,
+        OpKind::Snapshot,
+        OpKind::Checkpoint,
+        OpKind::Other,
+        OpKind::Feed,
+        OpKind::Delete,
+    ] {
+        assert!(c.retries(kind) >= 1, "{kind:?} retries not counted: {c}");
+    }
+    assert_eq!(
+        c.total().retries,
+        names.len() as u64,
+        "one retry per refusal: {c}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_beyond_the_budget_is_unavailable_after_exactly_the_budget() {
+    let p = Proxied::open(3).await;
+    let s = p.stream("budget");
+    let faults = [
+        Fault::Refuse {
+            code: "40001".into(),
+        },
+        Fault::Close,
+        Fault::DropReply,
+    ];
+    for (round, fault) in faults.into_iter().enumerate() {
+        let before = p.costs();
+        let seen = p.seen("append_new");
+        p.rules(vec![Rule::exactly(p.sql("append_new"), fault.clone())]);
+        let e = p
+            .store
+            .append(&s, ExpectedVersion::Any, events(&format!("b{round}"), 2))
+            .await
+            .expect_err("every attempt faulted");
+        assert!(
+            matches!(e, StoreError::Unavailable { .. }) && e.is_transient(),
+            "{fault}: {e:?}"
+        );
+        assert_eq!(
+            p.seen("append_new") - seen,
+            3,
+            "{fault}: attempts the proxy saw"
+        );
+        let spent = p.costs() - before;
+        assert_eq!(spent.retries(OpKind::Append), 2, "{fault}: {spent}");
+        p.proxy.faults().clear();
+    }
+    // Every lost reply was a committed append; the re-sends of the last one found it each
+    // time, so the stream holds each batch once.
+    let stored = read_all(&p.store, &s).await.expect("read");
+    let tags: Vec<_> = stored.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(
+        stored.len(),
+        2,
+        "only the dropped replies' append is stored: {tags:?}"
+    );
+
+    // A read that never gets an answer fails the same way.
+    p.rules(vec![Rule::exactly(p.sql("read_forward"), Fault::Close)]);
+    let e = read_all(&p.store, &s).await.expect_err("every read cut");
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+    assert_eq!(p.seen("read_forward"), 3 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothing() {
+    let p = Proxied::open(4).await;
+    let s = p.stream("cut");
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let batch = events(&format!("c{i}"), 900);
+        p.store
+            .append(&s, ExpectedVersion::Any, batch.clone())
+            .await
+            .expect("append");
+        sent.extend(batch);
+    }
+    // The second page (of 1 000 events) is cut after 100 rows.
+    p.rules(vec![
+        Rule::exactly(p.sql("read_forward"), Fault::CutReply { after: 100 })
+            .skip(1)
+            .times(1),
+    ]);
+    contiguous(
+        &read_all(&p.store, &s).await.expect("read"),
+        &sent,
+        "a cut page",
+    );
+    assert_eq!(p.proxy.faults().log().len(), 1);
+    assert_eq!(p.costs().retries(OpKind::Read), 1);
+
+    // The feed: a poll cut in the middle, then a resume from a checkpoint taken after it.
+    p.rules(vec![
+        Rule::exactly(p.sql("feed_tenant"), Fault::CutReply { after: 50 })
+            .skip(1)
+            .times(1),
+    ]);
+    let batches = catch_up_settled_all(&p, sent.len()).await;
+    let fed = feed_events(&batches);
+    let mut versions: Vec<u64> = fed.iter().map(|e| e.version.0).collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] < w[1]),
+        "one stream's events in order, none twice"
+    );
+    versions.dedup();
+    assert_eq!(versions.len(), sent.len(), "every event delivered");
+    assert!(p.proxy.faults().log().len() >= 2, "the feed poll was cut");
+    p.proxy.faults().clear();
+    let middle = &batches[batches.len() / 2];
+    let later = p
+        .store
+        .append(&s, ExpectedVersion::Any, events("later", 2))
+        .await
+        .expect("append");
+    let resumed = feed_events(
+        &catch_up(
+            &p.store,
+            FeedStart::After(middle.checkpoint.clone()),
+            p.feed(),
+        )
+        .await
+        .expect("resume"),
+    );
+    let upto = feed_events(&batches[..=batches.len() / 2])
+        .last()
+        .map_or(0, |e| e.version.0);
+    let resumed_versions: Vec<u64> = resumed.iter().map(|e| e.version.0).collect();
+    let want: Vec<u64> = (upto + 1..=later.last.0).collect();
+    assert_eq!(
+        resumed_versions, want,
+        "nothing before the checkpoint again, nothing lost"
+    );
+}
