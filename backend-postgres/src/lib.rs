@@ -117,11 +117,17 @@ struct Shared {
 
 impl PostgresEventStore {
     /// Creates or upgrades the store's schema (embedded, versioned migrations, in one
-    /// transaction under an advisory lock; safe to run concurrently and again).
+    /// transaction under an advisory lock; safe to run concurrently and again, so a migration
+    /// that meets a transient fault is tried again within [`PostgresConfig::retry`]).
     pub async fn migrate(config: &PostgresConfig) -> Result<()> {
         check_schema(&config.schema)?;
-        let db = Db::connect(config, Arc::new(CostCounter::new()))?;
-        db.migrate(&config.schema).await.map(|_| ())
+        let costs = Arc::new(CostCounter::new());
+        let db = Db::connect(config, costs.clone())?;
+        config
+            .retry
+            .run(&costs, OpKind::Other, || db.migrate(&config.schema))
+            .await
+            .map(|_| ())
     }
 
     /// Connects to a migrated schema, with snapshots offloaded to `config.blob_dir` (or memory).
@@ -147,8 +153,12 @@ impl PostgresEventStore {
         check_schema(&config.schema)?;
         let costs = Arc::new(CostCounter::new());
         let db = Db::connect(&config, costs.clone())?;
-        let system_id = db.check_server(&config.schema).await?;
-        db.fill_pool().await?;
+        // Opening reads and connects only: tried again on a transient fault, like any read.
+        let retry = &config.retry;
+        let system_id = retry
+            .run(&costs, OpKind::Other, || db.check_server(&config.schema))
+            .await?;
+        retry.run(&costs, OpKind::Other, || db.fill_pool()).await?;
         let offload = SnapshotOffload::counted(
             blobs.clone(),
             costs.clone(),
@@ -323,12 +333,22 @@ impl SnapshotPointers for PostgresEventStore {
         stored: StoredSnapshot,
     ) -> Result<PointerWrite> {
         let _write = self.admit_write().await?;
-        // Tried again, the same pointer replaces itself: the offload sees the same blob and
-        // deletes nothing.
-        self.retried(OpKind::Snapshot, || {
-            self.shared.db.save_pointer(snapshot, stored.clone())
-        })
-        .await
+        let mut attempts = 0;
+        let written = self
+            .retried(OpKind::Snapshot, || {
+                attempts += 1;
+                self.shared.db.save_pointer(snapshot, stored.clone())
+            })
+            .await?;
+        if attempts > 1 && matches!(written, PointerWrite::Replaced(_)) {
+            // Tried again, the pointer found itself (the offload then deletes nothing): the
+            // blob of the pointer the lost attempt replaced is found by its version.
+            self.shared
+                .offload
+                .discard_older(&snapshot.stream, stored.version)
+                .await?;
+        }
+        Ok(written)
     }
 
     async fn read_pointer(&self, stream: &StreamId) -> Result<Option<StoredSnapshot>> {
@@ -383,9 +403,12 @@ impl FeedSource for Log<'_> {
         if *w.closed.borrow() {
             return Err(closed());
         }
-        if opts.follow && w.wake.is_none() {
+        if opts.follow {
+            // (Again after the LISTEN connection broke: it starts anew.)
             self.0.listen();
-            w.wake = Some(self.0.shared.wake.subscribe());
+            if w.wake.is_none() {
+                w.wake = Some(self.0.shared.wake.subscribe());
+            }
         }
         // Announcements made so far are all covered by this poll.
         if let Some(wake) = w.wake.as_mut() {
@@ -438,9 +461,11 @@ impl FeedSource for Log<'_> {
             w.announced += 1;
             return Ok(Wait::Poll);
         }
-        if opts.follow && w.wake.is_none() {
+        if opts.follow {
             self.0.listen();
-            w.wake = Some(self.0.shared.wake.subscribe());
+            if w.wake.is_none() {
+                w.wake = Some(self.0.shared.wake.subscribe());
+            }
         }
         let poll = self.0.shared.limits.feed_poll_interval;
         let woken = wait(w.wake.as_mut(), opts.tenant.as_deref(), poll, &mut w.closed).await;

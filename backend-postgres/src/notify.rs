@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use futures::stream;
-use sekiban_core::backend::CostCounter;
+use sekiban_core::backend::{CostCounter, RetryBudget};
 use sekiban_core::{OpKind, StreamId};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -56,7 +56,7 @@ pub(crate) fn start_notifier(
                 db.clone(),
                 channel(&config.schema),
                 rx,
-                interval,
+                (interval, config.retry),
                 closed.subscribe(),
             ));
             (Some(tx), Some(task))
@@ -137,7 +137,7 @@ async fn notifier(
     db: Db,
     channel: String,
     mut rx: mpsc::UnboundedReceiver<Note>,
-    interval: std::time::Duration,
+    (interval, retry): (std::time::Duration, RetryBudget),
     mut closed: watch::Receiver<bool>,
 ) {
     let mut last: Option<tokio::time::Instant> = None;
@@ -171,8 +171,11 @@ async fn notifier(
             }
         }
         last = Some(tokio::time::Instant::now());
-        // A lost notification only delays readers until their next poll.
-        let _ = db.notify(&channel, &tenants).await;
+        // Tried again on a transient fault like any statement (a second NOTIFY is harmless);
+        // one lost after that only delays readers until their next poll.
+        let _ = retry
+            .run(db.costs(), OpKind::Notify, || db.notify(&channel, &tenants))
+            .await;
         tenants.clear();
         if end {
             return;

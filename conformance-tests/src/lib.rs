@@ -32,6 +32,10 @@ pub struct Harness {
     pub blobs: Arc<dyn BlobStore>,
     /// A tenant fresh for this case.
     pub tenant: String,
+    /// Faults are injected between the store and its service (a fault profile of the suite):
+    /// the cases check what they always check, except the round-trip budgets, since retries
+    /// spend round trips no budget can know of ([`Harness::with_faults`]).
+    pub under_faults: bool,
     written: cleanup::WrittenLog,
 }
 
@@ -40,6 +44,7 @@ impl fmt::Debug for Harness {
         f.debug_struct("Harness")
             .field("store", &self.store)
             .field("tenant", &self.tenant)
+            .field("under_faults", &self.under_faults)
             .finish()
     }
 }
@@ -53,7 +58,21 @@ impl Harness {
             blobs,
             written: cleanup::new_log(&tenant),
             tenant,
+            under_faults: false,
         }
+    }
+
+    /// The same harness, saying that faults are injected under the store: the round-trip
+    /// budgets are not applied (every other check is).
+    pub fn with_faults(mut self) -> Self {
+        self.under_faults = true;
+        self
+    }
+
+    /// Whether the cases hold the store to the round-trip budgets: it declares
+    /// `cost_budgets`, and no faults are injected under it.
+    pub fn budgets_apply(&self) -> bool {
+        self.store.capabilities().cost_budgets && !self.under_faults
     }
 }
 

@@ -383,6 +383,25 @@ impl SnapshotOffload {
         }
     }
 
+    /// Deletes the stream's snapshot blobs of versions below `version`: a pointer never goes
+    /// back to an older version, so none of them can be referenced again. What a store calls
+    /// after a pointer write it had to try again: the attempt whose reply was lost replaced a
+    /// pointer the retry never saw, and that pointer's blob is among these.
+    pub async fn discard_older(&self, stream: &StreamId, version: Version) -> Result<()> {
+        let prefix = stream_blob_prefix(stream);
+        for key in self.blobs.list(&prefix).await? {
+            let older = key
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(v, _)| v.parse::<u64>().ok())
+                .is_some_and(|v| v < version.0);
+            if older {
+                self.blobs.delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes every snapshot blob of a stream (hard delete), orphans included.
     pub async fn erase_stream(&self, stream: &StreamId) -> Result<()> {
         for key in self.blobs.list(&stream_blob_prefix(stream)).await? {

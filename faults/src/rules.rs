@@ -329,9 +329,10 @@ mod tests {
         assert_eq!(
             got,
             [
-                None,
-                Some(Fault::DropReply),
+                // Skipped by the first rule, so the last one's.
                 Some(Fault::Close),
+                Some(Fault::DropReply),
+                None,
                 Some(Fault::DropReply),
                 None,
                 Some(Fault::Delay { ms: 1 })

@@ -84,6 +84,11 @@ impl Db {
         })
     }
 
+    /// The counters every statement is counted in.
+    pub(crate) fn costs(&self) -> &CostCounter {
+        &self.costs
+    }
+
     /// A pooled connection, its statements prepared.
     async fn client(&self) -> Result<Object> {
         self.pool.get().await.map_err(pool_error)

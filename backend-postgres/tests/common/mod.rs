@@ -89,3 +89,54 @@ pub async fn raw() -> sekiban_postgres::tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+/// The fault rate of the suite's fault profile: each of four faults (a reply dropped after the
+/// server carried the request out, a serialization failure, a reply cut after two messages, a
+/// connection closed before the request) hits this share of requests.
+pub const PROFILE_RATE: f64 = 0.02;
+
+/// Attempts per operation in the fault profile: a request faulted at 8 % is answered
+/// `Unavailable` once in 0.08⁶ ≈ 3·10⁻⁷ operations.
+pub const PROFILE_ATTEMPTS: u32 = 6;
+
+/// A conformance harness whose store reaches the server through a fault proxy (one per test
+/// process, `sekiban-faults`) injecting faults into [`PROFILE_RATE`] of requests, seeded by
+/// `SEKIBAN_FAULT_SEED` (printed).
+pub async fn faulty_harness() -> Harness {
+    use sekiban_faults::{Fault, Faults, PgProxy, Rule};
+    static PROXY: tokio::sync::OnceCell<PgProxy> = tokio::sync::OnceCell::const_new();
+    let proxy = PROXY
+        .get_or_init(|| async {
+            let parsed = url::Url::parse(&url()).expect("SEKIBAN_POSTGRES_URL is a URL");
+            let upstream = format!(
+                "{}:{}",
+                parsed.host_str().unwrap_or("127.0.0.1"),
+                parsed.port().unwrap_or(5432)
+            );
+            let proxy = PgProxy::start(&upstream, Faults::new(Faults::seed_from_env()))
+                .await
+                .expect("start the fault proxy");
+            let serialization = Fault::Refuse {
+                code: "40001".into(),
+            };
+            proxy.faults().set(
+                [
+                    Fault::DropReply,
+                    serialization,
+                    Fault::CutReply { after: 2 },
+                    Fault::Close,
+                ]
+                .into_iter()
+                .map(|f| Rule::every(f).rate(PROFILE_RATE))
+                .collect(),
+            );
+            proxy
+        })
+        .await;
+    let mut config = config();
+    config.url = proxy.url(&config.url);
+    config.retry = sekiban_core::backend::RetryBudget::attempts(PROFILE_ATTEMPTS);
+    let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+    let store = open(config, blobs.clone()).await;
+    Harness::new(Arc::new(store), blobs).with_faults()
+}

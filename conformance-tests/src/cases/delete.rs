@@ -183,7 +183,7 @@ pub async fn erased_stream_reads_fail_whatever_the_options(h: &Harness) -> CaseR
             ReadOptions::forward().from(Version(6)).max_count(0),
         ),
     ];
-    let budgeted = h.store.capabilities().cost_budgets;
+    let budgeted = h.budgets_apply();
     for (what, opts) in options {
         let before = h.store.costs();
         let r = read_with(&*h.store, &erased, opts).await;
