@@ -213,7 +213,8 @@ impl CosmosStore {
     }
 
     /// Whether `events` re-send an append whose ids are in the head's window: reads the appends
-    /// of the window (one query) and compares ids and content. `None`: not a re-send.
+    /// that reach into the window (one query) and compares ids and content with all their
+    /// events. `None`: not a re-send.
     async fn match_resend(
         &self,
         stream: &StreamId,
@@ -231,13 +232,14 @@ impl CosmosStore {
             .query(OpKind::Append, partition_key(stream), query, 100)
             .try_collect()
             .await?;
+        // Every event of an append that reaches into the window: an append is re-sent whole,
+        // however many of its events the window holds (an append of more events than the
+        // window is recognised by all of them).
         let mut stored: Vec<(RecordedEvent, Version, Version)> = Vec::new();
         for doc in pages.into_iter().flatten() {
             let a: AppendDoc = doc.parse()?;
             for e in a.events(stream)? {
-                if e.version.0 > oldest {
-                    stored.push((e, Version(a.f), Version(a.l)));
-                }
+                stored.push((e, Version(a.f), Version(a.l)));
             }
         }
         let by_id: HashMap<_, _> = stored

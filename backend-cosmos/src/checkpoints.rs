@@ -18,6 +18,10 @@ struct CheckpointDoc {
     n: String,
     /// The checkpoint.
     c: String,
+    /// The save that wrote it: a token drawn once per save, so a save the SDK tried again
+    /// after its reply was lost recognises its own document.
+    #[serde(default)]
+    w: String,
 }
 
 /// The document id of a checkpoint name: the name itself when Cosmos DB takes it as an id (no
@@ -63,11 +67,13 @@ impl CheckpointStore for CosmosStore {
     ) -> Result<Etag> {
         check_name(name)?;
         let id = doc_id(name);
+        let token = uuid::Uuid::new_v4().simple().to_string();
         let doc = crate::docs::to_json(&serde_json::json!({
             "id": id,
             "k": "c",
             "n": name,
             "c": checkpoint.as_str(),
+            "w": token,
         }))?;
         let written = self
             .leases
@@ -84,7 +90,20 @@ impl CheckpointStore for CosmosStore {
             Ok(None) => Err(StoreError::Corrupt {
                 what: format!("checkpoint {name}: the service answered a save without an etag"),
             }),
-            Err(CONFLICT | PRECONDITION_FAILED | NOT_FOUND) => Err(conflict(name)),
+            // Refused: confirmed by a read first. The SDK tries a write again when its reply
+            // is lost, and that second try is refused by the first one's document.
+            Err(CONFLICT | PRECONDITION_FAILED | NOT_FOUND) => {
+                match self
+                    .leases
+                    .read(OpKind::Checkpoint, PartitionKey::from(id.clone()), &id)
+                    .await?
+                {
+                    Some(found) if found.doc.parse::<CheckpointDoc>()?.w == token => {
+                        Ok(Etag(found.etag))
+                    }
+                    _ => Err(conflict(name)),
+                }
+            }
             Err(status) => Err(StoreError::Corrupt {
                 what: format!("checkpoint {name}: the save was refused with status {status}"),
             }),

@@ -128,8 +128,8 @@ impl Conn {
         serde_json::from_value(v).map_err(corrupt)
     }
 
-    /// Counts one operation: every request its diagnostics record (retries included) and the
-    /// request charge of all of them.
+    /// Counts one operation: every request its diagnostics record (the SDK's retries included,
+    /// each also counted as a retry) and the request charge of all of them.
     fn count(
         &self,
         kind: OpKind,
@@ -146,6 +146,10 @@ impl Conn {
         for i in 0..requests {
             let (s, r) = if i == 0 { (sent, received) } else { (0, 0) };
             self.costs.record(kind, s as u64, r as u64);
+            if i > 0 {
+                // A request the SDK's retry policy sent again.
+                self.costs.record_retry(kind);
+            }
         }
         self.costs.record_units(kind, charge);
     }

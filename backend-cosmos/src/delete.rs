@@ -66,8 +66,16 @@ impl CosmosStore {
             let Some((head, etag)) = found.head else {
                 return Ok(());
             };
-            if head.x {
-                return Ok(());
+            // Nothing left to do: writes nothing, so a delete tried again after its reply was
+            // lost has one effect and one marker. What follows the batch (removing documents
+            // and blobs) runs again, in case the first try did not get to finish it.
+            let done = match mode {
+                DeleteMode::Hard => head.x,
+                DeleteMode::Soft if head.x => return Ok(()),
+                DeleteMode::Soft => head.v > 0 && head.h >= head.v,
+            };
+            if done {
+                break (None, head.v);
             }
             let now = micros(SystemTime::now());
             let marker = MarkerDoc::new(stream, head.v, head.d + 1, mode, now);

@@ -43,16 +43,20 @@ impl DynamoDbTable {
                 if dropped.is_some() {
                     self.delete_pointer(stream).await?;
                 }
-                // Every soft delete changes the head (`d` counts them), so each one is a record
-                // on the stream and a marker on the feed, as on every store.
+                // Every soft delete that hides something changes the head (`d` counts them), so
+                // each one is a record on the stream and a marker on the feed, as on every
+                // store; one with nothing new to hide (the stream soft-deleted at its head
+                // already, e.g. by an earlier try whose reply was lost) changes nothing.
                 let mut head = head;
                 for _ in 0..8 {
                     self.hide_items(stream, head.0).await?;
                     if self.mark_soft(stream, head).await? {
                         break;
                     }
-                    // An append moved the head meanwhile, or the stream was erased.
+                    // An append moved the head meanwhile, or the stream was erased; or it was
+                    // hidden up to this head already.
                     match self.head_for_delete(stream).await? {
+                        Some(v) if v == head => break,
                         Some(v) => head = v,
                         None => break,
                     }
@@ -93,8 +97,8 @@ impl DynamoDbTable {
         }
     }
 
-    /// Records a soft delete up to `head` in the head, if it is still there and live; whether
-    /// it was.
+    /// Records a soft delete up to `head` in the head, if it is still there, live and not hidden
+    /// up to `head` already; whether it was.
     async fn mark_soft(&self, stream: &StreamId, head: Version) -> Result<bool> {
         let now = now_micros();
         let request = self
@@ -105,7 +109,7 @@ impl DynamoDbTable {
             .update_expression(
                 "SET h = :v, m = :now, hm = :now, hl = list_append(if_not_exists(hl, :none), :entry) ADD d :one",
             )
-            .condition_expression("attribute_not_exists(x) AND v = :v")
+            .condition_expression("attribute_not_exists(x) AND v = :v AND (attribute_not_exists(h) OR h < :v)")
             .expression_attribute_values(":v", AttributeValue::N(head.0.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))

@@ -191,6 +191,7 @@ macro_rules! __with_cases {
             checkpoint_delete_forgets_the_name,
             checkpoint_names_checked,
             soft_delete_hides_and_continues_versions,
+            soft_delete_repeated_marks_once,
             hard_delete_erases_and_tombstones,
             erased_stream_reads_fail_whatever_the_options,
             invalid_stream_ids_rejected,

@@ -2,8 +2,9 @@
 
 use super::*;
 
-/// Deletes a stream inside the caller's transaction. `None`: nothing to delete; else the
-/// snapshot pointer it dropped.
+/// Deletes a stream inside the caller's transaction. `None`: nothing to delete (no stream, an
+/// erased one, or a soft delete of a stream with no event since the last); else the snapshot
+/// pointer it dropped.
 pub(crate) fn delete(
     c: &Conn,
     s: &StreamId,
@@ -12,6 +13,10 @@ pub(crate) fn delete(
     let Some(h) = head(c, OpKind::Delete, s)?.filter(|h| !h.erased) else {
         return Ok(None);
     };
+    // A soft delete with nothing new to hide does nothing (no second marker).
+    if mode == DeleteMode::Soft && h.hidden_upto >= h.version {
+        return Ok(None);
+    }
     let old = load_pointer(c, s)?;
     let kind = match mode {
         DeleteMode::Soft => {

@@ -339,6 +339,10 @@ impl Model {
         let Some(s) = self.streams.get_mut(stream).filter(|s| !s.erased) else {
             return;
         };
+        // Nothing new to hide: nothing happens, and no marker.
+        if mode == DeleteMode::Soft && s.hidden_upto >= s.head() {
+            return;
+        }
         s.snapshot = None;
         match mode {
             DeleteMode::Soft => s.hidden_upto = s.head(),

@@ -444,6 +444,10 @@ impl EventStore for MemoryStore {
             0,
             |st| {
                 let s = st.streams.get_mut(stream).filter(|s| !s.erased)?;
+                // A soft delete with nothing new to hide does nothing (no second marker).
+                if mode == DeleteMode::Soft && s.hidden_upto >= s.head {
+                    return None;
+                }
                 let version = s.head;
                 let snapshot = s.snapshot.take();
                 match mode {

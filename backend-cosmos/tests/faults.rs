@@ -1,0 +1,310 @@
+//! Faults on purpose through the SDK's fault injection on its in-process emulator: a reply lost
+//! after the service committed (`ResponseTimeoutAfterService`: the request is carried out, its
+//! answer replaced by a timeout, and the SDK tries again), and transient refusals. After each,
+//! what the store answered and what it stored are checked: nothing lost, nothing twice,
+//! versions contiguous, one marker per delete.
+
+use std::sync::Arc;
+
+use azure_data_cosmos_driver::fault_injection::{
+    FaultInjectionConditionBuilder, FaultInjectionErrorType, FaultInjectionResultBuilder,
+    FaultInjectionRule, FaultInjectionRuleBuilder, FaultOperationType,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use sekiban_core::{
+    BlobStore, ChangeFeed, Checkpoint, CheckpointStore, DeleteMode, EventData, EventStore,
+    ExpectedVersion, FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions,
+    Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
+};
+use sekiban_cosmos::{CosmosConfig, CosmosStore};
+
+mod common;
+
+/// A store on an emulated account whose requests of `op` meet `error` while the rule is on
+/// (once per enabling: its hits are limited by the test).
+struct Faulted {
+    store: CosmosStore,
+    blobs: Arc<dyn BlobStore>,
+    rules: Vec<(FaultOperationType, Arc<FaultInjectionRule>)>,
+    tenant: String,
+}
+
+/// Rules made per test: enough for every round of the busiest test.
+const ROUNDS: usize = 24;
+
+/// A rule that faults one request of `op` with `error`, once enabled.
+fn rule(
+    id: &str,
+    op: FaultOperationType,
+    error: FaultInjectionErrorType,
+) -> Arc<FaultInjectionRule> {
+    let r = Arc::new(
+        FaultInjectionRuleBuilder::new(
+            id,
+            FaultInjectionResultBuilder::new().with_error(error).build(),
+        )
+        .with_condition(
+            FaultInjectionConditionBuilder::new()
+                .with_operation_type(op)
+                .build(),
+        )
+        .with_hit_limit(1)
+        .build(),
+    );
+    r.disable();
+    r
+}
+
+impl Faulted {
+    /// Rules for a lost reply on every kind of write.
+    async fn open() -> Faulted {
+        let ops = [
+            FaultOperationType::BatchItem,
+            FaultOperationType::CreateItem,
+            FaultOperationType::ReplaceItem,
+            FaultOperationType::UpsertItem,
+            FaultOperationType::DeleteItem,
+        ];
+        let rules: Vec<_> = ops
+            .iter()
+            .flat_map(|op| {
+                (0..ROUNDS).map(move |i| {
+                    (
+                        *op,
+                        rule(
+                            &format!("lost-{op:?}-{i}"),
+                            *op,
+                            FaultInjectionErrorType::ResponseTimeoutAfterService,
+                        ),
+                    )
+                })
+            })
+            .collect();
+        let (client, _emulator) =
+            common::emulator::account_with_faults(rules.iter().map(|(_, r)| r.clone()).collect())
+                .await;
+        let config = CosmosConfig::new(
+            format!("faults-{}", uuid::Uuid::new_v4().simple()),
+            "events",
+        );
+        CosmosStore::init(&client, &config).await.expect("init");
+        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+        let store = CosmosStore::connect_with_blobs(client, config, blobs.clone())
+            .await
+            .expect("connect");
+        Faulted {
+            store,
+            blobs,
+            rules,
+            tenant: format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        }
+    }
+
+    fn stream(&self) -> StreamId {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        StreamId::new(&self.tenant, "lost", &id).expect("a stream id")
+    }
+
+    /// The next request of `op` is carried out and its reply lost (a rule not used yet).
+    fn lose_next(&self, op: FaultOperationType) -> Arc<FaultInjectionRule> {
+        let (_, r) = self
+            .rules
+            .iter()
+            .find(|(o, r)| *o == op && r.hit_count() == 0 && !r.is_enabled())
+            .expect("a rule for the operation not used yet");
+        r.enable();
+        r.clone()
+    }
+
+    fn off(&self) {
+        for (_, r) in &self.rules {
+            if r.hit_count() > 0 {
+                r.disable();
+            }
+        }
+    }
+}
+
+fn events(tag: &str, n: usize) -> Vec<EventData> {
+    (0..n)
+        .map(|i| EventData::new("Tick", Bytes::from(format!(r#"{{"tag":"{tag}","n":{i}}}"#))))
+        .collect()
+}
+
+async fn read_all(store: &CosmosStore, s: &StreamId) -> Vec<sekiban_core::RecordedEvent> {
+    store
+        .read(s, ReadOptions::forward())
+        .map(|e| e.expect("read"))
+        .collect()
+        .await
+}
+
+/// Runs `f` with the rule on: it faults one request (its hit limit), and the SDK's retry of
+/// that request reaches the emulator unharmed.
+async fn once<T>(rule: &FaultInjectionRule, f: impl std::future::Future<Output = T>) -> T {
+    let r = f.await;
+    assert_eq!(rule.hit_count(), 1, "the fault was injected once");
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_append_reply_is_answered_with_its_versions_under_every_expectation() {
+    let f = Faulted::open().await;
+    let max = f.store.limits().max_append_events;
+    for n in [1, 16, 17, max] {
+        for kind in ["no_stream", "any", "stream_exists", "exact"] {
+            let s = f.stream();
+            let mut sent = Vec::new();
+            let expected = match kind {
+                "no_stream" => ExpectedVersion::NoStream,
+                "any" => ExpectedVersion::Any,
+                _ => {
+                    let first = events("first", 1);
+                    f.store
+                        .append(&s, ExpectedVersion::NoStream, first.clone())
+                        .await
+                        .expect("the first append");
+                    sent.extend(first);
+                    if kind == "exact" {
+                        ExpectedVersion::Exact(Version(1))
+                    } else {
+                        ExpectedVersion::StreamExists
+                    }
+                }
+            };
+            let batch = events(&format!("{kind}-{n}"), n);
+            let what = format!("{n} events under {kind}");
+            let lost = f.lose_next(FaultOperationType::BatchItem);
+            let before = f.store.costs();
+            let r = once(&lost, f.store.append(&s, expected, batch.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let spent = f.store.costs() - before;
+            f.off();
+            assert!(lost.hit_count() >= 1, "{what}: the reply was lost");
+            let first = sent.len() as u64 + 1;
+            assert_eq!(
+                (r.first, r.last),
+                (Version(first), Version(first + n as u64 - 1)),
+                "{what}"
+            );
+            assert!(spent.retries(OpKind::Append) >= 1, "{what}: {spent}");
+            sent.extend(batch);
+            let stored = read_all(&f.store, &s).await;
+            let versions: Vec<u64> = stored.iter().map(|e| e.version.0).collect();
+            assert_eq!(
+                versions,
+                (1..=sent.len() as u64).collect::<Vec<_>>(),
+                "{what}"
+            );
+            for (r, e) in stored.iter().zip(&sent) {
+                assert!(e.same_content(r), "{what}: {r:?} for {e:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
+    let f = Faulted::open().await;
+    let name = format!("{}-consumer", f.tenant);
+    let (one, two) = (Checkpoint::new("one"), Checkpoint::new("two"));
+    let lost = f.lose_next(FaultOperationType::CreateItem);
+    let first = once(&lost, f.store.save_checkpoint(&name, &one, None))
+        .await
+        .expect("a first save whose reply was lost");
+    f.off();
+    assert_eq!(
+        f.store.load_checkpoint(&name).await.expect("load"),
+        Some((one, first.clone()))
+    );
+    let lost = f.lose_next(FaultOperationType::ReplaceItem);
+    let second = once(&lost, f.store.save_checkpoint(&name, &two, Some(&first)))
+        .await
+        .expect("a save whose reply was lost");
+    f.off();
+    assert_eq!(
+        f.store.load_checkpoint(&name).await.expect("load"),
+        Some((two, second.clone()))
+    );
+    for (expected, what) in [(Some(&first), "from a stale etag"), (None, "as new")] {
+        let e = f
+            .store
+            .save_checkpoint(&name, &Checkpoint::new("three"), expected)
+            .await
+            .expect_err(what);
+        assert!(
+            matches!(e, StoreError::CheckpointConflict { .. }),
+            "{what}: {e}"
+        );
+    }
+    f.store
+        .save_checkpoint(&name, &Checkpoint::new("three"), Some(&second))
+        .await
+        .expect("a save from the answered etag");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
+    let f = Faulted::open().await;
+    for mode in [DeleteMode::Soft, DeleteMode::Hard] {
+        let s = f.stream();
+        f.store
+            .append(&s, ExpectedVersion::NoStream, events("d", 3))
+            .await
+            .expect("append");
+        let big = Snapshot {
+            stream: s.clone(),
+            version: Version(3),
+            state_type: "State".into(),
+            schema_version: 1,
+            state: Bytes::from(vec![7u8; 600_000]),
+        };
+        f.store
+            .save_snapshot(big)
+            .await
+            .expect("an offloaded snapshot");
+        let lost = f.lose_next(FaultOperationType::BatchItem);
+        once(&lost, f.store.delete_stream(&s, mode))
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?} delete whose reply was lost: {e}"));
+        f.off();
+        let mut feed = f.store.changes(
+            FeedStart::Beginning,
+            FeedOptions::catch_up().tenant(&f.tenant),
+        );
+        let mut markers = 0;
+        while let Some(b) = feed.next().await {
+            markers += b
+                .expect("feed")
+                .items
+                .iter()
+                .filter(|i| matches!(i, FeedItem::Deleted { stream, .. } if *stream == s))
+                .count();
+        }
+        assert_eq!(markers, 1, "{mode:?}: deletion markers on the feed");
+        match mode {
+            DeleteMode::Soft => {
+                let r = f
+                    .store
+                    .append(&s, ExpectedVersion::Exact(Version(3)), events("after", 1))
+                    .await
+                    .expect("an append after a soft delete");
+                assert_eq!(r.first, Version(4));
+                assert_eq!(read_all(&f.store, &s).await.len(), 1);
+            }
+            DeleteMode::Hard => {
+                let left = f.blobs.list("snapshots/").await.expect("list blobs");
+                let mine: Vec<_> = left.iter().filter(|k| k.contains(s.id())).collect();
+                assert!(mine.is_empty(), "blobs left after a hard delete: {mine:?}");
+                let e = f
+                    .store
+                    .append(&s, ExpectedVersion::Any, events("again", 1))
+                    .await
+                    .expect_err("an erased stream");
+                assert!(matches!(e, StoreError::StreamDeleted { .. }), "{e}");
+            }
+        }
+    }
+}
