@@ -1,10 +1,15 @@
 //! Consumers' checkpoints: one item each, under a partition key no stream can have (`~` is not
 //! allowed in a tenant), saved conditionally on its etag. The etag starts at the clock in
 //! microseconds and grows by at least one a save, so a name deleted and saved anew never hands
-//! out an etag it handed out before.
+//! out an etag it handed out before. Each save writes a token of its own (`w`): a save refused
+//! by the item its own earlier try wrote (a reply lost, the request sent again) is answered
+//! with its etag.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+};
 use sekiban_core::backend::checkpoint::check_name as check_checkpoint_name;
 use sekiban_core::{Checkpoint, CheckpointStore, Etag, OpKind, Result, StoreError};
 
@@ -78,12 +83,17 @@ impl CheckpointStore for DynamoDbTable {
             AttributeValue::S(checkpoint.as_str().to_string()),
         );
         item.insert("e".into(), AttributeValue::N(next.to_string()));
+        // The save's own token: a save the SDK tried again after its reply was lost is refused
+        // by the item its first try wrote, and knows it by this.
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        item.insert("w".into(), AttributeValue::S(token.clone()));
         let mut request = self
             .client
             .put_item()
             .table_name(&self.config.table)
             .set_item(Some(item))
             .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         if let Some(p) = previous {
             request =
@@ -98,7 +108,18 @@ impl CheckpointStore for DynamoDbTable {
                 if e.as_service_error()
                     .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
             {
-                Err(conflict())
+                // The refusing item comes with the refusal: this save's own (its token), or
+                // someone else's.
+                let stored = match e.into_service_error() {
+                    PutItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                match stored {
+                    Some(item) if item.get("w") == Some(&AttributeValue::S(token)) => {
+                        Ok(Etag(next.to_string()))
+                    }
+                    _ => Err(conflict()),
+                }
             }
             Err(e) => Err(from_sdk(&format!("save checkpoint {name:?}"), e)),
         }

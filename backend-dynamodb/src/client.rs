@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_smithy_http_client::Builder as HttpClientBuilder;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use sekiban_core::OpKind;
 use sekiban_core::backend::CostCounter;
 
@@ -52,10 +53,18 @@ impl Intercept for Counting {
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let sent = context.request().body().bytes().map_or(0, <[u8]>::len);
-        self.costs.record(running(), sent as u64, 0);
+        let kind = running();
+        self.costs.record(kind, sent as u64, 0);
+        // The orchestrator numbers the attempts of one request from 1.
+        if cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|a| a.attempts() > 1)
+        {
+            self.costs.record_retry(kind);
+        }
         Ok(())
     }
 
@@ -130,24 +139,28 @@ pub(crate) async fn shared(config: &DynamoDbConfig) -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// The DynamoDB and Streams clients on `shared`, counting into `costs`.
+/// The DynamoDB and Streams clients on `shared`, counting into `costs`, each request tried at
+/// most `attempts` times by the SDK (the store's one retry policy).
 pub(crate) fn dynamodb(
     shared: &aws_config::SdkConfig,
     costs: Arc<CostCounter>,
+    attempts: u32,
 ) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
     // DynamoDB's own advice: a base delay of 25 ms, not the SDK's 1 s (transaction conflicts on
     // a busy head clear in milliseconds).
     let retry = aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+        .with_max_attempts(attempts.max(1))
         .with_initial_backoff(std::time::Duration::from_millis(25))
         .with_max_backoff(std::time::Duration::from_secs(2));
     let conf = aws_sdk_dynamodb::config::Builder::from(shared)
-        .retry_config(retry)
+        .retry_config(retry.clone())
         .interceptor(Counting {
             costs: costs.clone(),
         })
         .retry_classifier(TransactionConflicts)
         .build();
     let streams = aws_sdk_dynamodbstreams::config::Builder::from(shared)
+        .retry_config(retry)
         .interceptor(Counting { costs })
         .build();
     (

@@ -39,6 +39,12 @@ pub struct DynamoDbConfig {
     /// The records of each shard the store's shared shard poller keeps for its feeds, in bytes
     /// (8 MiB): a feed further behind reads the shard alone until it catches up.
     pub feed_buffer_bytes: usize,
+    /// Attempts the SDK makes at one request, the first included: its standard retry policy
+    /// (exponential backoff with jitter from 25 ms up to 2 s) on throttling, transaction
+    /// conflicts, 5xx answers, timeouts and broken connections. 4 by default; URL `retries=N`
+    /// (1 to 100; 1 never retries). Every attempt is a round trip, every retry counted in
+    /// `costs()`.
+    pub retry_attempts: u32,
 }
 
 impl DynamoDbConfig {
@@ -56,14 +62,15 @@ impl DynamoDbConfig {
             stream_retention: std::time::Duration::from_secs(24 * 3600),
             replay_margin: std::time::Duration::from_secs(120),
             feed_buffer_bytes: 8 << 20,
+            retry_attempts: 4,
         })
     }
 
-    /// Parses `dynamodb://TABLE?region=R&endpoint=URL&bucket=B&s3_endpoint=URL&blobs=DIR`
+    /// Parses `dynamodb://TABLE?region=R&endpoint=URL&bucket=B&s3_endpoint=URL&blobs=DIR&retries=N`
     /// (every parameter optional; values percent-decoded, so a `&` or `=` in one is `%26`,
     /// `%3D`). The table is the URL's host: no path, port or user.
     pub fn from_url(url: &str) -> Result<Self> {
-        const KNOWN: &str = "region, endpoint, bucket, s3_endpoint and blobs";
+        const KNOWN: &str = "region, endpoint, bucket, s3_endpoint, blobs and retries";
         let bad = |why: String| {
             StoreError::invalid(format!(
                 "{url:?}: {why}; the URL is dynamodb://TABLE?{KNOWN}"
@@ -89,6 +96,18 @@ impl DynamoDbConfig {
         for (key, value) in parsed.query_pairs() {
             if value.is_empty() {
                 return Err(bad(format!("parameter {key:?} has no value")));
+            }
+            if key == "retries" {
+                c.retry_attempts = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "retries={value} is not a number of attempts in 1..=100"
+                        ))
+                    })?;
+                continue;
             }
             let slot = match &*key {
                 "region" => &mut c.region,

@@ -10,21 +10,33 @@ const THROTTLING: [&str; 3] = [
     "RequestLimitExceeded",
 ];
 
+/// Error codes of a failure the service calls transient (HTTP 500 and 503; retried by the SDK
+/// first).
+const TRANSIENT: [&str; 3] = [
+    "InternalServerError",
+    "ServiceUnavailable",
+    "InternalFailure",
+];
+
 /// An SDK error of `what` (e.g. "create table events") as a [`StoreError`]: a request that never
-/// got an answer is `Unavailable`, throttling past the retries is `Throttled`, anything else a
-/// `Backend` error naming what was done and the service's code. The SDK's error stays in the
-/// source chain (`std::error::Error::source`).
+/// got a whole answer (no connection, a timeout, a connection lost in the middle of the reply)
+/// or one the service calls transient is `Unavailable`, throttling past the retries is
+/// `Throttled`, anything else a `Backend` error naming what was done and the service's code.
+/// The SDK's error stays in the source chain (`std::error::Error::source`).
 pub(crate) fn from_sdk<E, R>(what: &str, e: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     match e {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             StoreError::unavailable(what, e)
         }
         SdkError::ServiceError(_) if e.code().is_some_and(|c| THROTTLING.contains(&c)) => {
             StoreError::throttled(what, e)
+        }
+        SdkError::ServiceError(_) if e.code().is_some_and(|c| TRANSIENT.contains(&c)) => {
+            StoreError::unavailable(what, e)
         }
         _ => {
             let code = e.code().map(str::to_string);

@@ -155,6 +155,19 @@ struct Refused {
     knows_ids: bool,
 }
 
+/// Why an append was answered `Throttled` when other transactions on its head kept cancelling
+/// it (`TransactionConflict`) past the SDK's retries: under `Any` a lost race, tried again.
+#[derive(Debug)]
+struct Contention(String);
+
+impl std::fmt::Display for Contention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Contention {}
+
 /// Whether the head's id sets (`i<g>`) hold one of `events`' ids.
 fn head_knows(head: &Item, events: &[EventData]) -> bool {
     head.iter()
@@ -462,10 +475,9 @@ impl DynamoDbTable {
                     .is_some_and(crate::client::is_transaction_conflict)
                 {
                     return Err(StoreError::Throttled {
-                        source: format!(
+                        source: Box::new(Contention(format!(
                             "append to {stream}: another transaction kept touching its head; retry"
-                        )
-                        .into(),
+                        ))),
                     });
                 }
                 match refused_head {
@@ -551,9 +563,11 @@ impl DynamoDbTable {
                     match self.append_at(stream, at, &events).await {
                         Ok(Ok(done)) => return Ok(done),
                         Ok(Err(refused)) => at = refused.actual,
-                        // Another transaction on the head (or throttling) outlasted the SDK's
-                        // retries: a lost race too, tried again at the same version.
-                        Err(StoreError::Throttled { .. }) => {}
+                        // Another transaction on the head outlasted the SDK's retries: a lost
+                        // race too, tried again at the same version. Throttling, or any other
+                        // fault past the SDK's retries, is answered at once: never retries on
+                        // top of the SDK's.
+                        Err(StoreError::Throttled { source }) if source.is::<Contention>() => {}
                         Err(e) => return Err(e),
                     }
                     lost += 1;

@@ -89,7 +89,7 @@ impl DynamoDbTable {
         let costs = Arc::new(CostCounter::new());
         let config_buffer = config.feed_buffer_bytes;
         let shared = client::shared(&config).await;
-        let (client, streams) = client::dynamodb(&shared, costs.clone());
+        let (client, streams) = client::dynamodb(&shared, costs.clone(), config.retry_attempts);
         let s3 = config
             .bucket
             .as_deref()

@@ -439,7 +439,7 @@ async fn hard_delete_erases_for_good() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_soft_delete_is_a_marker_on_the_feed() {
+async fn every_soft_delete_that_hides_events_is_a_marker_on_the_feed() {
     let t = table().await;
     let s = stream();
     t.append(&s, ExpectedVersion::NoStream, events("a", 20))
@@ -448,9 +448,16 @@ async fn every_soft_delete_is_a_marker_on_the_feed() {
     t.delete_stream(&s, DeleteMode::Soft)
         .await
         .expect("soft delete");
+    // Nothing new to hide: no second marker (a retried delete has one effect).
     t.delete_stream(&s, DeleteMode::Soft)
         .await
         .expect("soft delete again");
+    t.append(&s, ExpectedVersion::Exact(Version(20)), events("b", 1))
+        .await
+        .expect("append after");
+    t.delete_stream(&s, DeleteMode::Soft)
+        .await
+        .expect("soft delete of the new event");
     let opts = sekiban_core::FeedOptions::catch_up().tenant(s.tenant());
     let mut feed = sekiban_core::ChangeFeed::changes(&t, sekiban_core::FeedStart::Beginning, opts);
     let mut markers = Vec::new();
@@ -471,7 +478,7 @@ async fn every_soft_delete_is_a_marker_on_the_feed() {
         markers,
         vec![
             (Version(20), DeleteMode::Soft),
-            (Version(20), DeleteMode::Soft)
+            (Version(21), DeleteMode::Soft)
         ]
     );
 }

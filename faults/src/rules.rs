@@ -27,6 +27,10 @@ pub enum Fault {
     },
     /// The connection is closed before the request reaches the server.
     Close,
+    /// A DynamoDB batch (`BatchWriteItem`, `BatchGetItem`) is answered with nothing processed:
+    /// every item back in `UnprocessedItems` or `UnprocessedKeys`, as the service does under
+    /// load. Not forwarded. Other requests, and PostgreSQL's, pass untouched.
+    Unprocessed,
     /// The request waits this long, then goes on as usual.
     Delay {
         /// Milliseconds.
@@ -41,6 +45,7 @@ impl fmt::Display for Fault {
             Fault::CutReply { after } => write!(f, "cut the reply after {after} messages"),
             Fault::Refuse { code } => write!(f, "refuse with {code}"),
             Fault::Close => f.write_str("close the connection"),
+            Fault::Unprocessed => f.write_str("answer the batch unprocessed"),
             Fault::Delay { ms } => write!(f, "delay {ms} ms"),
         }
     }

@@ -113,30 +113,37 @@ pub async fn faulty_harness() -> Harness {
                 parsed.host_str().unwrap_or("127.0.0.1"),
                 parsed.port().unwrap_or(5432)
             );
-            let proxy = PgProxy::start(&upstream, Faults::new(Faults::seed_from_env()))
+            PgProxy::start(&upstream, Faults::new(Faults::seed_from_env()))
                 .await
-                .expect("start the fault proxy");
-            let serialization = Fault::Refuse {
-                code: "40001".into(),
-            };
-            proxy.faults().set(
-                [
-                    Fault::DropReply,
-                    serialization,
-                    Fault::CutReply { after: 2 },
-                    Fault::Close,
-                ]
-                .into_iter()
-                .map(|f| Rule::every(f).rate(PROFILE_RATE))
-                .collect(),
-            );
-            proxy
+                .expect("start the fault proxy")
         })
         .await;
+    // The schema is made and the store opened without faults: the profile is about the
+    // operations.
+    proxy.faults().clear();
     let mut config = config();
+    PostgresEventStore::migrate(&config)
+        .await
+        .unwrap_or_else(|e| panic!("migrate: {e}"));
     config.url = proxy.url(&config.url);
     config.retry = sekiban_core::backend::RetryBudget::attempts(PROFILE_ATTEMPTS);
     let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
-    let store = open(config, blobs.clone()).await;
+    let store = PostgresEventStore::connect_with_blobs(config, blobs.clone())
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let serialization = Fault::Refuse {
+        code: "40001".into(),
+    };
+    proxy.faults().set(
+        [
+            Fault::DropReply,
+            serialization,
+            Fault::CutReply { after: 2 },
+            Fault::Close,
+        ]
+        .into_iter()
+        .map(|f| Rule::every(f).rate(PROFILE_RATE))
+        .collect(),
+    );
     Harness::new(Arc::new(store), blobs).with_faults()
 }

@@ -1,0 +1,399 @@
+//! Faults on purpose, through an HTTP proxy (`sekiban-faults`) in front of DynamoDB Local:
+//! replies lost after the table committed, throttling and transaction conflicts, 5xx answers,
+//! batches answered unprocessed, and faults that outlast the SDK's retries. After each, what
+//! the store answered and what it stored are checked: nothing lost, nothing twice, versions
+//! contiguous, one marker per delete.
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use sekiban_core::{
+    BlobStore, ChangeFeed, Checkpoint, CheckpointStore, DeleteMode, EventData, EventStore,
+    ExpectedVersion, FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions,
+    Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
+};
+use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
+use sekiban_faults::{Fault, Faults, HttpProxy, Rule};
+
+/// A table reached through a fault proxy.
+struct Proxied {
+    proxy: HttpProxy,
+    table: DynamoDbTable,
+    blobs: Arc<dyn BlobStore>,
+    tenant: String,
+}
+
+impl Proxied {
+    async fn open(attempts: u32) -> Proxied {
+        let proxy = HttpProxy::start(&common::endpoint(), Faults::new(Faults::seed_from_env()))
+            .await
+            .expect("start the proxy");
+        let name = format!(
+            "sekiban-faults-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let url = format!(
+            "dynamodb://{name}?endpoint={}&retries={attempts}",
+            proxy.endpoint()
+        );
+        let config = DynamoDbConfig::from_url(&url).expect("a URL");
+        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+        let table = DynamoDbTable::connect_with_blobs(config, blobs.clone()).await;
+        table.init().await.expect("init");
+        Proxied {
+            proxy,
+            table,
+            blobs,
+            tenant: format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        }
+    }
+
+    fn stream(&self) -> StreamId {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        StreamId::new(&self.tenant, "lost", &id).expect("a stream id")
+    }
+
+    fn rules(&self, rules: Vec<Rule>) {
+        self.proxy.faults().set(rules);
+    }
+
+    fn seen(&self, op: &str) -> usize {
+        self.proxy.faults().seen_exactly(op)
+    }
+
+    async fn drop(self) {
+        self.proxy.faults().clear();
+        common::drop_table(&self.table).await;
+    }
+}
+
+fn lost(op: &str) -> Rule {
+    Rule::exactly(op, Fault::DropReply).times(1)
+}
+
+fn events(tag: &str, n: usize) -> Vec<EventData> {
+    (0..n)
+        .map(|i| EventData::new("Tick", Bytes::from(format!(r#"{{"tag":"{tag}","n":{i}}}"#))))
+        .collect()
+}
+
+async fn read_all(t: &DynamoDbTable, s: &StreamId) -> Vec<sekiban_core::RecordedEvent> {
+    t.read(s, ReadOptions::forward())
+        .map(|e| e.expect("read"))
+        .collect()
+        .await
+}
+
+fn contiguous(stored: &[sekiban_core::RecordedEvent], sent: &[EventData], what: &str) {
+    let versions: Vec<u64> = stored.iter().map(|e| e.version.0).collect();
+    assert_eq!(
+        versions,
+        (1..=sent.len() as u64).collect::<Vec<_>>(),
+        "{what}: versions"
+    );
+    for (r, e) in stored.iter().zip(sent) {
+        assert!(e.same_content(r), "{what}: {r:?} for {e:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_append_reply_is_answered_with_its_versions_under_every_expectation() {
+    let p = Proxied::open(4).await;
+    let max = p.table.limits().max_append_events;
+    for n in [1, 16, 17, max] {
+        for kind in ["no_stream", "any", "stream_exists", "exact"] {
+            let s = p.stream();
+            let mut sent = Vec::new();
+            let expected = match kind {
+                "no_stream" => ExpectedVersion::NoStream,
+                "any" => ExpectedVersion::Any,
+                _ => {
+                    let first = events("first", 1);
+                    p.table
+                        .append(&s, ExpectedVersion::NoStream, first.clone())
+                        .await
+                        .expect("the first append");
+                    sent.extend(first);
+                    if kind == "exact" {
+                        ExpectedVersion::Exact(Version(1))
+                    } else {
+                        ExpectedVersion::StreamExists
+                    }
+                }
+            };
+            let batch = events(&format!("{kind}-{n}"), n);
+            let what = format!("{n} events under {kind}");
+            p.rules(vec![lost("TransactWriteItems")]);
+            let (before, logged) = (p.table.costs(), p.proxy.faults().log().len());
+            let r = p
+                .table
+                .append(&s, expected, batch.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let spent = p.table.costs() - before;
+            assert_eq!(
+                p.proxy.faults().log().len(),
+                logged + 1,
+                "{what}: reply lost"
+            );
+            p.proxy.faults().clear();
+            let first = sent.len() as u64 + 1;
+            assert_eq!(
+                (r.first, r.last),
+                (Version(first), Version(first + n as u64 - 1)),
+                "{what}"
+            );
+            assert!(spent.retries(OpKind::Append) >= 1, "{what}: {spent}");
+            sent.extend(batch);
+            contiguous(&read_all(&p.table, &s).await, &sent, &what);
+        }
+    }
+    p.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
+    let p = Proxied::open(4).await;
+    let name = format!("{}-consumer", p.tenant);
+    let (one, two) = (Checkpoint::new("one"), Checkpoint::new("two"));
+    p.rules(vec![lost("PutItem")]);
+    let first = p
+        .table
+        .save_checkpoint(&name, &one, None)
+        .await
+        .expect("a first save whose reply was lost");
+    assert_eq!(p.seen("PutItem"), 2, "tried twice");
+    assert_eq!(
+        p.table.load_checkpoint(&name).await.expect("load"),
+        Some((one, first.clone()))
+    );
+    p.rules(vec![lost("PutItem")]);
+    let second = p
+        .table
+        .save_checkpoint(&name, &two, Some(&first))
+        .await
+        .expect("a save whose reply was lost");
+    assert_eq!(
+        p.table.load_checkpoint(&name).await.expect("load"),
+        Some((two, second.clone()))
+    );
+    assert!(p.table.costs().retries(OpKind::Checkpoint) >= 2);
+    p.proxy.faults().clear();
+    for (expected, what) in [(Some(&first), "from a stale etag"), (None, "as new")] {
+        let e = p
+            .table
+            .save_checkpoint(&name, &Checkpoint::new("three"), expected)
+            .await
+            .expect_err(what);
+        assert!(
+            matches!(e, StoreError::CheckpointConflict { .. }),
+            "{what}: {e}"
+        );
+    }
+    p.table
+        .save_checkpoint(&name, &Checkpoint::new("three"), Some(&second))
+        .await
+        .expect("a save from the answered etag");
+    p.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
+    let p = Proxied::open(4).await;
+    for (mode, ops) in [
+        (
+            DeleteMode::Soft,
+            ["UpdateItem", "BatchWriteItem", "DeleteItem"],
+        ),
+        (
+            DeleteMode::Hard,
+            ["TransactWriteItems", "BatchWriteItem", "DeleteItem"],
+        ),
+    ] {
+        for op in ops {
+            let s = p.stream();
+            p.table
+                .append(&s, ExpectedVersion::NoStream, events("d", 3))
+                .await
+                .expect("append");
+            let big = Snapshot {
+                stream: s.clone(),
+                version: Version(3),
+                state_type: "State".into(),
+                schema_version: 1,
+                state: Bytes::from(vec![7u8; 300_000]),
+            };
+            p.table
+                .save_snapshot(big)
+                .await
+                .expect("an offloaded snapshot");
+            p.rules(vec![lost(op)]);
+            p.table
+                .delete_stream(&s, mode)
+                .await
+                .unwrap_or_else(|e| panic!("{mode:?} delete, {op} reply lost: {e}"));
+            p.proxy.faults().clear();
+            let mut feed = p.table.changes(
+                FeedStart::Beginning,
+                FeedOptions::catch_up().tenant(&p.tenant),
+            );
+            let mut markers = 0;
+            while let Some(b) = feed.next().await {
+                markers += b
+                    .expect("feed")
+                    .items
+                    .iter()
+                    .filter(|i| matches!(i, FeedItem::Deleted { stream, .. } if *stream == s))
+                    .count();
+            }
+            assert_eq!(markers, 1, "{mode:?}, {op} reply lost: deletion markers");
+            let left = p.blobs.list("snapshots/").await.expect("list blobs");
+            let mine: Vec<_> = left.iter().filter(|k| k.contains(s.id())).collect();
+            assert!(mine.is_empty(), "{mode:?}, {op}: blobs left: {mine:?}");
+            match mode {
+                DeleteMode::Soft => {
+                    let r = p
+                        .table
+                        .append(&s, ExpectedVersion::Exact(Version(3)), events("after", 1))
+                        .await
+                        .expect("an append after a soft delete");
+                    assert_eq!(r.first, Version(4));
+                    assert_eq!(read_all(&p.table, &s).await.len(), 1, "{op}");
+                }
+                DeleteMode::Hard => {
+                    let e = p
+                        .table
+                        .append(&s, ExpectedVersion::Any, events("again", 1))
+                        .await
+                        .expect_err("an erased stream");
+                    assert!(matches!(e, StoreError::StreamDeleted { .. }), "{e}");
+                }
+            }
+        }
+    }
+    p.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_and_server_errors_on_every_request_are_retried_and_counted() {
+    let p = Proxied::open(4).await;
+    let ops = [
+        (
+            "TransactWriteItems",
+            "ProvisionedThroughputExceededException",
+        ),
+        ("Query", "ThrottlingException"),
+        ("GetItem", "RequestLimitExceeded"),
+        ("PutItem", "500"),
+        ("UpdateItem", "503"),
+        ("BatchWriteItem", "InternalServerError"),
+    ];
+    p.rules(
+        ops.iter()
+            .map(|(op, code)| {
+                Rule::exactly(
+                    *op,
+                    Fault::Refuse {
+                        code: code.to_string(),
+                    },
+                )
+                .times(1)
+            })
+            .collect(),
+    );
+    let s = p.stream();
+    let sent = events("t", 3);
+    p.table
+        .append(&s, ExpectedVersion::NoStream, sent.clone())
+        .await
+        .expect("append");
+    contiguous(&read_all(&p.table, &s).await, &sent, "read");
+    let name = format!("{}-c", p.tenant);
+    let etag = p
+        .table
+        .save_checkpoint(&name, &Checkpoint::new("a"), None)
+        .await
+        .expect("save");
+    assert_eq!(
+        p.table.load_checkpoint(&name).await.expect("load"),
+        Some((Checkpoint::new("a"), etag))
+    );
+    p.table
+        .delete_stream(&s, DeleteMode::Soft)
+        .await
+        .expect("soft delete");
+    p.table
+        .delete_stream(&s, DeleteMode::Hard)
+        .await
+        .expect("hard delete");
+    let log = p.proxy.faults().log();
+    let faulted: std::collections::BTreeSet<usize> = log.iter().map(|i| i.rule).collect();
+    assert_eq!(faulted.len(), ops.len(), "every rule fired: {log:?}");
+    let c = p.table.costs();
+    assert!(
+        c.total().retries >= ops.len() as u64,
+        "retries counted: {c}"
+    );
+    p.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_beyond_the_budget_is_transient_after_exactly_the_budget() {
+    let p = Proxied::open(3).await;
+    let s = p.stream();
+    for (fault, throttled) in [
+        (
+            Fault::Refuse {
+                code: "ThrottlingException".into(),
+            },
+            true,
+        ),
+        (Fault::Refuse { code: "503".into() }, false),
+        (Fault::Close, false),
+    ] {
+        let (before, seen) = (p.table.costs(), p.seen("TransactWriteItems"));
+        p.rules(vec![Rule::exactly("TransactWriteItems", fault.clone())]);
+        let e = p
+            .table
+            .append(&s, ExpectedVersion::Any, events("b", 1))
+            .await
+            .expect_err("every attempt faulted");
+        p.proxy.faults().clear();
+        assert!(e.is_transient(), "{fault}: {e:?}");
+        assert_eq!(
+            matches!(e, StoreError::Throttled { .. }),
+            throttled,
+            "{fault}: {e:?}"
+        );
+        assert_eq!(p.seen("TransactWriteItems") - seen, 3, "{fault}: attempts");
+        let spent = p.table.costs() - before;
+        assert_eq!(spent.retries(OpKind::Append), 2, "{fault}: {spent}");
+    }
+    assert_eq!(read_all(&p.table, &s).await.len(), 0, "nothing written");
+    p.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_cut_in_a_paged_read_loses_and_repeats_nothing() {
+    let p = Proxied::open(4).await;
+    let s = p.stream();
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let batch = events(&format!("c{i}"), 100);
+        p.table
+            .append(&s, ExpectedVersion::Any, batch.clone())
+            .await
+            .expect("append");
+        sent.extend(batch);
+    }
+    p.rules(vec![
+        Rule::exactly("Query", Fault::CutReply { after: 200 }).times(1),
+    ]);
+    contiguous(&read_all(&p.table, &s).await, &sent, "a cut page");
+    assert_eq!(p.proxy.faults().log().len(), 1);
+    assert!(p.table.costs().retries(OpKind::Read) >= 1);
+    p.drop().await;
+}
