@@ -57,3 +57,48 @@ pub(crate) fn built<T>(
 ) -> sekiban_core::Result<T> {
     r.map_err(|e| StoreError::backend(format!("build the {what}"), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+
+    fn raw() -> Response {
+        Response::new(
+            StatusCode::try_from(200).unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        )
+    }
+
+    #[test]
+    fn a_reply_lost_or_cut_is_unavailable_and_throttling_is_throttled() {
+        let cut: SdkError<GetItemError, Response> =
+            SdkError::response_error("the connection closed in the middle of the body", raw());
+        assert!(matches!(
+            from_sdk("get", cut),
+            StoreError::Unavailable { .. }
+        ));
+        let timeout: SdkError<GetItemError, Response> = SdkError::timeout_error("no answer");
+        assert!(matches!(
+            from_sdk("get", timeout),
+            StoreError::Unavailable { .. }
+        ));
+        for (code, transient) in [
+            ("ThrottlingException", true),
+            ("InternalServerError", true),
+            ("ServiceUnavailable", true),
+            ("ValidationException", false),
+        ] {
+            let e: SdkError<GetItemError, Response> = SdkError::service_error(
+                GetItemError::generic(
+                    aws_sdk_dynamodb::error::ErrorMetadata::builder()
+                        .code(code)
+                        .build(),
+                ),
+                raw(),
+            );
+            assert_eq!(from_sdk("get", e).is_transient(), transient, "{code}");
+        }
+    }
+}

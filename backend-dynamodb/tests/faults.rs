@@ -203,17 +203,21 @@ async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
     let p = Proxied::open(4).await;
+    // Each request of each delete in turn: a soft delete hides the append's item (an
+    // `UpdateItem`), drops the snapshot pointer (`DeleteItem`) and marks the head (the second
+    // `UpdateItem`); a hard delete writes the tombstone and drops the pointer in one
+    // `TransactWriteItems`, then removes the items (`BatchWriteItem`).
     for (mode, ops) in [
         (
             DeleteMode::Soft,
-            ["UpdateItem", "BatchWriteItem", "DeleteItem"],
+            vec![("UpdateItem", 0), ("UpdateItem", 1), ("DeleteItem", 0)],
         ),
         (
             DeleteMode::Hard,
-            ["TransactWriteItems", "BatchWriteItem", "DeleteItem"],
+            vec![("TransactWriteItems", 0), ("BatchWriteItem", 0)],
         ),
     ] {
-        for op in ops {
+        for (op, skip) in ops {
             let s = p.stream();
             p.table
                 .append(&s, ExpectedVersion::NoStream, events("d", 3))
@@ -230,11 +234,18 @@ async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
                 .save_snapshot(big)
                 .await
                 .expect("an offloaded snapshot");
-            p.rules(vec![lost(op)]);
+            p.rules(vec![lost(op).skip(skip)]);
+            let logged = p.proxy.faults().log().len();
             p.table
                 .delete_stream(&s, mode)
                 .await
                 .unwrap_or_else(|e| panic!("{mode:?} delete, {op} reply lost: {e}"));
+            assert_eq!(
+                p.proxy.faults().log().len(),
+                logged + 1,
+                "{mode:?}: the reply of {op} #{} was lost",
+                skip + 1
+            );
             p.proxy.faults().clear();
             let mut feed = p.table.changes(
                 FeedStart::Beginning,
@@ -373,6 +384,19 @@ async fn a_fault_beyond_the_budget_is_transient_after_exactly_the_budget() {
         assert_eq!(spent.retries(OpKind::Append), 2, "{fault}: {spent}");
     }
     assert_eq!(read_all(&p.table, &s).await.len(), 0, "nothing written");
+    // A read whose every reply is cut.
+    let seen = p.seen("Query");
+    p.rules(vec![Rule::exactly("Query", Fault::CutReply { after: 10 })]);
+    let e = p
+        .table
+        .read(&s, ReadOptions::forward())
+        .next()
+        .await
+        .expect("an item")
+        .expect_err("every reply cut");
+    p.proxy.faults().clear();
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+    assert_eq!(p.seen("Query") - seen, 3, "attempts at the cut read");
     p.drop().await;
 }
 

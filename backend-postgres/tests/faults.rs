@@ -596,3 +596,47 @@ async fn a_connection_cut_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothi
         "nothing before the checkpoint again, nothing lost"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_server_terminates_are_replaced_and_work_goes_on() {
+    let app = format!(
+        "sekiban-kill-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let mut config = common::config();
+    config.url = format!(
+        "{}{}application_name={app}",
+        config.url,
+        if config.url.contains('?') { '&' } else { '?' }
+    );
+    let store = common::open(config, Arc::new(ObjectBlobStore::memory())).await;
+    let admin = common::raw().await;
+    let s = StreamId::new("kills", "order", &uuid::Uuid::new_v4().simple().to_string())
+        .expect("a stream id");
+    let mut sent = Vec::new();
+    for round in 0..5 {
+        // Every connection of the store ends, as a failover or an administrator would end them.
+        let killed = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .await
+            .expect("terminate the store's connections");
+        assert!(
+            !killed.is_empty(),
+            "round {round}: the store had connections"
+        );
+        let batch = events(&format!("k{round}"), 10);
+        store
+            .append(&s, ExpectedVersion::Any, batch.clone())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: an append after the kill: {e}"));
+        sent.extend(batch);
+        contiguous(
+            &read_all(&store, &s).await.expect("read"),
+            &sent,
+            "after kills",
+        );
+    }
+}
