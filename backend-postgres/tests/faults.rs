@@ -611,7 +611,7 @@ async fn connections_the_server_terminates_are_replaced_and_work_goes_on() {
     );
     let store = common::open(config, Arc::new(ObjectBlobStore::memory())).await;
     let admin = common::raw().await;
-    let s = StreamId::new("kills", "order", &uuid::Uuid::new_v4().simple().to_string())
+    let s = StreamId::new("kills", "order", uuid::Uuid::new_v4().simple().to_string())
         .expect("a stream id");
     let mut sent = Vec::new();
     for round in 0..5 {
