@@ -139,6 +139,13 @@ pub(crate) async fn shared(config: &DynamoDbConfig) -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// The first wait before a retry: DynamoDB's own advice, 25 ms, not the SDK's 1 s (transaction
+/// conflicts on a busy head clear in milliseconds).
+pub(crate) const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// The longest wait between two attempts.
+pub(crate) const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The DynamoDB and Streams clients on `shared`, counting into `costs`, each request tried at
 /// most `attempts` times by the SDK (the store's one retry policy).
 pub(crate) fn dynamodb(
@@ -146,12 +153,10 @@ pub(crate) fn dynamodb(
     costs: Arc<CostCounter>,
     attempts: u32,
 ) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
-    // DynamoDB's own advice: a base delay of 25 ms, not the SDK's 1 s (transaction conflicts on
-    // a busy head clear in milliseconds).
     let retry = aws_sdk_dynamodb::config::retry::RetryConfig::standard()
         .with_max_attempts(attempts.max(1))
-        .with_initial_backoff(std::time::Duration::from_millis(25))
-        .with_max_backoff(std::time::Duration::from_secs(2));
+        .with_initial_backoff(FIRST_BACKOFF)
+        .with_max_backoff(MAX_BACKOFF);
     let conf = aws_sdk_dynamodb::config::Builder::from(shared)
         .retry_config(retry.clone())
         .interceptor(Counting {

@@ -266,7 +266,7 @@ impl DynamoDbTable {
     /// unprocessed.
     async fn delete_keys(&self, stream: &StreamId, keys: Vec<Item>) -> Result<()> {
         for chunk in keys.chunks(BATCH) {
-            let mut pending: Vec<WriteRequest> = chunk
+            let pending: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|key| {
                     DeleteRequest::builder()
@@ -276,37 +276,25 @@ impl DynamoDbTable {
                         .map_err(|e| StoreError::backend("build a delete request", e))
                 })
                 .collect::<Result<_>>()?;
-            for attempt in 0u32.. {
-                if pending.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt.min(6)))
-                        .await;
-                }
+            let what = format!("delete the items of {stream}");
+            self.rest(OpKind::Delete, &what, pending, |batch| async {
                 let out = counted_as(
                     OpKind::Delete,
                     self.client
                         .batch_write_item()
-                        .request_items(&self.config.table, std::mem::take(&mut pending))
+                        .request_items(&self.config.table, batch)
                         .send(),
                 )
                 .await
-                .map_err(|e| from_sdk(&format!("delete the items of {stream}"), e))?;
-                pending = out
+                .map_err(|e| from_sdk(&what, e))?;
+                let left = out
                     .unprocessed_items()
                     .and_then(|u| u.get(&self.config.table))
                     .cloned()
                     .unwrap_or_default();
-                if attempt >= 10 && !pending.is_empty() {
-                    return Err(StoreError::Throttled {
-                        source: format!(
-                            "delete {stream}: items left unprocessed after {attempt} tries"
-                        )
-                        .into(),
-                    });
-                }
-            }
+                Ok((!left.is_empty()).then_some(left))
+            })
+            .await?;
         }
         Ok(())
     }

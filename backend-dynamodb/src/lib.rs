@@ -198,6 +198,29 @@ impl DynamoDbTable {
         self.costs.snapshot()
     }
 
+    /// Sends `first` with `send`, then what the service left undone of it
+    /// (`UnprocessedItems`, `UnprocessedKeys`), within the same budget as the SDK's retries
+    /// ([`DynamoDbConfig::retry_attempts`], the same waits): the kit's one loop for partial
+    /// answers ([`sekiban_core::backend::RetryBudget::rest`]).
+    pub(crate) async fn rest<P, F, Fut>(
+        &self,
+        kind: sekiban_core::OpKind,
+        what: &str,
+        first: P,
+        send: F,
+    ) -> Result<()>
+    where
+        F: FnMut(P) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<P>>>,
+    {
+        let budget = sekiban_core::backend::RetryBudget {
+            attempts: self.config.retry_attempts.max(1),
+            first_delay: client::FIRST_BACKOFF,
+            max_delay: client::MAX_BACKOFF,
+        };
+        budget.rest(&self.costs, kind, what, first, send).await
+    }
+
     /// Counts the capacity units a response reports (`ReturnConsumedCapacity`) under `kind`.
     pub(crate) fn charge<'a>(
         &self,

@@ -421,3 +421,95 @@ async fn a_reply_cut_in_a_paged_read_loses_and_repeats_nothing() {
     assert!(p.table.costs().retries(OpKind::Read) >= 1);
     p.drop().await;
 }
+
+/// Items left in a stream's partition (the head and the tombstone below every version remain
+/// after a hard delete).
+async fn items_of(t: &DynamoDbTable, s: &StreamId) -> i32 {
+    t.client()
+        .query()
+        .table_name(&t.config().table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(sekiban_dynamodb::stream_key(s)),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("query")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_answered_in_part_are_sent_again_for_their_rest_within_the_budget() {
+    let p = Proxied::open(3).await;
+    // A hard delete whose first batch of removals comes back unprocessed.
+    let s = p.stream();
+    for i in 0..30 {
+        p.table
+            .append(&s, ExpectedVersion::Any, events(&format!("u{i}"), 1))
+            .await
+            .expect("append");
+    }
+    p.rules(vec![Rule::exactly("BatchWriteItem", Fault::Unprocessed).times(1)]);
+    let before = p.table.costs();
+    p.table
+        .delete_stream(&s, DeleteMode::Hard)
+        .await
+        .expect("a hard delete answered in part");
+    assert_eq!(p.proxy.faults().log().len(), 1);
+    assert_eq!(items_of(&p.table, &s).await, 2, "only the tombstones are left");
+    assert!((p.table.costs() - before).retries(OpKind::Delete) >= 1);
+
+    // Answered unprocessed every time: throttled after exactly the budget.
+    let s2 = p.stream();
+    p.table
+        .append(&s2, ExpectedVersion::NoStream, events("v", 3))
+        .await
+        .expect("append");
+    let seen = p.seen("BatchWriteItem");
+    p.rules(vec![Rule::exactly("BatchWriteItem", Fault::Unprocessed)]);
+    let e = p
+        .table
+        .delete_stream(&s2, DeleteMode::Hard)
+        .await
+        .expect_err("never processed");
+    p.proxy.faults().clear();
+    assert!(matches!(e, StoreError::Throttled { .. }), "{e:?}");
+    assert_eq!(p.seen("BatchWriteItem") - seen, 3, "requests for the batch");
+
+    // The feed's look-up of heads answered unprocessed: an erased stream's events still never
+    // come on the feed.
+    let erased = p.stream();
+    p.table
+        .append(&erased, ExpectedVersion::NoStream, events("secret", 2))
+        .await
+        .expect("append");
+    p.table
+        .delete_stream(&erased, DeleteMode::Hard)
+        .await
+        .expect("hard delete");
+    p.rules(vec![Rule::exactly("BatchGetItem", Fault::Unprocessed).times(1)]);
+    let mut feed = p.table.changes(
+        FeedStart::Beginning,
+        FeedOptions::catch_up().tenant(&p.tenant),
+    );
+    let mut leaked = Vec::new();
+    while let Some(b) = feed.next().await {
+        for item in b.expect("feed").items {
+            if let Some(e) = item.as_event()
+                && e.stream == erased
+            {
+                leaked.push(e.version);
+            }
+        }
+    }
+    drop(feed);
+    p.proxy.faults().clear();
+    assert!(leaked.is_empty(), "erased events on the feed: {leaked:?}");
+    assert!(
+        p.proxy.faults().log().iter().any(|i| i.operation == "BatchGetItem"),
+        "the feed looked the heads up"
+    );
+    p.drop().await;
+}

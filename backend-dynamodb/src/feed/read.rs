@@ -585,31 +585,45 @@ impl DynamoDbTable {
                 .consistent_read(true)
                 .build()
                 .map_err(|e| StoreError::backend("build a head lookup", e))?;
-            let out = counted_as(
-                OpKind::Feed,
-                self.client
-                    .batch_get_item()
-                    .request_items(&self.config.table, ka)
-                    .return_consumed_capacity(
-                        aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total,
-                    )
-                    .send(),
-            )
-            .await
-            .map_err(|e| from_sdk("read the heads of the feed's streams", e))?;
-            self.charge(OpKind::Feed, out.consumed_capacity());
-            for head in out
-                .responses()
-                .and_then(|r| r.get(&self.config.table))
-                .into_iter()
-                .flatten()
-            {
+            // Heads the service left unread (`UnprocessedKeys`) are asked for again: a head
+            // never read would let an erased stream's events through.
+            let heads = std::sync::Mutex::new(Vec::new());
+            let what = "read the heads of the feed's streams";
+            self.rest(OpKind::Feed, what, ka, |ka| async {
+                let out = counted_as(
+                    OpKind::Feed,
+                    self.client
+                        .batch_get_item()
+                        .request_items(&self.config.table, ka)
+                        .return_consumed_capacity(
+                            aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total,
+                        )
+                        .send(),
+                )
+                .await
+                .map_err(|e| from_sdk(what, e))?;
+                self.charge(OpKind::Feed, out.consumed_capacity());
+                heads.lock().unwrap_or_else(|p| p.into_inner()).extend(
+                    out.responses()
+                        .and_then(|r| r.get(&self.config.table))
+                        .into_iter()
+                        .flatten()
+                        .cloned(),
+                );
+                Ok(out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.config.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned())
+            })
+            .await?;
+            for head in heads.into_inner().unwrap_or_else(|p| p.into_inner()) {
                 let Some(DdbValue::S(pk)) = head.get("pk") else {
                     continue;
                 };
                 if head.contains_key("x") {
                     erased.insert(pk.clone());
-                } else if let Some(h) = number(head, "h") {
+                } else if let Some(h) = number(&head, "h") {
                     hidden.insert(pk.clone(), h);
                 }
             }

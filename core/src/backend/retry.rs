@@ -140,6 +140,69 @@ impl RetryBudget {
     }
 }
 
+impl RetryBudget {
+    /// Sends `first`, then what the service left undone of it (DynamoDB's `UnprocessedItems`
+    /// and `UnprocessedKeys`, a batch answered in part), like the next page of a read, until
+    /// nothing is left: at most [`Self::attempts`] requests in all, waiting [`Self::delay`]
+    /// before each re-send, each re-send counted as a retry of `kind`. `send` returns what it
+    /// left (`None`: nothing). After the budget, [`StoreError::Throttled`] saying `what`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sekiban_core::backend::{CostCounter, RetryBudget};
+    /// use sekiban_core::OpKind;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let costs = CostCounter::new();
+    /// let budget = RetryBudget { attempts: 4, first_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
+    /// // The service takes two items a request.
+    /// let mut done = Vec::new();
+    /// budget
+    ///     .rest(&costs, OpKind::Delete, "delete items", vec![1, 2, 3, 4, 5], |mut batch: Vec<i32>| {
+    ///         let rest = batch.split_off(batch.len().min(2));
+    ///         done.extend(batch);
+    ///         async move { Ok((!rest.is_empty()).then_some(rest)) }
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(done, [1, 2, 3, 4, 5]);
+    /// assert_eq!(costs.snapshot().retries(OpKind::Delete), 2);
+    /// # });
+    /// ```
+    pub async fn rest<P, F, Fut>(
+        &self,
+        costs: &CostCounter,
+        kind: OpKind,
+        what: &str,
+        first: P,
+        mut send: F,
+    ) -> Result<()>
+    where
+        F: FnMut(P) -> Fut,
+        Fut: Future<Output = Result<Option<P>>>,
+    {
+        let mut pending = first;
+        let mut made = 1;
+        loop {
+            match send(pending).await? {
+                None => return Ok(()),
+                Some(left) if made < self.attempts => {
+                    costs.record_retry(kind);
+                    tokio::time::sleep(self.delay(made)).await;
+                    made += 1;
+                    pending = left;
+                }
+                Some(_) => {
+                    return Err(StoreError::throttled(
+                        what.to_string(),
+                        format!("the service left part of the request undone {made} times"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +252,21 @@ mod tests {
             assert_eq!(tries.load(Ordering::Relaxed), 1);
         }
         assert_eq!(costs.snapshot().retries(OpKind::Append), 0);
+    }
+
+    #[tokio::test]
+    async fn a_rest_left_past_the_budget_is_throttled_after_exactly_the_budget() {
+        let costs = CostCounter::new();
+        let sends = AtomicU32::new(0);
+        let r = quick(3)
+            .rest(&costs, OpKind::Delete, "delete", vec![1], |p| {
+                sends.fetch_add(1, Ordering::Relaxed);
+                async move { Ok(Some(p)) }
+            })
+            .await;
+        assert!(matches!(r, Err(StoreError::Throttled { .. })), "{r:?}");
+        assert_eq!(sends.load(Ordering::Relaxed), 3);
+        assert_eq!(costs.snapshot().retries(OpKind::Delete), 2);
     }
 
     #[test]
