@@ -33,6 +33,7 @@ async fn operations_cost_what_the_readme_says() {
             let before = store.costs();
             f.await;
             let c = store.costs() - before;
+            assert_eq!(c.total().retries, 0, "{what}: no fault, no retry ({c})");
             let op = c.get(kind);
             rows.push(format!(
                 "| {what} | {} | {:.2} | {} | {} |",
