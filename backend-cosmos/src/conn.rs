@@ -144,8 +144,9 @@ impl Conn {
             )
         });
         for i in 0..requests {
-            let (s, r) = if i == 0 { (sent, received) } else { (0, 0) };
-            self.costs.record(kind, s as u64, r as u64);
+            // Every try sends the request's body; the answer read is the last one's.
+            let r = if i + 1 == requests { received } else { 0 };
+            self.costs.record(kind, sent as u64, r as u64);
             if i > 0 {
                 // A request the SDK's retry policy sent again.
                 self.costs.record_retry(kind);

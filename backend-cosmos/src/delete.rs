@@ -206,20 +206,33 @@ impl CosmosStore {
             .collect())
     }
 
-    /// Removes documents of a stream, up to 100 in one batch.
+    /// Removes documents of a stream, up to 100 in one batch. A document already gone (removed
+    /// by a try whose reply was lost, which the SDK sent again) refuses the whole batch with a
+    /// 404: the batch goes again without it.
     async fn remove(&self, stream: &StreamId, ids: &[String]) -> Result<()> {
         for chunk in ids.chunks(BATCH_OPERATIONS) {
-            let mut batch = TransactionalBatch::new(partition_key(stream));
-            for id in chunk {
-                batch = batch.delete_item(id.clone(), None);
-            }
-            if let Err(refused) = self.events.batch(OpKind::Delete, batch, 0).await? {
-                return Err(StoreError::Corrupt {
-                    what: format!(
-                        "deleting {stream}: a batch of removals was refused with statuses {:?}; delete the stream again to finish",
-                        refused.statuses
-                    ),
-                });
+            let mut left = chunk.to_vec();
+            while !left.is_empty() {
+                let mut batch = TransactionalBatch::new(partition_key(stream));
+                for id in &left {
+                    batch = batch.delete_item(id.clone(), None);
+                }
+                match self.events.batch(OpKind::Delete, batch, 0).await? {
+                    Ok(_) => break,
+                    Err(refused) => match refused.cause() {
+                        Some((i, NOT_FOUND)) if i < left.len() => {
+                            left.remove(i);
+                        }
+                        _ => {
+                            return Err(StoreError::Corrupt {
+                                what: format!(
+                                    "deleting {stream}: a batch of removals was refused with statuses {:?}; delete the stream again to finish",
+                                    refused.statuses
+                                ),
+                            });
+                        }
+                    },
+                }
             }
         }
         Ok(())

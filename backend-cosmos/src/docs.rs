@@ -320,6 +320,14 @@ pub(crate) struct PointerDoc {
     /// The blob holding the state.
     #[serde(rename = "br", default, skip_serializing_if = "Option::is_none")]
     pub blob: Option<BlobRef>,
+    /// The save that wrote it (a token drawn once per save): a save the SDK sent again after
+    /// its reply was lost finds its own pointer by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub w: Option<String>,
+    /// The blob of the pointer it replaced, when that one was offloaded: what a save that finds
+    /// its own pointer still has to delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pb: Option<BlobRef>,
 }
 
 impl PointerDoc {
@@ -341,6 +349,8 @@ impl PointerDoc {
             n: stored.schema_version,
             b,
             blob,
+            w: None,
+            pb: None,
         }
     }
 

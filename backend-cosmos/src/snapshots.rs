@@ -1,7 +1,8 @@
 //! Snapshot pointers: one document per stream (`p`), beside its head. A save checks the head in
 //! the same batch (a batch read on its etag), so a snapshot is never stored for a stream deleted
 //! meanwhile; the pointer is replaced on its own etag, so an older snapshot never replaces a
-//! newer one.
+//! newer one. A pointer names the save that wrote it and the blob it replaced, so a save the
+//! SDK sent again after its reply was lost knows its own pointer and still deletes that blob.
 
 use async_trait::async_trait;
 use azure_data_cosmos::models::TransactionalBatch;
@@ -9,7 +10,7 @@ use azure_data_cosmos::options::{BatchReadOptions, BatchReplaceOptions, Precondi
 
 use sekiban_core::backend::snapshots::SnapshotPointers;
 use sekiban_core::snapshot::{
-    PointerWrite, SnapshotOffload, StoredSnapshot, check_snapshot_version,
+    PointerWrite, SnapshotBody, SnapshotOffload, StoredSnapshot, check_snapshot_version,
 };
 use sekiban_core::{OpKind, Result, Snapshot, StoreError, StreamId, Version};
 
@@ -31,8 +32,21 @@ impl SnapshotPointers for CosmosStore {
         stored: StoredSnapshot,
     ) -> Result<PointerWrite> {
         let stream = &snapshot.stream;
+        let token = uuid::Uuid::new_v4().simple().to_string();
         loop {
             let found = self.head_and_pointer(stream, OpKind::Snapshot).await?;
+            // This save's own pointer: an earlier try committed, its reply lost (the SDK sent
+            // the batch again, and the pointer it wrote refused it). What it replaced is kept
+            // in it, for the offload to delete.
+            if let Some((p, _)) = &found.pointer
+                && p.w.as_deref() == Some(token.as_str())
+            {
+                let replaced = p.pb.clone().map(|r| StoredSnapshot {
+                    body: SnapshotBody::Offloaded(r),
+                    ..stored.clone()
+                });
+                return Ok(PointerWrite::Replaced(replaced));
+            }
             if let Some((h, _)) = &found.head
                 && h.x
             {
@@ -51,7 +65,10 @@ impl SnapshotPointers for CosmosStore {
             {
                 return Ok(PointerWrite::Refused);
             }
-            let doc = self.events.doc(&PointerDoc::new(stream, &stored))?;
+            let mut pointer = PointerDoc::new(stream, &stored);
+            pointer.w = Some(token.clone());
+            pointer.pb = found.pointer.as_ref().and_then(|(p, _)| p.blob.clone());
+            let doc = self.events.doc(&pointer)?;
             let sent = json_size(&doc);
             let batch = TransactionalBatch::new(partition_key(stream)).read_item(
                 HEAD_ID,

@@ -308,3 +308,39 @@ async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_snapshot_pointer_reply_keeps_one_pointer_and_deletes_the_replaced_blob() {
+    let f = Faulted::open().await;
+    let s = f.stream();
+    f.store
+        .append(&s, ExpectedVersion::NoStream, events("s", 5))
+        .await
+        .expect("append");
+    let snap = |version: u64, byte: u8| Snapshot {
+        stream: s.clone(),
+        version: Version(version),
+        state_type: "State".into(),
+        schema_version: 1,
+        state: Bytes::from(vec![byte; 600_000]),
+    };
+    f.store
+        .save_snapshot(snap(3, 8))
+        .await
+        .expect("an earlier offloaded snapshot");
+    let lost = f.lose_next(FaultOperationType::BatchItem);
+    once(&lost, f.store.save_snapshot(snap(5, 9)))
+        .await
+        .expect("a snapshot whose pointer's reply was lost");
+    f.off();
+    let loaded = f
+        .store
+        .load_snapshot(&s)
+        .await
+        .expect("load")
+        .expect("a snapshot");
+    assert_eq!((loaded.version, loaded.state[0]), (Version(5), 9));
+    let blobs = f.blobs.list("snapshots/").await.expect("list");
+    let mine: Vec<_> = blobs.iter().filter(|k| k.contains(s.id())).collect();
+    assert_eq!(mine.len(), 1, "the replaced blob is deleted: {mine:?}");
+}

@@ -537,3 +537,46 @@ async fn batches_answered_in_part_are_sent_again_for_their_rest_within_the_budge
     );
     p.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_snapshot_pointer_reply_keeps_one_pointer_and_deletes_the_replaced_blob() {
+    let p = Proxied::open(4).await;
+    let s = p.stream();
+    p.table
+        .append(&s, ExpectedVersion::NoStream, events("s", 5))
+        .await
+        .expect("append");
+    let snap = |version: u64, byte: u8| Snapshot {
+        stream: s.clone(),
+        version: Version(version),
+        state_type: "State".into(),
+        schema_version: 1,
+        state: Bytes::from(vec![byte; 300_000]),
+    };
+    p.table
+        .save_snapshot(snap(3, 8))
+        .await
+        .expect("an earlier offloaded snapshot");
+    p.rules(vec![lost("TransactWriteItems")]);
+    p.table
+        .save_snapshot(snap(5, 9))
+        .await
+        .expect("a snapshot whose pointer's reply was lost");
+    assert_eq!(
+        p.proxy.faults().log().len(),
+        1,
+        "the pointer's reply was lost"
+    );
+    p.proxy.faults().clear();
+    let loaded = p
+        .table
+        .load_snapshot(&s)
+        .await
+        .expect("load")
+        .expect("a snapshot");
+    assert_eq!((loaded.version, loaded.state[0]), (Version(5), 9));
+    let blobs = p.blobs.list("snapshots/").await.expect("list");
+    let mine: Vec<_> = blobs.iter().filter(|k| k.contains(s.id())).collect();
+    assert_eq!(mine.len(), 1, "the replaced blob is deleted: {mine:?}");
+    p.drop().await;
+}

@@ -205,7 +205,8 @@ fn counted_as(store: &dyn Store, what: &str, kind: OpKind, c: &CostSnapshot) -> 
         mine.round_trips >= 1,
         "{what} was not counted as {kind:?} ({c}); count each request under its operation's kind"
     );
-    if store.capabilities().reports_capacity_units {
+    // A request retried after its reply was lost was charged in a reply nobody read.
+    if store.capabilities().reports_capacity_units && mine.retries == 0 {
         let charged = mine.capacity_units > 0.0;
         check!(
             charged,

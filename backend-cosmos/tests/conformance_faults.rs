@@ -1,0 +1,82 @@
+//! The conformance suite's fault profile on Cosmos DB: the whole suite on the SDK's in-process
+//! emulator with its fault injection on every data operation (point reads, queries, the change
+//! feed, creates, replaces, deletes, batches): 2 % of requests each lose their reply after the
+//! service carried them out, are throttled (429) or answered 503. The SDK's retries and the
+//! store's recognition of its own earlier attempts keep every case true, bar the round-trip
+//! budgets. The containers are made and the store opened before the faults start.
+
+use std::sync::Arc;
+
+use azure_data_cosmos_driver::fault_injection::{
+    FaultInjectionConditionBuilder, FaultInjectionErrorType, FaultInjectionResultBuilder,
+    FaultInjectionRule, FaultInjectionRuleBuilder, FaultOperationType,
+};
+use sekiban_conformance::Harness;
+use sekiban_core::{BlobStore, ObjectBlobStore};
+use sekiban_cosmos::{CosmosConfig, CosmosStore};
+
+mod common;
+
+/// The share of requests each fault hits.
+const RATE: f32 = 0.02;
+
+fn rules() -> Vec<Arc<FaultInjectionRule>> {
+    let ops = [
+        FaultOperationType::ReadItem,
+        FaultOperationType::QueryItem,
+        FaultOperationType::ChangeFeedItem,
+        FaultOperationType::CreateItem,
+        FaultOperationType::ReplaceItem,
+        FaultOperationType::UpsertItem,
+        FaultOperationType::DeleteItem,
+        FaultOperationType::BatchItem,
+    ];
+    let errors = [
+        FaultInjectionErrorType::ResponseTimeoutAfterService,
+        FaultInjectionErrorType::TooManyRequests,
+        FaultInjectionErrorType::ServiceUnavailable,
+    ];
+    let mut out = Vec::new();
+    for op in ops {
+        for error in errors {
+            let rule = Arc::new(
+                FaultInjectionRuleBuilder::new(
+                    format!("{op:?}-{error:?}"),
+                    FaultInjectionResultBuilder::new()
+                        .with_error(error)
+                        .with_probability(RATE)
+                        .build(),
+                )
+                .with_condition(
+                    FaultInjectionConditionBuilder::new()
+                        .with_operation_type(op)
+                        .build(),
+                )
+                .build(),
+            );
+            rule.disable();
+            out.push(rule);
+        }
+    }
+    out
+}
+
+async fn harness() -> Harness {
+    let rules = rules();
+    let (client, _emulator) = common::emulator::account_with_faults(rules.clone()).await;
+    let config = CosmosConfig::new(
+        format!("faults-{}", uuid::Uuid::new_v4().simple()),
+        "events",
+    );
+    CosmosStore::init(&client, &config).await.expect("init");
+    let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+    let store = CosmosStore::connect_with_blobs(client, config, blobs.clone())
+        .await
+        .expect("connect");
+    for r in &rules {
+        r.enable();
+    }
+    Harness::new(Arc::new(store), blobs).with_faults()
+}
+
+sekiban_conformance::conformance_tests!(harness().await);
