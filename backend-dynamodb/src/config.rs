@@ -182,7 +182,7 @@ mod tests {
         assert!(
             unknown
                 .to_string()
-                .contains("region, endpoint, bucket, s3_endpoint and blobs"),
+                .contains("region, endpoint, bucket, s3_endpoint, blobs and retries"),
             "{unknown}"
         );
         for bad in [

@@ -73,8 +73,9 @@ impl Db {
     ) -> Result<AppendResult> {
         let conn = self.client().await?;
         let r = self.append_on(On::Pool(&conn), s, expected, events).await;
-        if r.is_err() && conn.client.is_closed() {
-            // A retry gets another connection, never this broken one back.
+        // A connection that failed leaves the pool (it may not know it is closed yet): a retry
+        // gets another one, never this broken one back.
+        if matches!(r, Err(StoreError::Unavailable { .. })) || conn.client.is_closed() {
             drop(super::Object::take(conn));
         }
         r

@@ -9,7 +9,6 @@ use sekiban_core::{FeedItem, OpKind, StreamId, Version};
 use super::rows::{decode, event_at, get};
 use super::statements::Sql;
 use super::{Db, Param, Result};
-use crate::error::Context;
 
 /// A feed position: after this (tx, global position).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,14 +71,17 @@ impl Db {
         if let Some(c) = &category {
             params.push(c);
         }
-        let (_client, rows) = self.query_rows(OpKind::Feed, feed, &params).await?;
+        let (client, rows) = self.query_rows(OpKind::Feed, feed, &params).await?;
         futures::pin_mut!(rows);
         let mut items = Vec::new();
         let mut xmin = after.tx;
         let mut bytes = 0;
         let mut cut = false;
         while let Some(row) = rows.next().await {
-            let row = row.ctx("read the feed")?;
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => return Err(super::broken(client, "read the feed", e)),
+            };
             xmin = get(&row, 0)?;
             let Some(tx) = get::<Option<i64>>(&row, 1)? else {
                 break;

@@ -38,7 +38,8 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 type Param<'a> = &'a (dyn ToSql + Sync);
 
 /// Classifies a statement's error; a connection that failed is taken out of the pool (a retry
-/// then gets another one, never the broken one back).
+/// then gets another one, never the broken one back, which may not know yet that it is
+/// closed).
 pub(super) fn broken(conn: Object, context: &str, e: tokio_postgres::Error) -> StoreError {
     if e.code().is_none() || conn.client.is_closed() {
         drop(Object::take(conn));

@@ -8,7 +8,6 @@ use sekiban_core::{Direction, OpKind, RecordedEvent, StoreError, StreamId, Versi
 use super::rows::{event_at, get};
 use super::statements::Sql;
 use super::{Db, Param, Result};
-use crate::error::Context;
 
 impl Db {
     /// The head version (0 when missing).
@@ -43,14 +42,17 @@ impl Db {
         let (t, c, id) = (s.tenant(), s.category(), s.id());
         let (from, end, limit) = (i(page.from.0), i(end), i(page.limit as u64));
         let params: [Param<'_>; 6] = [&t, &c, &id, &from, &end, &limit];
-        let (_client, rows) = self.query_rows(OpKind::Read, sql, &params).await?;
+        let (client, rows) = self.query_rows(OpKind::Read, sql, &params).await?;
         futures::pin_mut!(rows);
         let mut events: Vec<RecordedEvent> = Vec::with_capacity(page.limit.min(1024));
         let mut bytes = 0usize;
         // The stream's head and soft-deleted-up-to versions, from its row.
         let mut bounds = None;
         while let Some(row) = rows.next().await {
-            let row = row.ctx("read")?;
+            let row = match row {
+                Ok(row) => row,
+                Err(e) => return Err(super::broken(client, "read", e)),
+            };
             if let Some(hidden_upto) = get::<Option<i64>>(&row, 7)? {
                 let head = u(get(&row, 0)?);
                 if hidden_upto < 0 {
