@@ -12,10 +12,12 @@ use azure_data_cosmos_driver::fault_injection::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
+use sekiban_conformance::Harness;
+use sekiban_conformance::faults::{self, LoseReplies, Write};
 use sekiban_core::{
-    BlobStore, ChangeFeed, Checkpoint, CheckpointStore, DeleteMode, EventData, EventStore,
-    ExpectedVersion, FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions,
-    Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
+    BlobStore, ChangeFeed, DeleteMode, EventData, EventStore, ExpectedVersion, FeedItem,
+    FeedOptions, FeedStart, ObjectBlobStore, ReadOptions, Snapshot, SnapshotStore, StoreError,
+    StreamId, Version,
 };
 use sekiban_cosmos::{CosmosConfig, CosmosStore};
 
@@ -117,12 +119,37 @@ impl Faulted {
         r.clone()
     }
 
+    /// A conformance harness on the store (its own tenant).
+    fn harness(&self) -> Harness {
+        Harness::new(Arc::new(self.store.clone()), self.blobs.clone())
+    }
+
     fn off(&self) {
         for (_, r) in &self.rules {
             if r.hit_count() > 0 {
                 r.disable();
             }
         }
+    }
+}
+
+impl LoseReplies for Faulted {
+    fn lose_next(&self, write: Write) {
+        let op = match write {
+            Write::AppendNew | Write::AppendExisting => FaultOperationType::BatchItem,
+            Write::CheckpointNew => FaultOperationType::CreateItem,
+            Write::CheckpointOver => FaultOperationType::ReplaceItem,
+            other => panic!("no operation for {other:?}"),
+        };
+        self.lose_next(op);
+    }
+
+    fn injected(&self) -> usize {
+        self.rules.iter().map(|(_, r)| r.hit_count() as usize).sum()
+    }
+
+    fn clear(&self) {
+        self.off();
     }
 }
 
@@ -151,98 +178,17 @@ async fn once<T>(rule: &FaultInjectionRule, f: impl std::future::Future<Output =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_append_reply_is_answered_with_its_versions_under_every_expectation() {
     let f = Faulted::open().await;
-    let max = f.store.limits().max_append_events;
-    for n in [1, 16, 17, max] {
-        for kind in ["no_stream", "any", "stream_exists", "exact"] {
-            let s = f.stream();
-            let mut sent = Vec::new();
-            let expected = match kind {
-                "no_stream" => ExpectedVersion::NoStream,
-                "any" => ExpectedVersion::Any,
-                _ => {
-                    let first = events("first", 1);
-                    f.store
-                        .append(&s, ExpectedVersion::NoStream, first.clone())
-                        .await
-                        .expect("the first append");
-                    sent.extend(first);
-                    if kind == "exact" {
-                        ExpectedVersion::Exact(Version(1))
-                    } else {
-                        ExpectedVersion::StreamExists
-                    }
-                }
-            };
-            let batch = events(&format!("{kind}-{n}"), n);
-            let what = format!("{n} events under {kind}");
-            let lost = f.lose_next(FaultOperationType::BatchItem);
-            let before = f.store.costs();
-            let r = once(&lost, f.store.append(&s, expected, batch.clone()))
-                .await
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let spent = f.store.costs() - before;
-            f.off();
-            assert!(lost.hit_count() >= 1, "{what}: the reply was lost");
-            let first = sent.len() as u64 + 1;
-            assert_eq!(
-                (r.first, r.last),
-                (Version(first), Version(first + n as u64 - 1)),
-                "{what}"
-            );
-            assert!(spent.retries(OpKind::Append) >= 1, "{what}: {spent}");
-            sent.extend(batch);
-            let stored = read_all(&f.store, &s).await;
-            let versions: Vec<u64> = stored.iter().map(|e| e.version.0).collect();
-            assert_eq!(
-                versions,
-                (1..=sent.len() as u64).collect::<Vec<_>>(),
-                "{what}"
-            );
-            for (r, e) in stored.iter().zip(&sent) {
-                assert!(e.same_content(r), "{what}: {r:?} for {e:?}");
-            }
-        }
-    }
+    faults::lost_append_replies(&f.harness(), &f)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
     let f = Faulted::open().await;
-    let name = format!("{}-consumer", f.tenant);
-    let (one, two) = (Checkpoint::new("one"), Checkpoint::new("two"));
-    let lost = f.lose_next(FaultOperationType::CreateItem);
-    let first = once(&lost, f.store.save_checkpoint(&name, &one, None))
+    faults::lost_checkpoint_replies(&f.harness(), &f)
         .await
-        .expect("a first save whose reply was lost");
-    f.off();
-    assert_eq!(
-        f.store.load_checkpoint(&name).await.expect("load"),
-        Some((one, first.clone()))
-    );
-    let lost = f.lose_next(FaultOperationType::ReplaceItem);
-    let second = once(&lost, f.store.save_checkpoint(&name, &two, Some(&first)))
-        .await
-        .expect("a save whose reply was lost");
-    f.off();
-    assert_eq!(
-        f.store.load_checkpoint(&name).await.expect("load"),
-        Some((two, second.clone()))
-    );
-    for (expected, what) in [(Some(&first), "from a stale etag"), (None, "as new")] {
-        let e = f
-            .store
-            .save_checkpoint(&name, &Checkpoint::new("three"), expected)
-            .await
-            .expect_err(what);
-        assert!(
-            matches!(e, StoreError::CheckpointConflict { .. }),
-            "{what}: {e}"
-        );
-    }
-    f.store
-        .save_checkpoint(&name, &Checkpoint::new("three"), Some(&second))
-        .await
-        .expect("a save from the answered etag");
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use sekiban_conformance::Harness;
+use sekiban_conformance::faults::{self, LoseReplies, Write};
 use sekiban_core::{
     BlobStore, ChangeFeed, Checkpoint, CheckpointStore, DeleteMode, EventData, EventStore,
     ExpectedVersion, FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions,
-    Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
+    Snapshot, SnapshotStore, StoreError, StreamId, Version,
 };
 use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
 use sekiban_faults::{Fault, Faults, HttpProxy, Rule};
@@ -64,9 +66,33 @@ impl Proxied {
         self.proxy.faults().seen_exactly(op)
     }
 
+    /// A conformance harness on the proxied table (its own tenant).
+    fn harness(&self) -> Harness {
+        Harness::new(Arc::new(self.table.clone()), self.blobs.clone())
+    }
+
     async fn drop(self) {
         self.proxy.faults().clear();
         common::drop_table(&self.table).await;
+    }
+}
+
+impl LoseReplies for Proxied {
+    fn lose_next(&self, write: Write) {
+        let op = match write {
+            Write::AppendNew | Write::AppendExisting => "TransactWriteItems",
+            Write::CheckpointNew | Write::CheckpointOver => "PutItem",
+            other => panic!("no operation for {other:?}"),
+        };
+        self.rules(vec![lost(op)]);
+    }
+
+    fn injected(&self) -> usize {
+        self.proxy.faults().log().len()
+    }
+
+    fn clear(&self) {
+        self.proxy.faults().clear();
     }
 }
 
@@ -102,101 +128,18 @@ fn contiguous(stored: &[sekiban_core::RecordedEvent], sent: &[EventData], what: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_append_reply_is_answered_with_its_versions_under_every_expectation() {
     let p = Proxied::open(4).await;
-    let max = p.table.limits().max_append_events;
-    for n in [1, 16, 17, max] {
-        for kind in ["no_stream", "any", "stream_exists", "exact"] {
-            let s = p.stream();
-            let mut sent = Vec::new();
-            let expected = match kind {
-                "no_stream" => ExpectedVersion::NoStream,
-                "any" => ExpectedVersion::Any,
-                _ => {
-                    let first = events("first", 1);
-                    p.table
-                        .append(&s, ExpectedVersion::NoStream, first.clone())
-                        .await
-                        .expect("the first append");
-                    sent.extend(first);
-                    if kind == "exact" {
-                        ExpectedVersion::Exact(Version(1))
-                    } else {
-                        ExpectedVersion::StreamExists
-                    }
-                }
-            };
-            let batch = events(&format!("{kind}-{n}"), n);
-            let what = format!("{n} events under {kind}");
-            p.rules(vec![lost("TransactWriteItems")]);
-            let (before, logged) = (p.table.costs(), p.proxy.faults().log().len());
-            let r = p
-                .table
-                .append(&s, expected, batch.clone())
-                .await
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let spent = p.table.costs() - before;
-            assert_eq!(
-                p.proxy.faults().log().len(),
-                logged + 1,
-                "{what}: reply lost"
-            );
-            p.proxy.faults().clear();
-            let first = sent.len() as u64 + 1;
-            assert_eq!(
-                (r.first, r.last),
-                (Version(first), Version(first + n as u64 - 1)),
-                "{what}"
-            );
-            assert!(spent.retries(OpKind::Append) >= 1, "{what}: {spent}");
-            sent.extend(batch);
-            contiguous(&read_all(&p.table, &s).await, &sent, &what);
-        }
-    }
+    faults::lost_append_replies(&p.harness(), &p)
+        .await
+        .unwrap_or_else(|f| panic!("{f}"));
     p.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
     let p = Proxied::open(4).await;
-    let name = format!("{}-consumer", p.tenant);
-    let (one, two) = (Checkpoint::new("one"), Checkpoint::new("two"));
-    p.rules(vec![lost("PutItem")]);
-    let first = p
-        .table
-        .save_checkpoint(&name, &one, None)
+    faults::lost_checkpoint_replies(&p.harness(), &p)
         .await
-        .expect("a first save whose reply was lost");
-    assert_eq!(p.seen("PutItem"), 2, "tried twice");
-    assert_eq!(
-        p.table.load_checkpoint(&name).await.expect("load"),
-        Some((one, first.clone()))
-    );
-    p.rules(vec![lost("PutItem")]);
-    let second = p
-        .table
-        .save_checkpoint(&name, &two, Some(&first))
-        .await
-        .expect("a save whose reply was lost");
-    assert_eq!(
-        p.table.load_checkpoint(&name).await.expect("load"),
-        Some((two, second.clone()))
-    );
-    assert!(p.table.costs().retries(OpKind::Checkpoint) >= 2);
-    p.proxy.faults().clear();
-    for (expected, what) in [(Some(&first), "from a stale etag"), (None, "as new")] {
-        let e = p
-            .table
-            .save_checkpoint(&name, &Checkpoint::new("three"), expected)
-            .await
-            .expect_err(what);
-        assert!(
-            matches!(e, StoreError::CheckpointConflict { .. }),
-            "{what}: {e}"
-        );
-    }
-    p.table
-        .save_checkpoint(&name, &Checkpoint::new("three"), Some(&second))
-        .await
-        .expect("a save from the answered etag");
+        .unwrap_or_else(|f| panic!("{f}"));
     p.drop().await;
 }
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use sekiban_conformance::{catch_up, catch_up_settled, events, feed_events, read_all};
+use sekiban_conformance::faults::{self, LoseReplies, Write};
+use sekiban_conformance::{Harness, catch_up, catch_up_settled, events, feed_events, read_all};
 use sekiban_core::backend::RetryBudget;
 use sekiban_core::{
     BlobStore, ChangeFeed, Checkpoint, CheckpointStore, CostSnapshot, DeleteMode, EventData,
@@ -86,6 +87,32 @@ impl Proxied {
     fn feed(&self) -> FeedOptions {
         FeedOptions::catch_up().tenant(&self.tenant)
     }
+
+    /// A conformance harness on the proxied store (its own tenant).
+    fn harness(&self) -> Harness {
+        Harness::new(Arc::new(self.store.clone()), self.blobs.clone())
+    }
+}
+
+impl LoseReplies for Proxied {
+    fn lose_next(&self, write: Write) {
+        let statement = match write {
+            Write::AppendNew => "append_new",
+            Write::AppendExisting => "append_existing",
+            Write::CheckpointNew => "insert_checkpoint",
+            Write::CheckpointOver => "update_checkpoint",
+            other => panic!("no statement for {other:?}"),
+        };
+        self.rules(vec![drop_reply(self.sql(statement))]);
+    }
+
+    fn injected(&self) -> usize {
+        self.proxy.faults().log().len()
+    }
+
+    fn clear(&self) {
+        self.proxy.faults().clear();
+    }
 }
 
 fn snapshot(stream: StreamId, version: Version, state: Bytes) -> Snapshot {
@@ -125,62 +152,19 @@ fn contiguous(stored: &[sekiban_core::RecordedEvent], sent: &[EventData], what: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_append_reply_is_answered_with_its_versions_under_every_expectation() {
     let p = Proxied::open(4).await;
-    let max = p.store.limits().max_append_events;
-    for n in [1, 16, 17, max] {
-        for kind in ["no_stream", "any", "stream_exists", "exact"] {
-            let s = p.stream("lost");
-            let mut sent = Vec::new();
-            let (expected, statement) = match kind {
-                "no_stream" => (ExpectedVersion::NoStream, "append_new"),
-                "any" => (ExpectedVersion::Any, "append_new"),
-                _ => {
-                    let first = events("first", 1);
-                    p.store
-                        .append(&s, ExpectedVersion::NoStream, first.clone())
-                        .await
-                        .expect("the first append");
-                    sent.extend(first);
-                    let e = if kind == "exact" {
-                        ExpectedVersion::Exact(Version(1))
-                    } else {
-                        ExpectedVersion::StreamExists
-                    };
-                    (e, "append_existing")
-                }
-            };
-            let batch = events(&format!("{kind}-{n}"), n);
-            p.rules(vec![drop_reply(p.sql(statement))]);
-            let (before, logged) = (p.costs(), p.proxy.faults().log().len());
-            let r = p
-                .store
-                .append(&s, expected, batch.clone())
-                .await
-                .unwrap_or_else(|e| panic!("{n} events under {kind}: {e}"));
-            let spent = p.costs() - before;
-            let what = format!("{n} events under {kind}");
-            assert_eq!(
-                p.proxy.faults().log().len(),
-                logged + 1,
-                "{what}: the reply was dropped"
-            );
-            p.proxy.faults().clear();
-            let first = sent.len() as u64 + 1;
-            assert_eq!(
-                (r.first, r.last),
-                (Version(first), Version(first + n as u64 - 1)),
-                "{what}"
-            );
-            assert!(r.deduplicated, "{what}: answered as the re-send it was");
-            assert_eq!(spent.retries(OpKind::Append), 1, "{what}: {spent}");
-            sent.extend(batch);
-            let stored = read_all(&p.store, &s).await.expect("read");
-            contiguous(&stored, &sent, &what);
-        }
-    }
+    let h = p.harness();
+    faults::lost_append_replies(&h, &p)
+        .await
+        .unwrap_or_else(|f| panic!("{f}"));
     // Nothing on the feed twice either: per size, n events under each of the four
     // expectations, and one first event under two of them.
+    let max = p.store.limits().max_append_events;
     let want = [1, 16, 17, max].iter().map(|n| 4 * n + 2).sum();
-    let fed = feed_events(&catch_up_settled_all(&p, want).await);
+    let fed = catch_up_settled(&p.store, FeedStart::Beginning, h.feed_opts(false), want)
+        .await
+        .expect("the feed");
+    let fed = feed_events(&fed);
+    assert_eq!(fed.len(), want, "events on the feed");
     let mut ids: Vec<_> = fed.iter().map(|e| e.id).collect();
     let all = ids.len();
     ids.sort();
@@ -198,53 +182,14 @@ async fn catch_up_settled_all(p: &Proxied, want: usize) -> Vec<sekiban_core::Cha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
     let p = Proxied::open(4).await;
-    let name = format!("{}-consumer", p.tenant);
-    let (one, two) = (Checkpoint::new("one"), Checkpoint::new("two"));
-
-    p.rules(vec![drop_reply(p.sql("insert_checkpoint"))]);
-    let first = p
-        .store
-        .save_checkpoint(&name, &one, None)
+    faults::lost_checkpoint_replies(&p.harness(), &p)
         .await
-        .expect("a first save whose reply was lost");
-    assert_eq!(p.seen("insert_checkpoint"), 2, "tried twice");
+        .unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(
-        p.store.load_checkpoint(&name).await.expect("load"),
-        Some((one.clone(), first.clone()))
+        p.seen("insert_checkpoint"),
+        3,
+        "the first save tried twice, and one later save as new"
     );
-
-    p.rules(vec![drop_reply(p.sql("update_checkpoint"))]);
-    let second = p
-        .store
-        .save_checkpoint(&name, &two, Some(&first))
-        .await
-        .expect("a save over the first whose reply was lost");
-    assert_eq!(p.seen("update_checkpoint"), 2, "tried twice");
-    assert_ne!(second, first);
-    assert_eq!(
-        p.store.load_checkpoint(&name).await.expect("load"),
-        Some((two.clone(), second.clone()))
-    );
-    assert_eq!(p.costs().retries(OpKind::Checkpoint), 2);
-
-    // Recognising its own save opens no door to anyone else's: a save from the stale etag,
-    // or a second first save, still conflicts.
-    p.proxy.faults().clear();
-    for (expected, what) in [(Some(&first), "from a stale etag"), (None, "as new")] {
-        let e = p
-            .store
-            .save_checkpoint(&name, &Checkpoint::new("three"), expected)
-            .await
-            .expect_err(what);
-        assert!(
-            matches!(e, StoreError::CheckpointConflict { .. }),
-            "{what}: {e}"
-        );
-    }
-    p.store
-        .save_checkpoint(&name, &Checkpoint::new("three"), Some(&second))
-        .await
-        .expect("a save from the answered etag");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

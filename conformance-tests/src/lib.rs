@@ -12,6 +12,7 @@ use sekiban_core::{BlobStore, Store, StoreError};
 
 pub mod cases;
 mod cleanup;
+pub mod faults;
 pub mod model;
 pub mod partitioned;
 mod util;
