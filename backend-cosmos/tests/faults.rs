@@ -290,3 +290,90 @@ async fn a_lost_snapshot_pointer_reply_keeps_one_pointer_and_deletes_the_replace
     let mine: Vec<_> = blobs.iter().filter(|k| k.contains(s.id())).collect();
     assert_eq!(mine.len(), 1, "the replaced blob is deleted: {mine:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttle_or_an_unavailable_service_on_every_kind_of_request_is_retried_and_counted() {
+    // One 429 and one 503 for the first request of each kind; the SDK retries both.
+    let ops = [
+        FaultOperationType::ReadItem,
+        FaultOperationType::QueryItem,
+        FaultOperationType::ChangeFeedItem,
+        FaultOperationType::CreateItem,
+        FaultOperationType::ReplaceItem,
+        FaultOperationType::DeleteItem,
+        FaultOperationType::BatchItem,
+    ];
+    let mut rules = Vec::new();
+    for op in ops {
+        for error in [
+            FaultInjectionErrorType::TooManyRequests,
+            FaultInjectionErrorType::ServiceUnavailable,
+        ] {
+            rules.push(rule(&format!("{op:?}-{error:?}"), op, error));
+        }
+    }
+    let (client, _emulator) = common::emulator::account_with_faults(rules.clone()).await;
+    let config = CosmosConfig::new(
+        format!("refusals-{}", uuid::Uuid::new_v4().simple()),
+        "events",
+    );
+    CosmosStore::init(&client, &config).await.expect("init");
+    let store = CosmosStore::connect(client, config).await.expect("connect");
+    for r in &rules {
+        r.enable();
+    }
+    let s = StreamId::new("refused", "order", "1").expect("a stream id");
+    let sent = events("r", 3);
+    store
+        .append(&s, ExpectedVersion::NoStream, sent.clone())
+        .await
+        .expect("append");
+    let stored = read_all(&store, &s).await;
+    assert_eq!(stored.len(), 3);
+    assert_eq!(store.stream_version(&s).await.expect("version"), Version(3));
+    let name = "refused-consumer";
+    let etag = sekiban_core::CheckpointStore::save_checkpoint(
+        &store,
+        name,
+        &sekiban_core::Checkpoint::new("a"),
+        None,
+    )
+    .await
+    .expect("save");
+    sekiban_core::CheckpointStore::save_checkpoint(
+        &store,
+        name,
+        &sekiban_core::Checkpoint::new("b"),
+        Some(&etag),
+    )
+    .await
+    .expect("save over");
+    sekiban_core::CheckpointStore::delete_checkpoint(&store, name)
+        .await
+        .expect("delete");
+    let mut feed = store.changes(
+        FeedStart::Beginning,
+        FeedOptions::catch_up().tenant("refused"),
+    );
+    let mut fed = 0;
+    while let Some(b) = feed.next().await {
+        fed += b.expect("feed").items.len();
+    }
+    drop(feed);
+    assert_eq!(fed, 3);
+    store
+        .delete_stream(&s, DeleteMode::Hard)
+        .await
+        .expect("hard delete");
+    let missed: Vec<_> = rules
+        .iter()
+        .filter(|r| r.hit_count() == 0)
+        .map(|r| r.id().to_string())
+        .collect();
+    assert!(missed.is_empty(), "never injected: {missed:?}");
+    let c = sekiban_core::Store::costs(&store);
+    assert!(
+        c.total().retries >= rules.len() as u64,
+        "every fault retried and counted: {c}"
+    );
+}
