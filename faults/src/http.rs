@@ -8,7 +8,6 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -17,9 +16,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
+use crate::listen::Listening;
 use crate::rules::{Fault, Faults};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -28,15 +27,8 @@ type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// The proxy: listening on 127.0.0.1 until dropped.
 #[derive(Debug)]
 pub struct HttpProxy {
-    addr: SocketAddr,
+    listening: Listening,
     faults: Arc<Faults>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for HttpProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
 }
 
 impl HttpProxy {
@@ -49,37 +41,22 @@ impl HttpProxy {
             .next()
             .unwrap_or_default()
             .to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
         let shared = faults.clone();
-        let accept = tokio::spawn(async move {
-            let next = AtomicU64::new(1);
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let id = next.fetch_add(1, Ordering::Relaxed);
-                let (upstream, faults) = (authority.clone(), shared.clone());
-                tokio::spawn(async move {
-                    let _ = serve(client, upstream, faults, id).await;
-                });
-            }
-        });
-        Ok(HttpProxy {
-            addr,
-            faults,
-            accept,
+        let listening = Listening::start(move |client, id| {
+            serve(client, authority.clone(), shared.clone(), id)
         })
+        .await?;
+        Ok(HttpProxy { listening, faults })
     }
 
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr
     }
 
     /// The endpoint to give a client: `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     /// The rules, and what was done.

@@ -3,6 +3,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod http;
+mod listen;
 mod pg;
 mod rules;
 

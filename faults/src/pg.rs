@@ -12,62 +12,36 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
+use crate::listen::Listening;
 use crate::rules::{Fault, Faults};
 
 /// The proxy: listening on 127.0.0.1 until dropped.
 #[derive(Debug)]
 pub struct PgProxy {
-    addr: SocketAddr,
+    listening: Listening,
     faults: Arc<Faults>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for PgProxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
 }
 
 impl PgProxy {
     /// Listens on a free port of 127.0.0.1 and forwards to `upstream` (`host:port`), applying
     /// `faults`' rules.
     pub async fn start(upstream: &str, faults: Arc<Faults>) -> io::Result<PgProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let upstream = upstream.to_string();
-        let shared = faults.clone();
-        let accept = tokio::spawn(async move {
-            let next = AtomicU64::new(1);
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    continue;
-                };
-                let id = next.fetch_add(1, Ordering::Relaxed);
-                let (upstream, faults) = (upstream.clone(), shared.clone());
-                tokio::spawn(async move {
-                    // A connection that fails ends; the client sees it closed.
-                    let _ = serve(client, &upstream, faults, id).await;
-                });
-            }
-        });
-        Ok(PgProxy {
-            addr,
-            faults,
-            accept,
-        })
+        let (upstream, shared) = (upstream.to_string(), faults.clone());
+        let listening =
+            Listening::start(move |client, id| serve(client, upstream.clone(), shared.clone(), id))
+                .await?;
+        Ok(PgProxy { listening, faults })
     }
 
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.listening.addr
     }
 
     /// The rules, and what was done.
@@ -94,7 +68,7 @@ impl PgProxy {
         let user = authority
             .rsplit_once('@')
             .map_or(String::new(), |(u, _)| format!("{u}@"));
-        format!("{scheme}://{user}{}{tail}", self.addr)
+        format!("{scheme}://{user}{}{tail}", self.addr())
     }
 }
 
@@ -107,7 +81,12 @@ enum Expect {
     Inject(Vec<u8>),
 }
 
-async fn serve(client: TcpStream, upstream: &str, faults: Arc<Faults>, id: u64) -> io::Result<()> {
+async fn serve(
+    client: TcpStream,
+    upstream: String,
+    faults: Arc<Faults>,
+    id: u64,
+) -> io::Result<()> {
     let server = TcpStream::connect(upstream).await?;
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
