@@ -17,7 +17,7 @@ use aws_smithy_http_client::Builder as HttpClientBuilder;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use sekiban_core::OpKind;
-use sekiban_core::backend::CostCounter;
+use sekiban_core::backend::{CostCounter, RetryBudget};
 
 use crate::DynamoDbConfig;
 
@@ -139,12 +139,12 @@ pub(crate) async fn shared(config: &DynamoDbConfig) -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// The first wait before a retry: DynamoDB's own advice, 25 ms, not the SDK's 1 s (transaction
-/// conflicts on a busy head clear in milliseconds).
-pub(crate) const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(25);
-
-/// The longest wait between two attempts.
-pub(crate) const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
+/// The store's one retry budget: `attempts` in all, and the kit's waits (from 25 ms, DynamoDB's
+/// own advice, not the SDK's 1 s: transaction conflicts on a busy head clear in milliseconds;
+/// up to 2 s). The SDK's policy and the loop for partial answers both keep it.
+pub(crate) fn budget(attempts: u32) -> RetryBudget {
+    RetryBudget::attempts(attempts)
+}
 
 /// The DynamoDB and Streams clients on `shared`, counting into `costs`, each request tried at
 /// most `attempts` times by the SDK (the store's one retry policy).
@@ -153,10 +153,11 @@ pub(crate) fn dynamodb(
     costs: Arc<CostCounter>,
     attempts: u32,
 ) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
+    let budget = budget(attempts);
     let retry = aws_sdk_dynamodb::config::retry::RetryConfig::standard()
-        .with_max_attempts(attempts.max(1))
-        .with_initial_backoff(FIRST_BACKOFF)
-        .with_max_backoff(MAX_BACKOFF);
+        .with_max_attempts(budget.attempts)
+        .with_initial_backoff(budget.first_delay)
+        .with_max_backoff(budget.max_delay);
     let conf = aws_sdk_dynamodb::config::Builder::from(shared)
         .retry_config(retry.clone())
         .interceptor(Counting {

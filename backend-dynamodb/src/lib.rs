@@ -213,12 +213,9 @@ impl DynamoDbTable {
         F: FnMut(P) -> Fut,
         Fut: std::future::Future<Output = Result<Option<P>>>,
     {
-        let budget = sekiban_core::backend::RetryBudget {
-            attempts: self.config.retry_attempts.max(1),
-            first_delay: client::FIRST_BACKOFF,
-            max_delay: client::MAX_BACKOFF,
-        };
-        budget.rest(&self.costs, kind, what, first, send).await
+        client::budget(self.config.retry_attempts)
+            .rest(&self.costs, kind, what, first, send)
+            .await
     }
 
     /// Counts the capacity units a response reports (`ReturnConsumedCapacity`) under `kind`.
