@@ -8,8 +8,7 @@
 use std::sync::Arc;
 
 use azure_data_cosmos_driver::fault_injection::{
-    FaultInjectionConditionBuilder, FaultInjectionErrorType, FaultInjectionResultBuilder,
-    FaultInjectionRule, FaultInjectionRuleBuilder, FaultOperationType,
+    FaultInjectionErrorType, FaultInjectionRule, FaultOperationType,
 };
 use sekiban_conformance::Harness;
 use sekiban_core::{BlobStore, ObjectBlobStore};
@@ -39,23 +38,8 @@ fn rules() -> Vec<Arc<FaultInjectionRule>> {
     let mut out = Vec::new();
     for op in ops {
         for error in errors {
-            let rule = Arc::new(
-                FaultInjectionRuleBuilder::new(
-                    format!("{op:?}-{error:?}"),
-                    FaultInjectionResultBuilder::new()
-                        .with_error(error)
-                        .with_probability(RATE)
-                        .build(),
-                )
-                .with_condition(
-                    FaultInjectionConditionBuilder::new()
-                        .with_operation_type(op)
-                        .build(),
-                )
-                .build(),
-            );
-            rule.disable();
-            out.push(rule);
+            let id = format!("{op:?}-{error:?}");
+            out.push(common::emulator::fault_rule(&id, op, error, RATE, None));
         }
     }
     out

@@ -109,3 +109,35 @@ pub async fn account_with_faults(
         .expect("a client of the emulator");
     (client, emulator)
 }
+
+/// A fault-injection rule, off until enabled: requests of `op` meet `error` with chance
+/// `probability`, at most `hit_limit` times (no limit when `None`).
+pub fn fault_rule(
+    id: &str,
+    op: azure_data_cosmos_driver::fault_injection::FaultOperationType,
+    error: azure_data_cosmos_driver::fault_injection::FaultInjectionErrorType,
+    probability: f32,
+    hit_limit: Option<u32>,
+) -> Arc<azure_data_cosmos_driver::fault_injection::FaultInjectionRule> {
+    use azure_data_cosmos_driver::fault_injection::{
+        FaultInjectionConditionBuilder, FaultInjectionResultBuilder, FaultInjectionRuleBuilder,
+    };
+    let mut rule = FaultInjectionRuleBuilder::new(
+        id,
+        FaultInjectionResultBuilder::new()
+            .with_error(error)
+            .with_probability(probability)
+            .build(),
+    )
+    .with_condition(
+        FaultInjectionConditionBuilder::new()
+            .with_operation_type(op)
+            .build(),
+    );
+    if let Some(n) = hit_limit {
+        rule = rule.with_hit_limit(n);
+    }
+    let rule = Arc::new(rule.build());
+    rule.disable();
+    rule
+}
