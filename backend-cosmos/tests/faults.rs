@@ -7,17 +7,15 @@
 use std::sync::Arc;
 
 use azure_data_cosmos_driver::fault_injection::{
-    FaultInjectionConditionBuilder, FaultInjectionErrorType, FaultInjectionResultBuilder,
-    FaultInjectionRule, FaultInjectionRuleBuilder, FaultOperationType,
+    FaultInjectionErrorType, FaultInjectionRule, FaultOperationType,
 };
 use bytes::Bytes;
 use futures::StreamExt;
 use sekiban_conformance::Harness;
 use sekiban_conformance::faults::{self, LoseReplies, Write};
 use sekiban_core::{
-    BlobStore, ChangeFeed, DeleteMode, EventData, EventStore, ExpectedVersion, FeedItem,
-    FeedOptions, FeedStart, ObjectBlobStore, ReadOptions, Snapshot, SnapshotStore, StoreError,
-    StreamId, Version,
+    BlobStore, ChangeFeed, DeleteMode, EventData, EventStore, ExpectedVersion, FeedOptions,
+    FeedStart, ObjectBlobStore, ReadOptions, StreamId, Version,
 };
 use sekiban_cosmos::{CosmosConfig, CosmosStore};
 
@@ -29,7 +27,6 @@ struct Faulted {
     store: CosmosStore,
     blobs: Arc<dyn BlobStore>,
     rules: Vec<(FaultOperationType, Arc<FaultInjectionRule>)>,
-    tenant: String,
 }
 
 /// Rules made per test: enough for every round of the busiest test.
@@ -41,21 +38,7 @@ fn rule(
     op: FaultOperationType,
     error: FaultInjectionErrorType,
 ) -> Arc<FaultInjectionRule> {
-    let r = Arc::new(
-        FaultInjectionRuleBuilder::new(
-            id,
-            FaultInjectionResultBuilder::new().with_error(error).build(),
-        )
-        .with_condition(
-            FaultInjectionConditionBuilder::new()
-                .with_operation_type(op)
-                .build(),
-        )
-        .with_hit_limit(1)
-        .build(),
-    );
-    r.disable();
-    r
+    common::emulator::fault_rule(id, op, error, 1.0, Some(1))
 }
 
 impl Faulted {
@@ -99,13 +82,7 @@ impl Faulted {
             store,
             blobs,
             rules,
-            tenant: format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         }
-    }
-
-    fn stream(&self) -> StreamId {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        StreamId::new(&self.tenant, "lost", &id).expect("a stream id")
     }
 
     /// The next request of `op` is carried out and its reply lost (a rule not used yet).
@@ -136,7 +113,12 @@ impl Faulted {
 impl LoseReplies for Faulted {
     fn lose_next(&self, write: Write) {
         let op = match write {
-            Write::AppendNew | Write::AppendExisting => FaultOperationType::BatchItem,
+            // Appends, deletes and snapshot pointers are each one transactional batch.
+            Write::AppendNew
+            | Write::AppendExisting
+            | Write::SoftDelete
+            | Write::HardDelete
+            | Write::SnapshotPointer => FaultOperationType::BatchItem,
             Write::CheckpointNew => FaultOperationType::CreateItem,
             Write::CheckpointOver => FaultOperationType::ReplaceItem,
             other => panic!("no operation for {other:?}"),
@@ -167,14 +149,6 @@ async fn read_all(store: &CosmosStore, s: &StreamId) -> Vec<sekiban_core::Record
         .await
 }
 
-/// Runs `f` with the rule on: it faults one request (its hit limit), and the SDK's retry of
-/// that request reaches the emulator unharmed.
-async fn once<T>(rule: &FaultInjectionRule, f: impl std::future::Future<Output = T>) -> T {
-    let r = f.await;
-    assert_eq!(rule.hit_count(), 1, "the fault was injected once");
-    r
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_append_reply_is_answered_with_its_versions_under_every_expectation() {
     let f = Faulted::open().await;
@@ -194,101 +168,17 @@ async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
     let f = Faulted::open().await;
-    for mode in [DeleteMode::Soft, DeleteMode::Hard] {
-        let s = f.stream();
-        f.store
-            .append(&s, ExpectedVersion::NoStream, events("d", 3))
-            .await
-            .expect("append");
-        let big = Snapshot {
-            stream: s.clone(),
-            version: Version(3),
-            state_type: "State".into(),
-            schema_version: 1,
-            state: Bytes::from(vec![7u8; 600_000]),
-        };
-        f.store
-            .save_snapshot(big)
-            .await
-            .expect("an offloaded snapshot");
-        let lost = f.lose_next(FaultOperationType::BatchItem);
-        once(&lost, f.store.delete_stream(&s, mode))
-            .await
-            .unwrap_or_else(|e| panic!("{mode:?} delete whose reply was lost: {e}"));
-        f.off();
-        let mut feed = f.store.changes(
-            FeedStart::Beginning,
-            FeedOptions::catch_up().tenant(&f.tenant),
-        );
-        let mut markers = 0;
-        while let Some(b) = feed.next().await {
-            markers += b
-                .expect("feed")
-                .items
-                .iter()
-                .filter(|i| matches!(i, FeedItem::Deleted { stream, .. } if *stream == s))
-                .count();
-        }
-        assert_eq!(markers, 1, "{mode:?}: deletion markers on the feed");
-        match mode {
-            DeleteMode::Soft => {
-                let r = f
-                    .store
-                    .append(&s, ExpectedVersion::Exact(Version(3)), events("after", 1))
-                    .await
-                    .expect("an append after a soft delete");
-                assert_eq!(r.first, Version(4));
-                assert_eq!(read_all(&f.store, &s).await.len(), 1);
-            }
-            DeleteMode::Hard => {
-                let left = f.blobs.list("snapshots/").await.expect("list blobs");
-                let mine: Vec<_> = left.iter().filter(|k| k.contains(s.id())).collect();
-                assert!(mine.is_empty(), "blobs left after a hard delete: {mine:?}");
-                let e = f
-                    .store
-                    .append(&s, ExpectedVersion::Any, events("again", 1))
-                    .await
-                    .expect_err("an erased stream");
-                assert!(matches!(e, StoreError::StreamDeleted { .. }), "{e}");
-            }
-        }
-    }
+    faults::lost_delete_replies(&f.harness(), &f)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_snapshot_pointer_reply_keeps_one_pointer_and_deletes_the_replaced_blob() {
     let f = Faulted::open().await;
-    let s = f.stream();
-    f.store
-        .append(&s, ExpectedVersion::NoStream, events("s", 5))
+    faults::lost_snapshot_pointer_replies(&f.harness(), &f)
         .await
-        .expect("append");
-    let snap = |version: u64, byte: u8| Snapshot {
-        stream: s.clone(),
-        version: Version(version),
-        state_type: "State".into(),
-        schema_version: 1,
-        state: Bytes::from(vec![byte; 600_000]),
-    };
-    f.store
-        .save_snapshot(snap(3, 8))
-        .await
-        .expect("an earlier offloaded snapshot");
-    let lost = f.lose_next(FaultOperationType::BatchItem);
-    once(&lost, f.store.save_snapshot(snap(5, 9)))
-        .await
-        .expect("a snapshot whose pointer's reply was lost");
-    f.off();
-    let loaded = f
-        .store
-        .load_snapshot(&s)
-        .await
-        .expect("load")
-        .expect("a snapshot");
-    assert_eq!((loaded.version, loaded.state[0]), (Version(5), 9));
-    let blobs = f.blobs.list("snapshots/").await.expect("list");
-    let mine: Vec<_> = blobs.iter().filter(|k| k.contains(s.id())).collect();
-    assert_eq!(mine.len(), 1, "the replaced blob is deleted: {mine:?}");
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,10 +12,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use sekiban_conformance::Harness;
 use sekiban_conformance::faults::{self, LoseReplies, Write};
+use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
     BlobStore, ChangeFeed, Checkpoint, CheckpointStore, DeleteMode, EventData, EventStore,
     ExpectedVersion, FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions,
-    Snapshot, SnapshotStore, StoreError, StreamId, Version,
+    StoreError, StreamId,
 };
 use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
 use sekiban_faults::{Fault, Faults, HttpProxy, Rule};
@@ -82,6 +83,8 @@ impl LoseReplies for Proxied {
         let op = match write {
             Write::AppendNew | Write::AppendExisting => "TransactWriteItems",
             Write::CheckpointNew | Write::CheckpointOver => "PutItem",
+            // A snapshot pointer is one transaction with a check of the head.
+            Write::SnapshotPointer => "TransactWriteItems",
             other => panic!("no operation for {other:?}"),
         };
         self.rules(vec![lost(op)]);
@@ -146,6 +149,7 @@ async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
     let p = Proxied::open(4).await;
+    let h = p.harness();
     // Each request of each delete in turn: a soft delete hides the append's item (an
     // `UpdateItem`), drops the snapshot pointer (`DeleteItem`) and marks the head (the second
     // `UpdateItem`); a hard delete writes the tombstone and drops the pointer in one
@@ -161,22 +165,9 @@ async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
         ),
     ] {
         for (op, skip) in ops {
-            let s = p.stream();
-            p.table
-                .append(&s, ExpectedVersion::NoStream, events("d", 3))
+            let s = faults::stream_to_delete(&h)
                 .await
-                .expect("append");
-            let big = Snapshot {
-                stream: s.clone(),
-                version: Version(3),
-                state_type: "State".into(),
-                schema_version: 1,
-                state: Bytes::from(vec![7u8; 300_000]),
-            };
-            p.table
-                .save_snapshot(big)
-                .await
-                .expect("an offloaded snapshot");
+                .unwrap_or_else(|f| panic!("{f}"));
             p.rules(vec![lost(op).skip(skip)]);
             let logged = p.proxy.faults().log().len();
             p.table
@@ -190,42 +181,16 @@ async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
                 skip + 1
             );
             p.proxy.faults().clear();
-            let mut feed = p.table.changes(
-                FeedStart::Beginning,
-                FeedOptions::catch_up().tenant(&p.tenant),
-            );
-            let mut markers = 0;
-            while let Some(b) = feed.next().await {
-                markers += b
-                    .expect("feed")
-                    .items
-                    .iter()
-                    .filter(|i| matches!(i, FeedItem::Deleted { stream, .. } if *stream == s))
-                    .count();
-            }
-            assert_eq!(markers, 1, "{mode:?}, {op} reply lost: deletion markers");
-            let left = p.blobs.list("snapshots/").await.expect("list blobs");
-            let mine: Vec<_> = left.iter().filter(|k| k.contains(s.id())).collect();
-            assert!(mine.is_empty(), "{mode:?}, {op}: blobs left: {mine:?}");
-            match mode {
-                DeleteMode::Soft => {
-                    let r = p
-                        .table
-                        .append(&s, ExpectedVersion::Exact(Version(3)), events("after", 1))
-                        .await
-                        .expect("an append after a soft delete");
-                    assert_eq!(r.first, Version(4));
-                    assert_eq!(read_all(&p.table, &s).await.len(), 1, "{op}");
-                }
-                DeleteMode::Hard => {
-                    let e = p
-                        .table
-                        .append(&s, ExpectedVersion::Any, events("again", 1))
-                        .await
-                        .expect_err("an erased stream");
-                    assert!(matches!(e, StoreError::StreamDeleted { .. }), "{e}");
-                }
-            }
+            // On this store a soft delete's dropped snapshot blob goes too, whatever was lost.
+            let left = p
+                .blobs
+                .list(&stream_blob_prefix(&s))
+                .await
+                .expect("list blobs");
+            assert!(left.is_empty(), "{mode:?}, {op}: blobs left: {left:?}");
+            faults::deleted_once(&h, &s, mode)
+                .await
+                .unwrap_or_else(|f| panic!("{mode:?}, {op} reply lost: {f}"));
         }
     }
     p.drop().await;
@@ -484,42 +449,8 @@ async fn batches_answered_in_part_are_sent_again_for_their_rest_within_the_budge
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_snapshot_pointer_reply_keeps_one_pointer_and_deletes_the_replaced_blob() {
     let p = Proxied::open(4).await;
-    let s = p.stream();
-    p.table
-        .append(&s, ExpectedVersion::NoStream, events("s", 5))
+    faults::lost_snapshot_pointer_replies(&p.harness(), &p)
         .await
-        .expect("append");
-    let snap = |version: u64, byte: u8| Snapshot {
-        stream: s.clone(),
-        version: Version(version),
-        state_type: "State".into(),
-        schema_version: 1,
-        state: Bytes::from(vec![byte; 300_000]),
-    };
-    p.table
-        .save_snapshot(snap(3, 8))
-        .await
-        .expect("an earlier offloaded snapshot");
-    p.rules(vec![lost("TransactWriteItems")]);
-    p.table
-        .save_snapshot(snap(5, 9))
-        .await
-        .expect("a snapshot whose pointer's reply was lost");
-    assert_eq!(
-        p.proxy.faults().log().len(),
-        1,
-        "the pointer's reply was lost"
-    );
-    p.proxy.faults().clear();
-    let loaded = p
-        .table
-        .load_snapshot(&s)
-        .await
-        .expect("load")
-        .expect("a snapshot");
-    assert_eq!((loaded.version, loaded.state[0]), (Version(5), 9));
-    let blobs = p.blobs.list("snapshots/").await.expect("list");
-    let mine: Vec<_> = blobs.iter().filter(|k| k.contains(s.id())).collect();
-    assert_eq!(mine.len(), 1, "the replaced blob is deleted: {mine:?}");
+        .unwrap_or_else(|f| panic!("{f}"));
     p.drop().await;
 }

@@ -15,8 +15,8 @@ use sekiban_conformance::{Harness, catch_up, catch_up_settled, events, feed_even
 use sekiban_core::backend::RetryBudget;
 use sekiban_core::{
     BlobStore, ChangeFeed, Checkpoint, CheckpointStore, CostSnapshot, DeleteMode, EventData,
-    EventStore, ExpectedVersion, FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind,
-    ReadOptions, Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
+    EventStore, ExpectedVersion, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions,
+    Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
 };
 use sekiban_faults::{Fault, Faults, PgProxy, Rule};
 use sekiban_postgres::PostgresEventStore;
@@ -101,6 +101,9 @@ impl LoseReplies for Proxied {
             Write::AppendExisting => "append_existing",
             Write::CheckpointNew => "insert_checkpoint",
             Write::CheckpointOver => "update_checkpoint",
+            Write::SoftDelete => "soft_delete",
+            Write::HardDelete => "hard_delete",
+            Write::SnapshotPointer => "save_pointer",
             other => panic!("no statement for {other:?}"),
         };
         self.rules(vec![drop_reply(self.sql(statement))]);
@@ -195,97 +198,24 @@ async fn a_lost_checkpoint_save_reply_is_answered_with_its_etag() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_delete_reply_has_one_effect_and_one_marker() {
     let p = Proxied::open(4).await;
-    for mode in [DeleteMode::Soft, DeleteMode::Hard] {
-        let s = p.stream("deleted");
-        p.store
-            .append(&s, ExpectedVersion::NoStream, events("d", 3))
-            .await
-            .expect("append");
-        let big = snapshot(s.clone(), Version(3), Bytes::from(vec![7u8; 300_000]));
-        p.store
-            .save_snapshot(big)
-            .await
-            .expect("an offloaded snapshot");
-        let statement = match mode {
-            DeleteMode::Soft => "soft_delete",
-            DeleteMode::Hard => "hard_delete",
-        };
-        p.rules(vec![drop_reply(p.sql(statement))]);
-        p.store
-            .delete_stream(&s, mode)
-            .await
-            .unwrap_or_else(|e| panic!("{mode:?} delete whose reply was lost: {e}"));
-        assert_eq!(p.seen(statement), 2, "{mode:?}: tried twice");
-        p.proxy.faults().clear();
-        let markers = catch_up(&p.store, FeedStart::Beginning, p.feed())
-            .await
-            .expect("feed")
-            .iter()
-            .flat_map(|b| b.items.iter())
-            .filter(|i| matches!(i, FeedItem::Deleted { stream, .. } if *stream == s))
-            .count();
-        assert_eq!(markers, 1, "{mode:?}: deletion markers on the feed");
-        match mode {
-            DeleteMode::Soft => {
-                let r = p
-                    .store
-                    .append(&s, ExpectedVersion::Exact(Version(3)), events("after", 1))
-                    .await
-                    .expect("an append after a soft delete");
-                assert_eq!(r.first, Version(4));
-                assert_eq!(read_all(&p.store, &s).await.expect("read").len(), 1);
-            }
-            DeleteMode::Hard => {
-                let prefix = format!("snapshots/{}/", p.tenant);
-                let left = p.blobs.list(&prefix).await.expect("list blobs");
-                let mine: Vec<_> = left.iter().filter(|k| k.contains(s.id())).collect();
-                assert!(mine.is_empty(), "blobs left after a hard delete: {mine:?}");
-                let e = p
-                    .store
-                    .append(&s, ExpectedVersion::Any, events("again", 1))
-                    .await
-                    .expect_err("an erased stream");
-                assert!(matches!(e, StoreError::StreamDeleted { .. }), "{e}");
-            }
-        }
+    faults::lost_delete_replies(&p.harness(), &p)
+        .await
+        .unwrap_or_else(|f| panic!("{f}"));
+    for statement in ["soft_delete", "hard_delete"] {
+        assert_eq!(p.seen(statement), 2, "{statement}: tried twice");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_snapshot_save_reply_keeps_one_pointer_and_its_blob() {
     let p = Proxied::open(4).await;
-    let s = p.stream("snap");
-    p.store
-        .append(&s, ExpectedVersion::NoStream, events("s", 5))
+    faults::lost_snapshot_pointer_replies(&p.harness(), &p)
         .await
-        .expect("append");
-    let earlier = snapshot(s.clone(), Version(3), Bytes::from(vec![8u8; 300_000]));
-    p.store
-        .save_snapshot(earlier)
-        .await
-        .expect("an earlier offloaded snapshot");
-    // The lost attempt replaces the earlier pointer; its blob goes too.
-    let big = snapshot(s.clone(), Version(5), Bytes::from(vec![9u8; 300_000]));
-    p.rules(vec![drop_reply(p.sql("save_pointer"))]);
-    let seen = p.seen("save_pointer");
-    p.store
-        .save_snapshot(big.clone())
-        .await
-        .expect("a snapshot save whose pointer's reply was lost");
-    assert_eq!(p.seen("save_pointer") - seen, 2, "tried twice");
-    p.proxy.faults().clear();
-    let loaded = p
-        .store
-        .load_snapshot(&s)
-        .await
-        .expect("load")
-        .expect("a snapshot");
-    assert_eq!(loaded.state, big.state);
-    let blobs = p.blobs.list("snapshots/").await.expect("list");
+        .unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(
-        blobs.iter().filter(|k| k.contains(s.id())).count(),
-        1,
-        "one blob: {blobs:?}"
+        p.seen("save_pointer"),
+        3,
+        "the earlier snapshot's pointer, and the lost one tried twice"
     );
 }
 

@@ -3,8 +3,9 @@
 //! write's own effect. The store must answer the write's true result, and have stored it once.
 //!
 //! A backend's fault tests implement [`LoseReplies`] over what injects its faults (a proxy in
-//! front of its server, or its SDK's fault injection) and call these cases; deletes and snapshot
-//! saves take requests of their own on each store, so their cases stay with the backends.
+//! front of its server, or its SDK's fault injection) and call these cases. A store whose delete
+//! takes several requests loses each of them in a test of its own with [`stream_to_delete`] and
+//! [`deleted_once`].
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -23,9 +24,17 @@
 //! # }
 //! ```
 
-use sekiban_core::{Checkpoint, EventData, ExpectedVersion, OpKind, StoreError, Version};
+use bytes::Bytes;
+use sekiban_core::snapshot::stream_blob_prefix;
+use sekiban_core::{
+    Checkpoint, DeleteMode, EventData, ExpectedVersion, OpKind, Snapshot, StoreError, StreamId,
+    Version,
+};
 
-use crate::{CaseResult, Harness, check, check_eq, check_events, events, read_all};
+use crate::{
+    CaseFailure, CaseResult, Harness, check, check_eq, check_events, deletion_markers, events,
+    read_all,
+};
 
 /// The writes whose replies the cases lose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +48,12 @@ pub enum Write {
     CheckpointNew,
     /// A checkpoint saved over one, on its etag.
     CheckpointOver,
+    /// A soft delete's write that hides the stream (and writes its marker).
+    SoftDelete,
+    /// A hard delete's write that makes the stream a tombstone.
+    HardDelete,
+    /// A snapshot pointer's write (after its blob was put).
+    SnapshotPointer,
 }
 
 /// Loses replies on purpose.
@@ -150,5 +165,129 @@ pub async fn lost_checkpoint_replies(h: &Harness, f: &dyn LoseReplies) -> CaseRe
     }
     st.save_checkpoint(&name, &Checkpoint::new("three"), etags.last())
         .await?;
+    Ok(())
+}
+
+/// A snapshot of `stream` at `version` too large to be stored inline: its state is offloaded
+/// to the blob store, every byte `byte`.
+fn offloaded(h: &Harness, stream: &StreamId, version: u64, byte: u8) -> Snapshot {
+    Snapshot {
+        stream: stream.clone(),
+        version: Version(version),
+        state_type: "State".into(),
+        schema_version: 1,
+        state: Bytes::from(vec![
+            byte;
+            h.store.limits().max_inline_snapshot_bytes + 1024
+        ]),
+    }
+}
+
+/// A stream to delete: three events, and an offloaded snapshot at version 3.
+pub async fn stream_to_delete(h: &Harness) -> Result<StreamId, CaseFailure> {
+    let s = h.new_stream("deleted");
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("d", 3))
+        .await?;
+    h.store.save_snapshot(offloaded(h, &s, 3, 7)).await?;
+    Ok(s)
+}
+
+/// After a delete of a [`stream_to_delete`] whose reply was lost: one deletion marker on the
+/// feed; after a hard delete no blob of the stream and no append; after a soft delete nothing
+/// visible, and the next append at version 4.
+pub async fn deleted_once(h: &Harness, s: &StreamId, mode: DeleteMode) -> CaseResult {
+    check_eq!(
+        deletion_markers(h, s, 1).await?.len(),
+        1,
+        "{mode:?}: deletion markers on the feed"
+    );
+    match mode {
+        DeleteMode::Soft => {
+            check_eq!(
+                read_all(&*h.store, s).await?.len(),
+                0,
+                "{mode:?}: events visible"
+            );
+            let r = h
+                .store
+                .append(s, ExpectedVersion::Exact(Version(3)), events("after", 1))
+                .await?;
+            check_eq!(r.first, Version(4), "{mode:?}: the next append");
+            check_eq!(
+                read_all(&*h.store, s).await?.len(),
+                1,
+                "{mode:?}: events visible after the next append"
+            );
+        }
+        DeleteMode::Hard => {
+            let left = h.blobs.list(&stream_blob_prefix(s)).await?;
+            check!(left.is_empty(), "{mode:?}: blobs left: {left:?}");
+            let r = h
+                .store
+                .append(s, ExpectedVersion::Any, events("again", 1))
+                .await;
+            check!(
+                matches!(r, Err(StoreError::StreamDeleted { .. })),
+                "{mode:?}: an append to the erased stream: {r:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A soft and a hard delete whose replies were lost have one effect and one marker each
+/// ([`deleted_once`]).
+pub async fn lost_delete_replies(h: &Harness, f: &dyn LoseReplies) -> CaseResult {
+    for (mode, write) in [
+        (DeleteMode::Soft, Write::SoftDelete),
+        (DeleteMode::Hard, Write::HardDelete),
+    ] {
+        let s = stream_to_delete(h).await?;
+        let injected = f.injected();
+        f.lose_next(write);
+        let r = h.store.delete_stream(&s, mode).await;
+        f.clear();
+        check_eq!(f.injected(), injected + 1, "{mode:?}: faults injected");
+        r.map_err(|e| CaseFailure {
+            message: format!("{mode:?} delete whose reply was lost: {e}"),
+        })?;
+        deleted_once(h, &s, mode).await?;
+    }
+    Ok(())
+}
+
+/// A snapshot save whose pointer's reply was lost, over an earlier offloaded snapshot, leaves
+/// one pointer (the new snapshot loads) and one blob: the one the lost write replaced is
+/// deleted.
+pub async fn lost_snapshot_pointer_replies(h: &Harness, f: &dyn LoseReplies) -> CaseResult {
+    let s = h.new_stream("snap");
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("s", 5))
+        .await?;
+    h.store.save_snapshot(offloaded(h, &s, 3, 8)).await?;
+    let newer = offloaded(h, &s, 5, 9);
+    let injected = f.injected();
+    f.lose_next(Write::SnapshotPointer);
+    let r = h.store.save_snapshot(newer.clone()).await;
+    f.clear();
+    check_eq!(f.injected(), injected + 1, "faults injected");
+    r.map_err(|e| CaseFailure {
+        message: format!("a snapshot save whose pointer's reply was lost: {e}"),
+    })?;
+    let loaded = h.store.load_snapshot(&s).await?;
+    check!(
+        loaded
+            .as_ref()
+            .is_some_and(|l| l.version == newer.version && l.state == newer.state),
+        "the snapshot loaded after the save: {:?}",
+        loaded.map(|l| l.version)
+    );
+    let blobs = h.blobs.list(&stream_blob_prefix(&s)).await?;
+    check_eq!(
+        blobs.len(),
+        1,
+        "blobs of the stream (the replaced one deleted): {blobs:?}"
+    );
     Ok(())
 }

@@ -241,3 +241,33 @@ pub fn expect_err<T: std::fmt::Debug>(
         }),
     }
 }
+
+/// The versions of `stream`'s deletion markers on the feed of its tenant, read from the
+/// beginning once at least `want` are there, or a deadline of a few poll intervals passed (a
+/// store may show a commit to its feed a little later).
+pub async fn deletion_markers(
+    h: &Harness,
+    stream: &StreamId,
+    want: usize,
+) -> Result<Vec<u64>, CaseFailure> {
+    let deadline = tokio::time::Instant::now()
+        + h.store.limits().feed_poll_interval * 3
+        + Duration::from_secs(5);
+    loop {
+        let batches = catch_up(&*h.store, FeedStart::Beginning, h.feed_opts(false)).await?;
+        let found: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| b.items.iter())
+            .filter_map(|i| match i {
+                FeedItem::Deleted {
+                    stream: s, version, ..
+                } if s == stream => Some(version.0),
+                _ => None,
+            })
+            .collect();
+        if found.len() >= want || tokio::time::Instant::now() >= deadline {
+            return Ok(found);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

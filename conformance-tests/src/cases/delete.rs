@@ -2,13 +2,11 @@
 
 use bytes::Bytes;
 use sekiban_core::snapshot::stream_blob_prefix;
-use sekiban_core::{
-    DeleteMode, ExpectedVersion, FeedItem, ReadOptions, Snapshot, StoreError, Version,
-};
+use sekiban_core::{DeleteMode, ExpectedVersion, ReadOptions, Snapshot, StoreError, Version};
 
 use crate::{
-    CaseResult, Harness, catch_up, check, check_eq, events, expect_err, read_all, read_with,
-    versions,
+    CaseResult, Harness, check, check_eq, deletion_markers, events, expect_err, read_all,
+    read_with, versions,
 };
 
 /// A delete with nothing left to do does nothing: a soft delete repeated with no event since
@@ -21,42 +19,17 @@ pub async fn soft_delete_repeated_marks_once(h: &Harness) -> CaseResult {
         .await?;
     h.store.delete_stream(&s, DeleteMode::Soft).await?;
     h.store.delete_stream(&s, DeleteMode::Soft).await?;
-    // The stream's markers on the feed, once at least `want` are there (or a deadline passed:
-    // a store may show a commit to its feed a little later).
-    let markers = async |want: usize| -> Result<Vec<u64>, crate::CaseFailure> {
-        let deadline = std::time::Instant::now()
-            + h.store.limits().feed_poll_interval * 3
-            + std::time::Duration::from_secs(5);
-        loop {
-            let batches = catch_up(
-                &*h.store,
-                sekiban_core::FeedStart::Beginning,
-                h.feed_opts(false),
-            )
-            .await?;
-            let found: Vec<u64> = batches
-                .iter()
-                .flat_map(|b| b.items.iter())
-                .filter_map(|i| match i {
-                    FeedItem::Deleted {
-                        stream, version, ..
-                    } if *stream == s => Some(version.0),
-                    _ => None,
-                })
-                .collect();
-            if found.len() >= want || std::time::Instant::now() >= deadline {
-                return Ok(found);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    };
-    check_eq!(markers(1).await?, vec![2], "markers after two soft deletes");
+    check_eq!(
+        deletion_markers(h, &s, 1).await?,
+        vec![2],
+        "markers after two soft deletes"
+    );
     h.store
         .append(&s, ExpectedVersion::Exact(Version(2)), events("b", 1))
         .await?;
     h.store.delete_stream(&s, DeleteMode::Soft).await?;
     check_eq!(
-        markers(2).await?,
+        deletion_markers(h, &s, 2).await?,
         vec![2, 3],
         "markers after a soft delete of a new event"
     );
