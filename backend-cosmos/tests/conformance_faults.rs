@@ -11,8 +11,6 @@ use azure_data_cosmos_driver::fault_injection::{
     FaultInjectionErrorType, FaultInjectionRule, FaultOperationType,
 };
 use sekiban_conformance::Harness;
-use sekiban_core::{BlobStore, ObjectBlobStore};
-use sekiban_cosmos::{CosmosConfig, CosmosStore};
 
 mod common;
 
@@ -47,16 +45,7 @@ fn rules() -> Vec<Arc<FaultInjectionRule>> {
 
 async fn harness() -> Harness {
     let rules = rules();
-    let (client, _emulator) = common::emulator::account_with_faults(rules.clone()).await;
-    let config = CosmosConfig::new(
-        format!("faults-{}", uuid::Uuid::new_v4().simple()),
-        "events",
-    );
-    CosmosStore::init(&client, &config).await.expect("init");
-    let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
-    let store = CosmosStore::connect_with_blobs(client, config, blobs.clone())
-        .await
-        .expect("connect");
+    let (store, blobs) = common::faulted_store(rules.clone()).await;
     for r in &rules {
         r.enable();
     }

@@ -15,9 +15,9 @@ use sekiban_conformance::Harness;
 use sekiban_conformance::faults::{self, LoseReplies, Write};
 use sekiban_core::{
     BlobStore, ChangeFeed, DeleteMode, EventData, EventStore, ExpectedVersion, FeedOptions,
-    FeedStart, ObjectBlobStore, ReadOptions, StreamId, Version,
+    FeedStart, ReadOptions, StreamId, Version,
 };
-use sekiban_cosmos::{CosmosConfig, CosmosStore};
+use sekiban_cosmos::CosmosStore;
 
 mod common;
 
@@ -66,18 +66,8 @@ impl Faulted {
                 })
             })
             .collect();
-        let (client, _emulator) =
-            common::emulator::account_with_faults(rules.iter().map(|(_, r)| r.clone()).collect())
-                .await;
-        let config = CosmosConfig::new(
-            format!("faults-{}", uuid::Uuid::new_v4().simple()),
-            "events",
-        );
-        CosmosStore::init(&client, &config).await.expect("init");
-        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
-        let store = CosmosStore::connect_with_blobs(client, config, blobs.clone())
-            .await
-            .expect("connect");
+        let (store, blobs) =
+            common::faulted_store(rules.iter().map(|(_, r)| r.clone()).collect()).await;
         Faulted {
             store,
             blobs,
@@ -202,13 +192,7 @@ async fn a_throttle_or_an_unavailable_service_on_every_kind_of_request_is_retrie
             rules.push(rule(&format!("{op:?}-{error:?}"), op, error));
         }
     }
-    let (client, _emulator) = common::emulator::account_with_faults(rules.clone()).await;
-    let config = CosmosConfig::new(
-        format!("refusals-{}", uuid::Uuid::new_v4().simple()),
-        "events",
-    );
-    CosmosStore::init(&client, &config).await.expect("init");
-    let store = CosmosStore::connect(client, config).await.expect("connect");
+    let (store, _blobs) = common::faulted_store(rules.clone()).await;
     for r in &rules {
         r.enable();
     }

@@ -56,3 +56,22 @@ pub async fn memory_blobs_store() -> (CosmosStore, Arc<dyn BlobStore>) {
     let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
     (store(blobs.clone()).await, blobs)
 }
+
+/// A store on a fresh database of a new emulated account whose requests pass the
+/// fault-injection `rules` first (off until the test enables them), with an in-memory blob
+/// store.
+pub async fn faulted_store(
+    rules: Vec<Arc<azure_data_cosmos_driver::fault_injection::FaultInjectionRule>>,
+) -> (CosmosStore, Arc<dyn BlobStore>) {
+    let (client, _emulator) = emulator::account_with_faults(rules).await;
+    let config = CosmosConfig::new(
+        format!("faults-{}", uuid::Uuid::new_v4().simple()),
+        "events",
+    );
+    CosmosStore::init(&client, &config).await.expect("init");
+    let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
+    let store = CosmosStore::connect_with_blobs(client, config, blobs.clone())
+        .await
+        .expect("connect");
+    (store, blobs)
+}
