@@ -44,6 +44,37 @@ struct Counting {
     costs: Arc<CostCounter>,
 }
 
+/// Counts the S3 client's retries: the first attempt of a blob request is counted by the
+/// snapshot offload (one [`OpKind::Blob`] round trip per request), each retry here as one more
+/// round trip with its bytes, and as a retry.
+#[derive(Debug)]
+struct BlobRetries {
+    costs: Arc<CostCounter>,
+}
+
+impl Intercept for BlobRetries {
+    fn name(&self) -> &'static str {
+        "sekiban-blob-retries"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if cfg
+            .load::<RequestAttempts>()
+            .is_some_and(|a| a.attempts() > 1)
+        {
+            let sent = context.request().body().bytes().map_or(0, <[u8]>::len);
+            self.costs.record(OpKind::Blob, sent as u64, 0);
+            self.costs.record_retry(OpKind::Blob);
+        }
+        Ok(())
+    }
+}
+
 impl Intercept for Counting {
     fn name(&self) -> &'static str {
         "sekiban-costs"
@@ -146,6 +177,35 @@ pub(crate) fn budget(attempts: u32) -> RetryBudget {
     RetryBudget::attempts(attempts)
 }
 
+/// The SDK's retry policy on the store's one budget (the same for DynamoDB, Streams and S3).
+fn retry_config(attempts: u32) -> aws_sdk_dynamodb::config::retry::RetryConfig {
+    let budget = budget(attempts);
+    aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+        .with_max_attempts(budget.attempts)
+        .with_initial_backoff(budget.first_delay)
+        .with_max_backoff(budget.max_delay)
+}
+
+/// The S3 client for snapshot blobs on `shared` (region, credentials, HTTPS client), at
+/// `endpoint` when given (an emulator: path-style requests; never the table's endpoint, which
+/// `shared` carries), each request tried at most `attempts` times by the SDK, its retries
+/// counted into `costs`.
+pub(crate) fn s3(
+    shared: &aws_config::SdkConfig,
+    endpoint: Option<&str>,
+    costs: Arc<CostCounter>,
+    attempts: u32,
+) -> aws_sdk_s3::Client {
+    let mut conf = aws_sdk_s3::config::Builder::from(shared)
+        .retry_config(retry_config(attempts))
+        .interceptor(BlobRetries { costs });
+    conf.set_endpoint_url(endpoint.map(str::to_string));
+    if endpoint.is_some() {
+        conf.set_force_path_style(Some(true));
+    }
+    aws_sdk_s3::Client::from_conf(conf.build())
+}
+
 /// The DynamoDB and Streams clients on `shared`, counting into `costs`, each request tried at
 /// most `attempts` times by the SDK (the store's one retry policy).
 pub(crate) fn dynamodb(
@@ -153,11 +213,7 @@ pub(crate) fn dynamodb(
     costs: Arc<CostCounter>,
     attempts: u32,
 ) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
-    let budget = budget(attempts);
-    let retry = aws_sdk_dynamodb::config::retry::RetryConfig::standard()
-        .with_max_attempts(budget.attempts)
-        .with_initial_backoff(budget.first_delay)
-        .with_max_backoff(budget.max_delay);
+    let retry = retry_config(attempts);
     let conf = aws_sdk_dynamodb::config::Builder::from(shared)
         .retry_config(retry.clone())
         .interceptor(Counting {

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, BillingMode, ConditionCheck, ContinuousBackupsStatus, TableStatus,
     TimeToLiveStatus, TransactWriteItem,
 };
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use sekiban_core::doctor::Diagnosis;
 
 use crate::error::from_sdk;
@@ -16,10 +17,9 @@ use crate::{DynamoDbTable, TABLE, table};
 const PROBE: &str = "sekiban-doctor";
 
 /// What an SDK error says, with its code when the service gave one.
-fn said<E, R>(what: &str, e: SdkError<E, R>) -> String
+fn said<E>(what: &str, e: SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
     match (e.code(), e.message()) {
         (Some(code), Some(message)) => format!("{what} refused: {code}: {message}"),

@@ -1,41 +1,53 @@
 //! SDK errors as the store's: by kind and error code, never by message text.
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
 use sekiban_core::StoreError;
 
-/// Error codes of a request refused for the rate it came at (retried by the SDK first).
-const THROTTLING: [&str; 3] = [
+/// Error codes of a request refused for the rate it came at (retried by the SDK first):
+/// DynamoDB's, and S3's `SlowDown`.
+const THROTTLING: [&str; 4] = [
     "ThrottlingException",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
+    "SlowDown",
 ];
 
-/// Error codes of a failure the service calls transient (HTTP 500 and 503; retried by the SDK
-/// first).
-const TRANSIENT: [&str; 3] = [
+/// Error codes of a failure the service calls transient (retried by the SDK first): DynamoDB's
+/// 500 and 503, and S3's 500, 503 and `RequestTimeout` (the connection idle too long).
+const TRANSIENT: [&str; 5] = [
     "InternalServerError",
     "ServiceUnavailable",
     "InternalFailure",
+    "InternalError",
+    "RequestTimeout",
 ];
 
 /// An SDK error of `what` (e.g. "create table events") as a [`StoreError`]: a request that never
 /// got a whole answer (no connection, a timeout, a connection lost in the middle of the reply)
-/// or one the service calls transient is `Unavailable`, throttling past the retries is
-/// `Throttled`, anything else a `Backend` error naming what was done and the service's code.
-/// The SDK's error stays in the source chain (`std::error::Error::source`).
-pub(crate) fn from_sdk<E, R>(what: &str, e: SdkError<E, R>) -> StoreError
+/// or one the service calls transient (by its code, or a 5xx status without one the SDK could
+/// read) is `Unavailable`, throttling past the retries (by code, or a 429) is `Throttled`,
+/// anything else a `Backend` error naming what was done and the service's code. The SDK's
+/// error stays in the source chain (`std::error::Error::source`).
+pub(crate) fn from_sdk<E>(what: &str, e: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
+    let status = e.raw_response().map(|r| r.status().as_u16());
     match e {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             StoreError::unavailable(what, e)
         }
-        SdkError::ServiceError(_) if e.code().is_some_and(|c| THROTTLING.contains(&c)) => {
+        SdkError::ServiceError(_)
+            if e.code().is_some_and(|c| THROTTLING.contains(&c))
+                || (e.code().is_none() && status == Some(429)) =>
+        {
             StoreError::throttled(what, e)
         }
-        SdkError::ServiceError(_) if e.code().is_some_and(|c| TRANSIENT.contains(&c)) => {
+        SdkError::ServiceError(_)
+            if e.code().is_some_and(|c| TRANSIENT.contains(&c))
+                || (e.code().is_none() && status.is_some_and(|s| s >= 500)) =>
+        {
             StoreError::unavailable(what, e)
         }
         _ => {
@@ -99,6 +111,33 @@ mod tests {
                 raw(),
             );
             assert_eq!(from_sdk("get", e).is_transient(), transient, "{code}");
+        }
+    }
+
+    #[test]
+    fn an_answer_without_a_code_is_typed_by_its_status() {
+        for (status, throttled, transient) in [
+            (503, false, true),
+            (500, false, true),
+            (429, true, true),
+            (400, false, false),
+            (403, false, false),
+        ] {
+            let raw = Response::new(
+                StatusCode::try_from(status).unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            );
+            let e: SdkError<GetItemError, Response> = SdkError::service_error(
+                GetItemError::generic(aws_sdk_dynamodb::error::ErrorMetadata::builder().build()),
+                raw,
+            );
+            let e = from_sdk("get", e);
+            assert_eq!(e.is_transient(), transient, "{status}: {e:?}");
+            assert_eq!(
+                matches!(e, StoreError::Throttled { .. }),
+                throttled,
+                "{status}: {e:?}"
+            );
         }
     }
 }

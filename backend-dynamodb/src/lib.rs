@@ -90,10 +90,20 @@ impl DynamoDbTable {
         let config_buffer = config.feed_buffer_bytes;
         let shared = client::shared(&config).await;
         let (client, streams) = client::dynamodb(&shared, costs.clone(), config.retry_attempts);
-        let s3 = config
-            .bucket
-            .as_deref()
-            .map(|b| S3Blobs::new(&shared, config.s3_endpoint.as_deref(), b));
+        let s3 = config.bucket.as_deref().map(|b| {
+            let client = client::s3(
+                &shared,
+                config.s3_endpoint.as_deref(),
+                costs.clone(),
+                config.retry_attempts,
+            );
+            S3Blobs::new(
+                client,
+                b,
+                client::budget(config.retry_attempts),
+                costs.clone(),
+            )
+        });
         let blobs: Arc<dyn BlobStore> = match (blobs, &s3) {
             (Some(b), _) => b,
             (None, Some(s3)) => Arc::new(s3.clone()),

@@ -1,10 +1,13 @@
 //! Snapshot blobs in S3 (`bucket=`), on the table's HTTPS client, region and credentials.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use bytes::Bytes;
-use sekiban_core::{BlobStore, Result, StoreError};
+use sekiban_core::backend::{CostCounter, RetryBudget};
+use sekiban_core::{BlobStore, OpKind, Result, StoreError};
 
 use crate::Init;
 use crate::error::from_sdk;
@@ -25,25 +28,26 @@ use crate::error::from_sdk;
 pub struct S3Blobs {
     pub(crate) client: aws_sdk_s3::Client,
     bucket: String,
+    /// The store's retry budget: the SDK's policy keeps it for each request; a download whose
+    /// body is cut after the answer began (past the SDK's reach) is asked again within it.
+    budget: RetryBudget,
+    costs: Arc<CostCounter>,
 }
 
 impl S3Blobs {
-    /// Blobs in `bucket`, through `shared` (region, credentials, HTTPS client), at `endpoint`
-    /// when given (an emulator: path-style requests), else AWS's.
+    /// Blobs in `bucket`, through `client` (see `client::s3`), within `budget`, retries counted
+    /// into `costs`.
     pub(crate) fn new(
-        shared: &aws_config::SdkConfig,
-        endpoint: Option<&str>,
+        client: aws_sdk_s3::Client,
         bucket: &str,
+        budget: RetryBudget,
+        costs: Arc<CostCounter>,
     ) -> Self {
-        // Not the table's endpoint, which the shared settings carry.
-        let mut conf = aws_sdk_s3::config::Builder::from(shared);
-        conf.set_endpoint_url(endpoint.map(str::to_string));
-        if endpoint.is_some() {
-            conf.set_force_path_style(Some(true));
-        }
         S3Blobs {
-            client: aws_sdk_s3::Client::from_conf(conf.build()),
+            client,
             bucket: bucket.to_string(),
+            budget,
+            costs,
         }
     }
 
@@ -114,24 +118,43 @@ impl BlobStore for S3Blobs {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                return Ok(None);
-            }
-            Err(e) => return Err(from_sdk(&format!("get s3://{}/{key}", self.bucket), e)),
-        };
-        let body = out.body.collect().await.map_err(|e| {
-            StoreError::backend(format!("read the body of s3://{}/{key}", self.bucket), e)
-        })?;
-        Ok(Some(body.into_bytes()))
+        let what = || format!("s3://{}/{key}", self.bucket);
+        let mut made = 0u32;
+        // The SDK retries a request until its answer begins; a body cut after that is a new
+        // request here, within the same budget. The SDK's own answer (after its retries) is
+        // final: it comes out of the loop as `Ok(Err(_))`.
+        self.budget
+            .run(&self.costs, OpKind::Blob, || {
+                made += 1;
+                if made > 1 {
+                    // One more request than the offload counted.
+                    self.costs.record(OpKind::Blob, 0, 0);
+                }
+                async {
+                    let out = match self
+                        .client
+                        .get_object()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .send()
+                        .await
+                    {
+                        Ok(out) => out,
+                        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                            return Ok(Ok(None));
+                        }
+                        Err(e) => return Ok(Err(from_sdk(&format!("get {}", what()), e))),
+                    };
+                    match out.body.collect().await {
+                        Ok(body) => Ok(Ok(Some(body.into_bytes()))),
+                        Err(e) => Err(StoreError::unavailable(
+                            format!("read the body of {}", what()),
+                            e,
+                        )),
+                    }
+                }
+            })
+            .await?
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -11,21 +11,15 @@ use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable, TABLE};
 
 mod common;
 
-fn s3_endpoint() -> String {
-    std::env::var("SEKIBAN_S3_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "SEKIBAN_S3_ENDPOINT is not set: run `bash scripts/test.sh`, which starts an S3 emulator (moto), \
-             or start one yourself (see backend-dynamodb/README.md) and set SEKIBAN_S3_ENDPOINT=http://127.0.0.1:PORT"
-        )
-    })
-}
-
 /// A client for a fresh table name (and, given, a bucket on the S3 emulator).
 async fn fresh(bucket: Option<&str>) -> DynamoDbTable {
     let name = format!("sekiban-doctor-{}", uuid::Uuid::new_v4().simple());
     let mut url = format!("dynamodb://{name}?endpoint={}", common::endpoint());
     if let Some(b) = bucket {
-        url.push_str(&format!("&bucket={b}&s3_endpoint={}", s3_endpoint()));
+        url.push_str(&format!(
+            "&bucket={b}&s3_endpoint={}",
+            common::s3_endpoint()
+        ));
     }
     DynamoDbTable::connect(DynamoDbConfig::from_url(&url).expect("URL")).await
 }

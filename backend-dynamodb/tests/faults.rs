@@ -16,21 +16,33 @@ use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
     BlobStore, ChangeFeed, Checkpoint, CheckpointStore, DeleteMode, EventData, EventStore,
     ExpectedVersion, FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions,
-    StoreError, StreamId,
+    Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
 };
 use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
 use sekiban_faults::{Fault, Faults, HttpProxy, Rule};
 
-/// A table reached through a fault proxy.
+/// A table reached through a fault proxy (and, when opened with one, its bucket on the S3
+/// emulator through a second proxy).
 struct Proxied {
     proxy: HttpProxy,
+    s3: Option<HttpProxy>,
     table: DynamoDbTable,
     blobs: Arc<dyn BlobStore>,
     tenant: String,
 }
 
 impl Proxied {
+    /// Snapshot blobs in memory.
     async fn open(attempts: u32) -> Proxied {
+        Self::open_with(attempts, false).await
+    }
+
+    /// Snapshot blobs in a bucket of their own on the S3 emulator.
+    async fn open_with_s3(attempts: u32) -> Proxied {
+        Self::open_with(attempts, true).await
+    }
+
+    async fn open_with(attempts: u32, with_s3: bool) -> Proxied {
         let proxy = HttpProxy::start(&common::endpoint(), Faults::new(Faults::seed_from_env()))
             .await
             .expect("start the proxy");
@@ -38,20 +50,43 @@ impl Proxied {
             "sekiban-faults-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let url = format!(
+        let mut url = format!(
             "dynamodb://{name}?endpoint={}&retries={attempts}",
             proxy.endpoint()
         );
+        let s3 = if with_s3 {
+            let s3 = HttpProxy::start(&common::s3_endpoint(), Faults::new(Faults::seed_from_env()))
+                .await
+                .expect("start the S3 proxy");
+            url.push_str(&format!(
+                "&bucket={}&s3_endpoint={}",
+                common::fresh_bucket(),
+                s3.endpoint()
+            ));
+            Some(s3)
+        } else {
+            None
+        };
         let config = DynamoDbConfig::from_url(&url).expect("a URL");
-        let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
-        let table = DynamoDbTable::connect_with_blobs(config, blobs.clone()).await;
+        let table = if with_s3 {
+            DynamoDbTable::connect(config).await
+        } else {
+            DynamoDbTable::connect_with_blobs(config, Arc::new(ObjectBlobStore::memory())).await
+        };
         table.init().await.expect("init");
+        table.init_bucket().await.expect("init the bucket");
         Proxied {
             proxy,
+            s3,
+            blobs: table.blobs(),
             table,
-            blobs,
             tenant: format!("f{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         }
+    }
+
+    /// The S3 proxy.
+    fn s3(&self) -> &HttpProxy {
+        self.s3.as_ref().expect("opened with S3")
     }
 
     fn stream(&self) -> StreamId {
@@ -74,6 +109,9 @@ impl Proxied {
 
     async fn drop(self) {
         self.proxy.faults().clear();
+        if let Some(s3) = &self.s3 {
+            s3.faults().clear();
+        }
         common::drop_table(&self.table).await;
     }
 }
@@ -452,5 +490,123 @@ async fn a_lost_snapshot_pointer_reply_keeps_one_pointer_and_deletes_the_replace
     faults::lost_snapshot_pointer_replies(&p.harness(), &p)
         .await
         .unwrap_or_else(|f| panic!("{f}"));
+    p.drop().await;
+}
+
+/// A snapshot of `s` at `version` too large to keep inline: its state goes to the bucket.
+fn offloaded(t: &DynamoDbTable, s: &StreamId, version: u64, byte: u8) -> Snapshot {
+    Snapshot {
+        stream: s.clone(),
+        version: Version(version),
+        state_type: "State".into(),
+        schema_version: 1,
+        state: Bytes::from(vec![byte; t.limits().max_inline_snapshot_bytes + 1024]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_on_s3_are_retried_within_the_budget_and_counted() {
+    let p = Proxied::open_with_s3(4).await;
+    let s = p.stream();
+    p.table
+        .append(&s, ExpectedVersion::NoStream, events("s", 5))
+        .await
+        .expect("append");
+    // Each kind of blob request faulted once: the blob's upload throttled, then its reply lost
+    // (S3 stored it), the download cut, the replaced blob's delete answered 500, its listing 503.
+    p.s3().faults().set(vec![
+        Rule::on(
+            "PUT /",
+            Fault::Refuse {
+                code: "SlowDown".into(),
+            },
+        )
+        .times(1),
+        Rule::on("PUT /", Fault::DropReply).times(1),
+        Rule::on("GET /", Fault::CutReply { after: 100 }).times(1),
+        Rule::on(
+            "DELETE /",
+            Fault::Refuse {
+                code: "InternalError".into(),
+            },
+        )
+        .times(1),
+    ]);
+    let before = p.table.costs();
+    p.table
+        .save_snapshot(offloaded(&p.table, &s, 3, 1))
+        .await
+        .expect("a snapshot saved through a throttle and a lost reply");
+    let loaded = p
+        .table
+        .load_snapshot(&s)
+        .await
+        .expect("a snapshot loaded through a cut reply")
+        .expect("a snapshot");
+    assert_eq!((loaded.version, loaded.state[0]), (Version(3), 1));
+    p.table
+        .save_snapshot(offloaded(&p.table, &s, 5, 2))
+        .await
+        .expect("a newer snapshot, its predecessor's delete refused once");
+    let log = p.s3().faults().log();
+    p.s3().faults().clear();
+    assert_eq!(log.len(), 4, "every rule fired: {log:?}");
+    let blobs = p
+        .blobs
+        .list(&stream_blob_prefix(&s))
+        .await
+        .expect("list the stream's blobs");
+    assert_eq!(blobs.len(), 1, "the replaced blob deleted: {blobs:?}");
+    let loaded = p.table.load_snapshot(&s).await.expect("load").expect("one");
+    assert_eq!((loaded.version, loaded.state[0]), (Version(5), 2));
+    let spent = p.table.costs() - before;
+    assert_eq!(
+        spent.retries(OpKind::Blob),
+        4,
+        "S3 retries counted: {spent}"
+    );
+    p.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_on_s3_beyond_the_budget_is_transient_and_points_at_nothing() {
+    let p = Proxied::open_with_s3(5).await;
+    let s = p.stream();
+    p.table
+        .append(&s, ExpectedVersion::NoStream, events("s", 3))
+        .await
+        .expect("append");
+    for (fault, throttled) in [
+        (
+            Fault::Refuse {
+                code: "SlowDown".into(),
+            },
+            true,
+        ),
+        (Fault::Refuse { code: "503".into() }, false),
+        (Fault::DropReply, false),
+    ] {
+        let (before, seen) = (p.table.costs(), p.s3().faults().seen("PUT /"));
+        p.s3().faults().set(vec![Rule::on("PUT /", fault.clone())]);
+        let e = p
+            .table
+            .save_snapshot(offloaded(&p.table, &s, 3, 1))
+            .await
+            .expect_err("every upload faulted");
+        p.s3().faults().clear();
+        assert!(e.is_transient(), "{fault}: {e:?}");
+        assert_eq!(
+            matches!(e, StoreError::Throttled { .. }),
+            throttled,
+            "{fault}: {e:?}"
+        );
+        assert_eq!(p.s3().faults().seen("PUT /") - seen, 5, "{fault}: attempts");
+        let spent = p.table.costs() - before;
+        assert_eq!(spent.retries(OpKind::Blob), 4, "{fault}: {spent}");
+        assert!(
+            p.table.load_snapshot(&s).await.expect("load").is_none(),
+            "{fault}: no pointer to a blob that failed"
+        );
+    }
     p.drop().await;
 }

@@ -11,29 +11,17 @@ use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable, Init};
 
 mod common;
 
-fn s3_endpoint() -> String {
-    std::env::var("SEKIBAN_S3_ENDPOINT").unwrap_or_else(|_| {
-        panic!(
-            "SEKIBAN_S3_ENDPOINT is not set: run `bash scripts/test.sh`, which starts an S3 emulator (moto), \
-             or start one yourself (see backend-dynamodb/README.md) and set SEKIBAN_S3_ENDPOINT=http://127.0.0.1:PORT"
-        )
-    })
-}
-
 fn url(bucket: &str) -> String {
     format!(
         "dynamodb://sekiban-test-s3?endpoint={}&bucket={bucket}&s3_endpoint={}",
         common::endpoint(),
-        s3_endpoint()
+        common::s3_endpoint()
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_offload_to_the_bucket() {
-    let bucket = format!(
-        "sekiban-test-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let bucket = common::fresh_bucket();
     let table =
         DynamoDbTable::connect(DynamoDbConfig::from_url(&url(&bucket)).expect("a URL")).await;
     table.init().await.expect("init the table");

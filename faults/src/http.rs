@@ -107,12 +107,13 @@ async fn handle(
     id: u64,
 ) -> io::Result<Response<Body>> {
     let op: Arc<str> = Arc::from(operation(&req));
+    let dynamodb = req.headers().contains_key("x-amz-target");
     let fault = faults.decide(id, &op);
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map_err(io::Error::other)?.to_bytes();
     match fault {
         Some(Fault::Close) => return Err(io::Error::other("fault: the connection is closed")),
-        Some(Fault::Refuse { code }) => return Ok(refusal(&code)),
+        Some(Fault::Refuse { code }) => return Ok(refusal(&code, dynamodb)),
         Some(Fault::Unprocessed) => {
             if let Some(r) = unprocessed(&op, &body) {
                 return Ok(r);
@@ -129,9 +130,17 @@ async fn handle(
         Some(Fault::DropReply) => Err(io::Error::other("fault: the reply is dropped")),
         Some(Fault::CutReply { after }) => {
             let head = answer.slice(..after.min(answer.len().saturating_sub(1)));
-            let frames: Vec<Result<Frame<Bytes>, BoxError>> =
-                vec![Ok(Frame::data(head)), Err("fault: the reply is cut".into())];
-            let mut r = Response::new(StreamBody::new(futures::stream::iter(frames)).boxed());
+            // The head goes out with the status line before the connection breaks: the error
+            // comes a moment later, so the server has flushed what came before it.
+            let cut = async {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Err::<Frame<Bytes>, BoxError>("fault: the reply is cut".into())
+            };
+            let frames = futures::StreamExt::chain(
+                futures::stream::iter([Ok::<_, BoxError>(Frame::data(head))]),
+                futures::stream::once(cut),
+            );
+            let mut r = Response::new(StreamBody::new(frames).boxed());
             *r.status_mut() = status;
             *r.headers_mut() = headers;
             Ok(r)
@@ -178,34 +187,60 @@ async fn forward(
     Ok((parts.status, parts.headers, bytes))
 }
 
-/// An error answer: a number is that HTTP status (`500`, `503`), anything else a DynamoDB
-/// error of that type, with the status the service gives it (500 `InternalServerError`, 503
-/// `ServiceUnavailable`, 400 for `ThrottlingException`,
-/// `ProvisionedThroughputExceededException`, `RequestLimitExceeded`, ...).
-fn refusal(code: &str) -> Response<Body> {
-    // The service's own statuses: 500 and 503 for its internal errors, 400 for the rest.
+/// An error answer in the service's own form: for a DynamoDB request (one with an
+/// `X-Amz-Target`) a JSON error of that type, for S3 and Azure Blob an XML `<Error>` with the
+/// code (also in Azure's `x-ms-error-code` header). A number is that HTTP status, with the
+/// service's name for it; a name gets the status the services give it: 500 for
+/// `InternalServerError`, `InternalError` and `OperationTimedOut`, 503 for
+/// `ServiceUnavailable`, `SlowDown` and `ServerBusy`, 400 for the rest (DynamoDB's throttling
+/// errors among them).
+fn refusal(code: &str, dynamodb: bool) -> Response<Body> {
     let (status, kind) = match code.parse::<u16>() {
         Ok(n) => (
             StatusCode::from_u16(n).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            if n == 503 {
-                "ServiceUnavailable"
-            } else {
-                "InternalServerError"
+            match (n, dynamodb) {
+                (503, _) => "ServiceUnavailable",
+                (_, true) => "InternalServerError",
+                (_, false) => "InternalError",
             },
         ),
-        Err(_) if code == "InternalServerError" => (StatusCode::INTERNAL_SERVER_ERROR, code),
-        Err(_) if code == "ServiceUnavailable" => (StatusCode::SERVICE_UNAVAILABLE, code),
-        Err(_) => (StatusCode::BAD_REQUEST, code),
+        Err(_) => (
+            match code {
+                "InternalServerError" | "InternalError" | "OperationTimedOut" => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                "ServiceUnavailable" | "SlowDown" | "ServerBusy" => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            code,
+        ),
     };
-    let body = format!(
-        r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{kind}","message":"fault injected by the test proxy"}}"#
-    );
+    let message = "fault injected by the test proxy";
+    let (body, content_type) = if dynamodb {
+        (
+            format!(
+                r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{kind}","message":"{message}"}}"#
+            ),
+            "application/x-amz-json-1.0",
+        )
+    } else {
+        (
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>{kind}</Code><Message>{message}</Message></Error>"#
+            ),
+            "application/xml",
+        )
+    };
     let mut r = Response::new(full(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(
+    let headers = r.headers_mut();
+    headers.insert(
         "content-type",
-        hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+        hyper::header::HeaderValue::from_static(content_type),
     );
+    if !dynamodb && let Ok(v) = hyper::header::HeaderValue::from_str(kind) {
+        headers.insert("x-ms-error-code", v);
+    }
     r
 }
 
@@ -260,8 +295,34 @@ mod tests {
             "a"
         );
         assert!(unprocessed("Query", body).is_none());
-        let r = refusal("ThrottlingException");
+    }
+
+    #[tokio::test]
+    async fn refusals_take_each_service_s_form_and_status() {
+        let r = refusal("ThrottlingException", true);
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(refusal("503").status(), StatusCode::SERVICE_UNAVAILABLE);
+        let b = r.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            String::from_utf8_lossy(&b).contains("#ThrottlingException"),
+            "{b:?}"
+        );
+        assert_eq!(
+            refusal("503", true).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        for (code, status) in [
+            ("SlowDown", 503),
+            ("ServerBusy", 503),
+            ("InternalError", 500),
+            ("OperationTimedOut", 500),
+            ("503", 503),
+        ] {
+            let r = refusal(code, false);
+            assert_eq!(r.status().as_u16(), status, "{code}");
+            let named = r.headers()["x-ms-error-code"].to_str().unwrap().to_string();
+            let b = r.into_body().collect().await.unwrap().to_bytes();
+            let b = String::from_utf8_lossy(&b);
+            assert!(b.contains(&format!("<Code>{named}</Code>")), "{code}: {b}");
+        }
     }
 }

@@ -12,10 +12,11 @@ pub enum Fault {
     /// The request goes to the server, which carries it out and answers; the answer is dropped
     /// and the connection closed. The write happened; the client cannot know it.
     DropReply,
-    /// The request goes to the server; the first `after` messages of its answer reach the
-    /// client, then the connection is cut (a connection lost in the middle of a reply).
+    /// The request goes to the server; the first `after` messages of its answer (over HTTP:
+    /// the status line, the headers and `after` bytes of the body) reach the client, then the
+    /// connection is cut (a connection lost in the middle of a reply).
     CutReply {
-        /// Messages of the answer relayed before the cut.
+        /// Messages (HTTP: body bytes) of the answer relayed before the cut.
         after: usize,
     },
     /// The request is answered with an error without reaching the server: an SQLSTATE for
@@ -42,7 +43,9 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fault::DropReply => f.write_str("drop the reply"),
-            Fault::CutReply { after } => write!(f, "cut the reply after {after} messages"),
+            Fault::CutReply { after } => {
+                write!(f, "cut the reply after {after} messages (HTTP: bytes)")
+            }
             Fault::Refuse { code } => write!(f, "refuse with {code}"),
             Fault::Close => f.write_str("close the connection"),
             Fault::Unprocessed => f.write_str("answer the batch unprocessed"),

@@ -43,6 +43,25 @@ fn container_endpoint() -> String {
         .clone()
 }
 
+/// The S3 endpoint of the tests' buckets: `SEKIBAN_S3_ENDPOINT` (the emulator `scripts/test.sh`
+/// starts, or an account), else a failure naming the command that provides one.
+pub fn s3_endpoint() -> String {
+    std::env::var("SEKIBAN_S3_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "SEKIBAN_S3_ENDPOINT is not set: run `bash scripts/test.sh`, which starts an S3 emulator (moto), \
+             or start one yourself (see backend-dynamodb/README.md) and set SEKIBAN_S3_ENDPOINT=http://127.0.0.1:PORT"
+        )
+    })
+}
+
+/// A bucket name of its own for a test.
+pub fn fresh_bucket() -> String {
+    format!(
+        "sekiban-test-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
 /// A client for the table `name` on the test endpoint, not created yet.
 pub async fn client(name: &str, blobs: Option<Arc<dyn BlobStore>>) -> DynamoDbTable {
     let url = format!("dynamodb://{name}?endpoint={}", endpoint());
