@@ -610,3 +610,78 @@ async fn a_fault_on_s3_beyond_the_budget_is_transient_and_points_at_nothing() {
     }
     p.drop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_cut_in_a_feed_read_loses_and_repeats_nothing() {
+    let p = Proxied::open(4).await;
+    let feed = || FeedOptions::catch_up().tenant(&p.tenant);
+    let now = sekiban_conformance::catch_up(&p.table, FeedStart::Now, feed())
+        .await
+        .expect("a checkpoint from Now");
+    let from = sekiban_conformance::last_checkpoint(&now).expect("a checkpoint");
+    let s = p.stream();
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let batch = events(&format!("f{i}"), 100);
+        p.table
+            .append(&s, ExpectedVersion::Any, batch.clone())
+            .await
+            .expect("append");
+        sent.extend(batch);
+    }
+    // The stream's records come from DynamoDB Streams; the first answer is cut mid-body.
+    p.rules(vec![
+        Rule::exactly("GetRecords", Fault::CutReply { after: 200 }).times(1),
+    ]);
+    let before = p.table.costs();
+    let batches = sekiban_conformance::catch_up(&p.table, FeedStart::After(from), feed())
+        .await
+        .expect("a feed read through a cut reply");
+    assert_eq!(p.proxy.faults().log().len(), 1, "the feed's read was cut");
+    p.proxy.faults().clear();
+    assert!((p.table.costs() - before).total().retries >= 1);
+    let fed = sekiban_conformance::feed_events(&batches);
+    let versions: Vec<u64> = fed.iter().map(|e| e.version.0).collect();
+    assert_eq!(
+        versions,
+        (1..=sent.len() as u64).collect::<Vec<_>>(),
+        "every event once, in order"
+    );
+    for (r, e) in fed.iter().zip(&sent) {
+        assert!(e.same_content(r), "{r:?} for {e:?}");
+    }
+
+    // From a checkpoint in the middle: nothing before it again, nothing lost.
+    let middle = batches
+        .iter()
+        .position(|b| !b.items.is_empty())
+        .expect("a batch with events");
+    let upto = sekiban_conformance::feed_events(&batches[..=middle])
+        .last()
+        .map_or(0, |e| e.version.0);
+    let later = p
+        .table
+        .append(&s, ExpectedVersion::Any, events("later", 2))
+        .await
+        .expect("append");
+    p.rules(vec![
+        Rule::exactly("GetRecords", Fault::CutReply { after: 200 }).times(1),
+    ]);
+    let resumed = sekiban_conformance::feed_events(
+        &sekiban_conformance::catch_up(
+            &p.table,
+            FeedStart::After(batches[middle].checkpoint.clone()),
+            feed(),
+        )
+        .await
+        .expect("resume"),
+    );
+    p.proxy.faults().clear();
+    let resumed: Vec<u64> = resumed.iter().map(|e| e.version.0).collect();
+    assert_eq!(
+        resumed,
+        (upto + 1..=later.last.0).collect::<Vec<_>>(),
+        "nothing before the checkpoint again, nothing lost"
+    );
+    p.drop().await;
+}
