@@ -24,6 +24,11 @@ pub struct CosmosConfig {
     /// The events container's hierarchical partition key: the tenant's path, then the stream's
     /// (by default `/t` and `/s`, [`crate::DEFINITION`]). Each is one top-level property.
     pub partition_key_paths: [String; 2],
+    /// Attempts the SDK makes at a request, the first included, for each kind of fault it
+    /// retries (throttling; 5xx, 408 and lost connections, each of which the SDK also sends once
+    /// more on another connection): URL `retries=N`. `None`: 10 attempts for throttling within
+    /// 30 s of waits, 4 for failures (the SDK's documented defaults, set on every request).
+    pub retry_attempts: Option<u32>,
 }
 
 /// Properties of the store's documents, which a partition key path may not name.
@@ -41,6 +46,7 @@ impl CosmosConfig {
             leases: format!("{container}-checkpoints"),
             container,
             partition_key_paths: crate::DEFINITION.partition_key_paths.map(str::to_owned),
+            retry_attempts: None,
         }
     }
 

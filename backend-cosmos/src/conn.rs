@@ -10,8 +10,9 @@ use azure_data_cosmos::diagnostics::DiagnosticsContext;
 use azure_data_cosmos::feed::{ContinuationToken, FeedRange};
 use azure_data_cosmos::models::TransactionalBatch;
 use azure_data_cosmos::options::{
-    ChangeFeedOptions, ChangeFeedStartFrom, ItemWriteOptions, MaxItemCountHint, Precondition,
-    QueryOptions,
+    BatchOptions, ChangeFeedOptions, ChangeFeedStartFrom, ItemReadOptions, ItemWriteOptions,
+    MaxItemCountHint, OperationOptions, Precondition, QueryOptions, ReadFeedRangesOptions,
+    ThrottlingRetryOptionsBuilder,
 };
 use azure_data_cosmos::{CosmosError, FeedScope, PartitionKey, Query};
 use futures::StreamExt;
@@ -35,6 +36,30 @@ pub(crate) struct Conn {
     pub costs: Arc<CostCounter>,
     /// The properties the partition key paths name, when not the documents' own `t` and `s`.
     pub fields: Option<Arc<[String; 2]>>,
+    /// The SDK's retry budget, on every request ([`retry_options`]).
+    pub operation: OperationOptions,
+}
+
+/// The SDK's retry policy, on every request: `attempts` attempts in all (the first included)
+/// for each kind of fault it retries, throttling (429, after the service's
+/// `x-ms-retry-after-ms`) and failures (5xx, 408, a lost connection); `None`: 10 for throttling
+/// (within 30 s of waits) and 4 for failures, the SDK's documented defaults, set here because
+/// the SDK left to itself retries a throttled request at two layers (19 requests over 107 s for
+/// a throttle that never ends).
+pub(crate) fn retry_options(attempts: Option<u32>) -> OperationOptions {
+    let (throttled, failed) = match attempts {
+        Some(n) => (n.max(1), n.max(1)),
+        None => (10, 4),
+    };
+    azure_data_cosmos::options::OperationOptionsBuilder::new()
+        .with_max_failover_retry_count(failed - 1)
+        .with_throttling_retry_options(
+            ThrottlingRetryOptionsBuilder::new()
+                .with_max_retry_count(throttled - 1)
+                .with_max_retry_wait_time(std::time::Duration::from_secs(30))
+                .build(),
+        )
+        .build()
 }
 
 impl std::fmt::Debug for Conn {
@@ -162,7 +187,8 @@ impl Conn {
 
     /// A point read; `None` when the document does not exist.
     pub async fn read(&self, kind: OpKind, pk: PartitionKey, id: &str) -> Result<Option<Found>> {
-        match self.container.read_item(pk, id, None).await {
+        let options = ItemReadOptions::default().with_operation_options(self.operation.clone());
+        match self.container.read_item(pk, id, Some(options)).await {
             Ok(resp) => {
                 let d = resp.diagnostics();
                 let etag = resp.headers().etag().map(|e| e.to_string());
@@ -199,9 +225,12 @@ impl Conn {
         doc: Option<&serde_json::Value>,
         expected: Option<&str>,
     ) -> Result<std::result::Result<Option<String>, u16>> {
-        let options = expected.map(|etag| {
-            ItemWriteOptions::default().with_precondition(Precondition::if_match(etag.to_owned()))
-        });
+        let mut options =
+            ItemWriteOptions::default().with_operation_options(self.operation.clone());
+        if let Some(etag) = expected {
+            options = options.with_precondition(Precondition::if_match(etag.to_owned()));
+        }
+        let options = Some(options);
         let sent = doc.map_or(0, crate::docs::json_size);
         let result = match (doc, expected) {
             (Some(doc), None) => self.container.create_item(pk, id, doc, options).await,
@@ -236,7 +265,10 @@ impl Conn {
     {
         let resp = match self
             .container
-            .execute_transactional_batch(batch, None)
+            .execute_transactional_batch(
+                batch,
+                Some(BatchOptions::default().with_operation_options(self.operation.clone())),
+            )
             .await
         {
             Ok(r) => r,
@@ -286,7 +318,9 @@ impl Conn {
         page_items: u32,
     ) -> BoxStream<'static, Result<Vec<AnyDoc>>> {
         let conn = self.clone();
-        let options = QueryOptions::default().with_max_item_count(max_items(page_items));
+        let options = QueryOptions::default()
+            .with_max_item_count(max_items(page_items))
+            .with_operation_options(self.operation.clone());
         let start = async move {
             let pages = conn
                 .container
@@ -334,7 +368,9 @@ impl Conn {
         page_items: u32,
     ) -> Result<ChangePage> {
         let kind = OpKind::Feed;
-        let mut options = ChangeFeedOptions::default().with_max_item_count(max_items(page_items));
+        let mut options = ChangeFeedOptions::default()
+            .with_max_item_count(max_items(page_items))
+            .with_operation_options(self.operation.clone());
         if let Some(c) = continuation {
             options = options.with_continuation_token(ContinuationToken::from_string(c.to_owned()));
         }
@@ -388,7 +424,9 @@ impl Conn {
     pub async fn feed_ranges(&self) -> Result<Vec<FeedRange>> {
         let ranges = self
             .container
-            .read_feed_ranges(None)
+            .read_feed_ranges(Some(
+                ReadFeedRangesOptions::default().with_operation_options(self.operation.clone()),
+            ))
             .await
             .map_err(|e| error("list the feed ranges", e))?;
         // Served from the SDK's routing cache after the first call: counted as one listing.

@@ -116,7 +116,10 @@ impl CosmosStore {
         let limits = cosmos_limits();
         let offload =
             SnapshotOffload::counted(blobs, costs.clone(), limits.max_inline_snapshot_bytes);
-        let ranges = events_conn(&events, &costs).feed_ranges().await?.len();
+        let ranges = events_conn(&events, &costs, config.retry_attempts)
+            .feed_ranges()
+            .await?
+            .len();
         // The properties the partition key paths name, when they are not the documents' own.
         let fields = (config.partition_key_paths != DEFINITION.partition_key_paths).then(|| {
             Arc::new(
@@ -132,11 +135,13 @@ impl CosmosStore {
                 container: events,
                 costs: costs.clone(),
                 fields,
+                operation: conn::retry_options(config.retry_attempts),
             },
             leases: conn::Conn {
                 container: leases,
                 costs: costs.clone(),
                 fields: None,
+                operation: conn::retry_options(config.retry_attempts),
             },
             config,
             costs,
@@ -174,11 +179,13 @@ impl CosmosStore {
 fn events_conn(
     container: &azure_data_cosmos::clients::ContainerClient,
     costs: &Arc<CostCounter>,
+    attempts: Option<u32>,
 ) -> conn::Conn {
     conn::Conn {
         container: container.clone(),
         costs: costs.clone(),
         fields: None,
+        operation: conn::retry_options(attempts),
     }
 }
 

@@ -45,6 +45,7 @@ const PARAMETERS: &[&str] = &[
     "blob_endpoint",
     "blob_key_env",
     "blobs",
+    "retries",
 ];
 
 impl CosmosUrl {
@@ -61,7 +62,7 @@ impl CosmosUrl {
     pub fn parse(url: &str) -> Result<Self> {
         let bad = |why: String| {
             StoreError::invalid(format!(
-                "{url:?}: {why}; the form is cosmos://ACCOUNT-HOST[:PORT]/DATABASE/CONTAINER[?leases=NAME&partition_key=/T,/S&key_env=VAR&credential=managed|workload|cli&region=R&tls=false&blob_account=A&blob_container=C&blob_endpoint=URL&blob_key_env=VAR&blobs=DIR]"
+                "{url:?}: {why}; the form is cosmos://ACCOUNT-HOST[:PORT]/DATABASE/CONTAINER[?leases=NAME&partition_key=/T,/S&key_env=VAR&credential=managed|workload|cli&region=R&tls=false&blob_account=A&blob_container=C&blob_endpoint=URL&blob_key_env=VAR&blobs=DIR&retries=N]"
             ))
         };
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -138,6 +139,18 @@ impl CosmosUrl {
                 "blob_endpoint" => blob_endpoint = Some(v),
                 "blob_key_env" => blob_key_env = Some(v),
                 "blobs" => blobs_dir = Some(v),
+                "retries" => {
+                    config.retry_attempts = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| (1..=100).contains(n))
+                            .ok_or_else(|| {
+                                bad(format!(
+                                    "retries={v} is not a number of attempts in 1..=100"
+                                ))
+                            })?,
+                    );
+                }
                 other => {
                     return Err(bad(format!(
                         "unknown parameter {other:?} (known: {})",
@@ -338,7 +351,12 @@ mod tests {
         let u = CosmosUrl::parse("cosmos://h/d%20b/ev?blobs=/tmp/x").unwrap();
         assert_eq!(u.config.database, "d b");
         assert_eq!(u.blobs_dir.as_deref(), Some("/tmp/x"));
+        assert_eq!(u.config.retry_attempts, None);
+        let u = CosmosUrl::parse("cosmos://h/db/c?retries=3").unwrap();
+        assert_eq!(u.config.retry_attempts, Some(3));
         for bad in [
+            "cosmos://h/db/c?retries=0",
+            "cosmos://h/db/c?retries=many",
             "cosmos://h/db",
             "cosmos://h/db/c/extra",
             "cosmos:///db/c",

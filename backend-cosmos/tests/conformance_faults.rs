@@ -1,7 +1,8 @@
 //! The conformance suite's fault profile on Cosmos DB: the whole suite on the SDK's in-process
 //! emulator with its fault injection on every data operation (point reads, queries, the change
 //! feed, creates, replaces, deletes, batches): 2 % of requests each lose their reply after the
-//! service carried them out, are throttled (429) or answered 503. The SDK's retries and the
+//! service carried them out, lose it with the outcome unknown (a response timeout: a cut read),
+//! are throttled (429) or answered 503, within a budget of 6 attempts. The SDK's retries and the
 //! store's recognition of its own earlier attempts keep every case true, bar the round-trip
 //! budgets. The containers are made and the store opened before the faults start.
 
@@ -17,6 +18,9 @@ mod common;
 /// The share of requests each fault hits.
 const RATE: f32 = 0.02;
 
+/// Attempts the SDK makes at a request for each kind of fault (`CosmosConfig::retry_attempts`).
+const ATTEMPTS: u32 = 6;
+
 fn rules() -> Vec<Arc<FaultInjectionRule>> {
     let ops = [
         FaultOperationType::ReadItem,
@@ -30,6 +34,7 @@ fn rules() -> Vec<Arc<FaultInjectionRule>> {
     ];
     let errors = [
         FaultInjectionErrorType::ResponseTimeoutAfterService,
+        FaultInjectionErrorType::ResponseTimeout,
         FaultInjectionErrorType::TooManyRequests,
         FaultInjectionErrorType::ServiceUnavailable,
     ];
@@ -45,7 +50,7 @@ fn rules() -> Vec<Arc<FaultInjectionRule>> {
 
 async fn harness() -> Harness {
     let rules = rules();
-    let (store, blobs) = common::faulted_store(rules.clone()).await;
+    let (store, blobs) = common::faulted_store(rules.clone(), Some(ATTEMPTS)).await;
     for r in &rules {
         r.enable();
     }

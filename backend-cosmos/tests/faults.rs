@@ -15,7 +15,7 @@ use sekiban_conformance::Harness;
 use sekiban_conformance::faults::{self, LoseReplies, Write};
 use sekiban_core::{
     BlobStore, ChangeFeed, DeleteMode, EventData, EventStore, ExpectedVersion, FeedOptions,
-    FeedStart, ReadOptions, StreamId, Version,
+    FeedStart, OpKind, ReadOptions, StoreError, StreamId, Version,
 };
 use sekiban_cosmos::CosmosStore;
 
@@ -67,7 +67,7 @@ impl Faulted {
             })
             .collect();
         let (store, blobs) =
-            common::faulted_store(rules.iter().map(|(_, r)| r.clone()).collect()).await;
+            common::faulted_store(rules.iter().map(|(_, r)| r.clone()).collect(), None).await;
         Faulted {
             store,
             blobs,
@@ -192,7 +192,7 @@ async fn a_throttle_or_an_unavailable_service_on_every_kind_of_request_is_retrie
             rules.push(rule(&format!("{op:?}-{error:?}"), op, error));
         }
     }
-    let (store, _blobs) = common::faulted_store(rules.clone()).await;
+    let (store, _blobs) = common::faulted_store(rules.clone(), None).await;
     for r in &rules {
         r.enable();
     }
@@ -250,4 +250,151 @@ async fn a_throttle_or_an_unavailable_service_on_every_kind_of_request_is_retrie
         c.total().retries >= rules.len() as u64,
         "every fault retried and counted: {c}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_beyond_the_budget_is_transient_after_exactly_the_budget() {
+    const ATTEMPTS: u32 = 3;
+    // (fault, throttled, requests per attempt): a connection lost is sent once more on another
+    // connection within each attempt (the driver's fixed local connectivity retry).
+    let errors = [
+        (FaultInjectionErrorType::TooManyRequests, true, 1),
+        (FaultInjectionErrorType::ServiceUnavailable, false, 1),
+        (FaultInjectionErrorType::Timeout, false, 1),
+        (FaultInjectionErrorType::ResponseTimeout, false, 2),
+        (FaultInjectionErrorType::ConnectionError, false, 2),
+    ];
+    let ops = [FaultOperationType::BatchItem, FaultOperationType::ReadItem];
+    let mut rules = Vec::new();
+    for op in ops {
+        for (error, _, _) in errors {
+            rules.push((
+                op,
+                error,
+                common::emulator::fault_rule(&format!("{op:?}-{error:?}"), op, error, 1.0, None),
+            ));
+        }
+    }
+    let (store, _blobs) = common::faulted_store(
+        rules.iter().map(|(_, _, r)| r.clone()).collect(),
+        Some(ATTEMPTS),
+    )
+    .await;
+    let s = StreamId::new("budget", "order", "1").expect("a stream id");
+    store
+        .append(&s, ExpectedVersion::NoStream, events("b", 1))
+        .await
+        .expect("append");
+    for (op, error, rule) in &rules {
+        let (_, throttled, per_attempt) = *errors
+            .iter()
+            .find(|(e, _, _)| e == error)
+            .expect("a fault of the list");
+        let before = sekiban_core::Store::costs(&store);
+        rule.enable();
+        let e = match op {
+            FaultOperationType::BatchItem => store
+                .append(&s, ExpectedVersion::Exact(Version(1)), events("c", 1))
+                .await
+                .map(drop),
+            _ => store.stream_version(&s).await.map(drop),
+        }
+        .expect_err("every attempt faulted");
+        rule.disable();
+        assert!(e.is_transient(), "{op:?} {error:?}: {e:?}");
+        assert_eq!(
+            matches!(e, StoreError::Throttled { .. }),
+            throttled,
+            "{op:?} {error:?}: {e:?}"
+        );
+        assert_eq!(
+            rule.hit_count(),
+            ATTEMPTS * per_attempt,
+            "{op:?} {error:?}: the SDK's attempts"
+        );
+        let spent = sekiban_core::Store::costs(&store) - before;
+        let kind = match op {
+            FaultOperationType::BatchItem => OpKind::Append,
+            _ => OpKind::Read,
+        };
+        assert_eq!(
+            spent.retries(kind),
+            u64::from(ATTEMPTS * per_attempt - 1),
+            "{op:?} {error:?}: {spent}"
+        );
+    }
+    assert_eq!(
+        store.stream_version(&s).await.expect("version"),
+        Version(1),
+        "nothing written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_lost_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothing() {
+    // A request of each kind sent and its answer lost (a response timeout: the outcome
+    // unknown), once enabled in the middle of a read.
+    let (read, feed) = (
+        rule(
+            "read-cut",
+            FaultOperationType::QueryItem,
+            FaultInjectionErrorType::ResponseTimeout,
+        ),
+        rule(
+            "feed-cut",
+            FaultOperationType::ChangeFeedItem,
+            FaultInjectionErrorType::ResponseTimeout,
+        ),
+    );
+    let (store, _blobs) = common::faulted_store(vec![read.clone(), feed.clone()], None).await;
+    let s = StreamId::new("cut", "order", "1").expect("a stream id");
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        let batch = events(&format!("c{i}"), 50);
+        store
+            .append(&s, ExpectedVersion::Any, batch.clone())
+            .await
+            .expect("append");
+        sent.extend(batch);
+    }
+    let contiguous = |got: &[sekiban_core::RecordedEvent], what: &str| {
+        let versions: Vec<u64> = got.iter().map(|e| e.version.0).collect();
+        assert_eq!(
+            versions,
+            (1..=sent.len() as u64).collect::<Vec<_>>(),
+            "{what}: every event once, in order"
+        );
+        for (r, e) in got.iter().zip(&sent) {
+            assert!(e.same_content(r), "{what}: {r:?} for {e:?}");
+        }
+    };
+
+    let before = sekiban_core::Store::costs(&store);
+    let mut reader = store.read(&s, ReadOptions::forward());
+    let mut got = vec![reader.next().await.expect("an event").expect("read")];
+    read.enable();
+    while let Some(e) = reader.next().await {
+        got.push(e.expect("a read through a lost reply"));
+    }
+    drop(reader);
+    assert_eq!(read.hit_count(), 1, "a later page's query lost its reply");
+    contiguous(&got, "read");
+    let spent = sekiban_core::Store::costs(&store) - before;
+    assert!(spent.retries(OpKind::Read) >= 1, "{spent}");
+
+    let mut changes = store.changes(FeedStart::Beginning, FeedOptions::catch_up().tenant("cut"));
+    let mut fed = Vec::new();
+    while let Some(b) = changes.next().await {
+        let b = b.expect("a feed read through a lost reply");
+        fed.extend(b.items.into_iter().filter_map(|i| match i {
+            sekiban_core::FeedItem::Event(e) => Some(e),
+            _ => None,
+        }));
+        if !fed.is_empty() && feed.hit_count() == 0 {
+            feed.enable();
+        }
+    }
+    drop(changes);
+    assert_eq!(feed.hit_count(), 1, "a later feed page lost its reply");
+    contiguous(&fed, "feed");
 }

@@ -1,42 +1,51 @@
 //! 429 (request rate too large): the SDK retries after the `x-ms-retry-after-ms` the service
-//! sends, every retry counted as a round trip; when the throttling outlasts the SDK's retries the
-//! store says `Throttled` (transient: the caller may retry) and nothing is written.
+//! sends, every retry counted as a round trip; when the throttling outlasts the store's budget
+//! (10 attempts by default) the store says `Throttled` (transient: the caller may retry) and
+//! nothing is written.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use azure_core::http::StatusCode;
 use azure_data_cosmos_driver::fault_injection::{
     CustomResponseBuilder, FaultInjectionConditionBuilder, FaultInjectionResultBuilder,
-    FaultInjectionRuleBuilder, FaultOperationType,
+    FaultInjectionRule, FaultInjectionRuleBuilder, FaultOperationType,
 };
 use sekiban_core::{EventData, EventStore, ExpectedVersion, OpKind, StoreError, StreamId, Version};
 use sekiban_cosmos::{CosmosConfig, CosmosStore};
 
 mod common;
 
-#[tokio::test]
-async fn throttled_appends_are_retried_then_typed() {
+/// A rule that answers batches 429 with a retry after 5 ms, `hits` times at most (off until
+/// enabled).
+fn throttle(id: &str, hits: Option<u32>) -> Arc<FaultInjectionRule> {
     let throttled = CustomResponseBuilder::new(StatusCode::TooManyRequests)
         .with_header("x-ms-retry-after-ms", "5")
         .with_sub_status(3200)
         .build();
-    let rule = Arc::new(
-        FaultInjectionRuleBuilder::new(
-            "throttle-batches",
-            FaultInjectionResultBuilder::new()
-                .with_custom_response(throttled)
-                .build(),
-        )
-        .with_condition(
-            FaultInjectionConditionBuilder::new()
-                .with_operation_type(FaultOperationType::BatchItem)
-                .build(),
-        )
-        .build(),
+    let mut rule = FaultInjectionRuleBuilder::new(
+        id,
+        FaultInjectionResultBuilder::new()
+            .with_custom_response(throttled)
+            .build(),
+    )
+    .with_condition(
+        FaultInjectionConditionBuilder::new()
+            .with_operation_type(FaultOperationType::BatchItem)
+            .build(),
     );
+    if let Some(n) = hits {
+        rule = rule.with_hit_limit(n);
+    }
+    let rule = Arc::new(rule.build());
     rule.disable();
-    let (client, _emulator) = common::emulator::account_with_faults(vec![rule.clone()]).await;
+    rule
+}
+
+#[tokio::test]
+async fn throttled_appends_are_retried_then_typed() {
+    let (a_while, throughout) = (throttle("a-while", Some(3)), throttle("throughout", None));
+    let (client, _emulator) =
+        common::emulator::account_with_faults(vec![a_while.clone(), throughout.clone()]).await;
     let config = CosmosConfig::new("throttling", "events");
     CosmosStore::init(&client, &config).await.unwrap();
     let store = CosmosStore::connect(client, config).await.unwrap();
@@ -50,36 +59,29 @@ async fn throttled_appends_are_retried_then_typed() {
         .await
         .unwrap();
 
-    // Throttled for a while: the SDK's retries get the append through, each one counted.
-    rule.enable();
+    // Throttled three times: the SDK's retries get the append through, each one counted.
+    a_while.enable();
     let before = store.costs();
-    let retried = {
-        let store = &store;
-        let s = &s;
-        async move {
-            store
-                .append(
-                    s,
-                    ExpectedVersion::Exact(Version(1)),
-                    vec![EventData::new("B", "{}")],
-                )
-                .await
-        }
-    };
-    let disable_later = async {
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        rule.disable();
-    };
-    let (r, ()) = tokio::join!(retried, disable_later);
+    let r = store
+        .append(
+            &s,
+            ExpectedVersion::Exact(Version(1)),
+            vec![EventData::new("B", "{}")],
+        )
+        .await;
     assert_eq!(r.unwrap().last, Version(2));
+    assert_eq!(a_while.hit_count(), 3);
     let spent = store.costs() - before;
-    assert!(
-        spent.round_trips(OpKind::Append) >= 2,
+    assert_eq!(
+        spent.round_trips(OpKind::Append),
+        4,
         "the throttled tries are round trips too: {spent}"
     );
+    assert_eq!(spent.retries(OpKind::Append), 3, "{spent}");
 
-    // Throttled throughout: typed, transient, and nothing written.
-    rule.enable();
+    // Throttled throughout: typed, transient, after the default budget of 10 attempts, and
+    // nothing written.
+    throughout.enable();
     let r = store
         .append(
             &s,
@@ -87,8 +89,9 @@ async fn throttled_appends_are_retried_then_typed() {
             vec![EventData::new("C", "{}")],
         )
         .await;
-    rule.disable();
+    throughout.disable();
     assert!(matches!(r, Err(StoreError::Throttled { .. })), "{r:?}");
     assert!(r.unwrap_err().is_transient());
+    assert_eq!(throughout.hit_count(), 10, "the default budget's attempts");
     assert_eq!(store.stream_version(&s).await.unwrap(), Version(2));
 }

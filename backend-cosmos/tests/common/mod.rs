@@ -62,12 +62,14 @@ pub async fn memory_blobs_store() -> (CosmosStore, Arc<dyn BlobStore>) {
 /// store.
 pub async fn faulted_store(
     rules: Vec<Arc<azure_data_cosmos_driver::fault_injection::FaultInjectionRule>>,
+    attempts: Option<u32>,
 ) -> (CosmosStore, Arc<dyn BlobStore>) {
     let (client, _emulator) = emulator::account_with_faults(rules).await;
-    let config = CosmosConfig::new(
+    let mut config = CosmosConfig::new(
         format!("faults-{}", uuid::Uuid::new_v4().simple()),
         "events",
     );
+    config.retry_attempts = attempts;
     CosmosStore::init(&client, &config).await.expect("init");
     let blobs: Arc<dyn BlobStore> = Arc::new(ObjectBlobStore::memory());
     let store = CosmosStore::connect_with_blobs(client, config, blobs.clone())
