@@ -2,7 +2,14 @@
 
 use std::sync::Arc;
 
+use http_body_util::BodyExt;
+use object_store::RetryConfig;
 use object_store::azure::MicrosoftAzureBuilder;
+use object_store::client::{
+    ClientOptions, HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
+    HttpResponseBody, HttpService, ReqwestConnector,
+};
+use sekiban_core::blob::TransientBlobError;
 use sekiban_core::{ObjectBlobStore, Result, StoreError};
 
 /// Where large snapshots go: a container of a storage account.
@@ -100,6 +107,14 @@ pub fn azure_blobs(config: &AzureBlobConfig) -> Result<ObjectBlobStore> {
             .with_allow_http(endpoint.starts_with("http://"))
             .with_endpoint(endpoint.clone());
     }
+    // One place retries: the store's loop (`SnapshotOffload::counted_retrying`), which counts
+    // every attempt. The client retries nothing and says which failures are transient.
+    builder = builder
+        .with_retry(RetryConfig {
+            max_retries: 0,
+            ..RetryConfig::default()
+        })
+        .with_http_connector(Typed);
     let store = builder.build().map_err(|e| {
         StoreError::invalid(format!(
             "Azure Blob container {} of account {}: {e}",
@@ -107,6 +122,51 @@ pub fn azure_blobs(config: &AzureBlobConfig) -> Result<ObjectBlobStore> {
         ))
     })?;
     Ok(ObjectBlobStore::new(Arc::new(store)))
+}
+
+/// The HTTP layer under the blob client: reqwest's, with every failure the service calls
+/// transient turned into a [`TransientBlobError`] (a 429 or 5xx answer, a connection failed or
+/// lost, a body cut short), which `ObjectBlobStore` answers `Throttled` or `Unavailable`.
+#[derive(Debug)]
+struct Typed;
+
+impl HttpConnector for Typed {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let inner = ReqwestConnector::default().connect(options)?;
+        Ok(HttpClient::new(TypedService(inner)))
+    }
+}
+
+#[derive(Debug)]
+struct TypedService(HttpClient);
+
+/// A failure of the connection as a transient one, of the same kind.
+fn lost(e: HttpError) -> HttpError {
+    let kind = e.kind();
+    match kind {
+        HttpErrorKind::Connect
+        | HttpErrorKind::Request
+        | HttpErrorKind::Timeout
+        | HttpErrorKind::Interrupted
+        | HttpErrorKind::Decode => HttpError::new(kind, TransientBlobError::lost(e)),
+        _ => e,
+    }
+}
+
+#[async_trait::async_trait]
+impl HttpService for TypedService {
+    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let resp = self.0.execute(req).await.map_err(lost)?;
+        let status = resp.status();
+        if status.as_u16() == 429 || status.is_server_error() {
+            return Err(HttpError::new(
+                HttpErrorKind::Unknown,
+                TransientBlobError::status(status.as_u16()),
+            ));
+        }
+        // A body cut short after the answer began is transient too.
+        Ok(resp.map(|body| HttpResponseBody::new(body.map_err(lost))))
+    }
 }
 
 #[cfg(test)]

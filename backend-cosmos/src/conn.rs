@@ -62,6 +62,12 @@ pub(crate) fn retry_options(attempts: Option<u32>) -> OperationOptions {
         .build()
 }
 
+/// The budget of blob requests (snapshot offload), which the store's loop retries (the blob
+/// client retries nothing itself): `attempts`, or 4 (the failures' default).
+pub(crate) fn blob_budget(attempts: Option<u32>) -> sekiban_core::backend::RetryBudget {
+    sekiban_core::backend::RetryBudget::attempts(attempts.unwrap_or(4))
+}
+
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn").finish_non_exhaustive()

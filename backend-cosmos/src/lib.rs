@@ -97,7 +97,10 @@ impl CosmosStore {
         Self::connect_with(client, config, Arc::new(NoBlobs)).await
     }
 
-    /// The same, offloading snapshots above the inline limit to `blobs`.
+    /// The same, offloading snapshots above the inline limit to `blobs`. The store retries a
+    /// blob request that failed transiently within its budget
+    /// ([`CosmosConfig::retry_attempts`]), so give it a blob store whose client retries nothing
+    /// itself: [`azure_blobs`] builds one.
     pub async fn connect_with_blobs(
         client: CosmosClient,
         config: CosmosConfig,
@@ -114,8 +117,12 @@ impl CosmosStore {
         let costs = Arc::new(CostCounter::new());
         let (events, leases, rid) = container::clients(&client, &config).await?;
         let limits = cosmos_limits();
-        let offload =
-            SnapshotOffload::counted(blobs, costs.clone(), limits.max_inline_snapshot_bytes);
+        let offload = SnapshotOffload::counted_retrying(
+            blobs,
+            costs.clone(),
+            limits.max_inline_snapshot_bytes,
+            conn::blob_budget(config.retry_attempts),
+        );
         let ranges = events_conn(&events, &costs, config.retry_attempts)
             .feed_ranges()
             .await?

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::backend::RetryBudget;
 use crate::blob::{BlobStore, CountingBlobStore};
 use crate::cost::CostCounter;
 use crate::error::{Result, StoreError};
@@ -245,6 +246,30 @@ impl SnapshotOffload {
     /// ```
     pub fn counted(blobs: Arc<dyn BlobStore>, costs: Arc<CostCounter>, max_inline: usize) -> Self {
         Self::new(Arc::new(CountingBlobStore::new(blobs, costs)), max_inline)
+    }
+
+    /// The same, retrying a blob request that failed transiently within `budget`
+    /// ([`CountingBlobStore::retrying`]): for a store whose blob client retries nothing itself.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sekiban_core::backend::{CostCounter, RetryBudget, SnapshotOffload};
+    /// use sekiban_core::ObjectBlobStore;
+    /// let costs = Arc::new(CostCounter::new());
+    /// let blobs = Arc::new(ObjectBlobStore::memory());
+    /// let offload = SnapshotOffload::counted_retrying(blobs, costs, 16 * 1024, RetryBudget::attempts(4));
+    /// # let _ = offload;
+    /// ```
+    pub fn counted_retrying(
+        blobs: Arc<dyn BlobStore>,
+        costs: Arc<CostCounter>,
+        max_inline: usize,
+        budget: RetryBudget,
+    ) -> Self {
+        Self::new(
+            Arc::new(CountingBlobStore::new(blobs, costs).retrying(budget)),
+            max_inline,
+        )
     }
 
     /// The blob store.

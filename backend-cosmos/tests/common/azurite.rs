@@ -29,13 +29,21 @@ pub fn endpoint() -> String {
 
 /// A blob store on a new container of the test endpoint.
 pub async fn blobs() -> Arc<dyn BlobStore> {
-    let endpoint = endpoint();
+    blobs_through(&endpoint()).await.0
+}
+
+/// A blob store on a new container of the test endpoint, sending its requests to `endpoint`
+/// (a proxy in front of it), and the container's name.
+pub async fn blobs_through(endpoint: &str) -> (Arc<dyn BlobStore>, String) {
     let container = format!("sekiban-{}", uuid::Uuid::new_v4().simple());
-    create_container(&endpoint, &container).await;
-    let mut config = AzureBlobConfig::new(ACCOUNT, container);
-    config.endpoint = Some(endpoint);
+    create_container(&self::endpoint(), &container).await;
+    let mut config = AzureBlobConfig::new(ACCOUNT, container.clone());
+    config.endpoint = Some(endpoint.to_owned());
     config.key = Some(KEY.to_owned());
-    Arc::new(azure_blobs(&config).expect("a blob store"))
+    (
+        Arc::new(azure_blobs(&config).expect("a blob store")),
+        container,
+    )
 }
 
 /// Creates `container` at an `http://HOST:PORT/ACCOUNT` endpoint (Azurite's path-style URLs).
