@@ -12,13 +12,11 @@ use azure_data_cosmos_driver::fault_injection::{
 use bytes::Bytes;
 use futures::StreamExt;
 use sekiban_conformance::Harness;
-use sekiban_conformance::faults::{self, LoseReplies, Write};
-use sekiban_core::snapshot::stream_blob_prefix;
+use sekiban_conformance::faults::{self, BlobFault, BlobRequest, FaultBlobs, LoseReplies, Write};
 use sekiban_core::{
     BlobStore, ChangeFeed, DeleteMode, EventData, EventStore, ExpectedVersion, FeedOptions,
     FeedStart, OpKind, ReadOptions, StoreError, StreamId, Version,
 };
-use sekiban_core::{Snapshot, SnapshotStore};
 use sekiban_cosmos::CosmosStore;
 use sekiban_faults::{Fault, Faults, HttpProxy, Rule};
 
@@ -402,9 +400,10 @@ async fn a_reply_lost_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothing()
     contiguous(&fed, "feed");
 }
 
-/// A store whose snapshot blobs go to a new Azurite container through a fault proxy, within a
-/// budget of `attempts`; the proxy, and the container's blob path (`/ACCOUNT/CONTAINER`).
-async fn through_a_blob_proxy(attempts: u32) -> (CosmosStore, HttpProxy, String) {
+/// A harness on a store whose snapshot blobs go to a new Azurite container through a fault
+/// proxy, within a budget of `attempts`; the proxy, and the container's blob path
+/// (`/ACCOUNT/CONTAINER`).
+async fn through_a_blob_proxy(attempts: u32) -> (Harness, HttpProxy, String) {
     let azurite = common::azurite::endpoint();
     let upstream = azurite
         .strip_suffix(&format!("/{}", common::azurite::ACCOUNT))
@@ -418,134 +417,87 @@ async fn through_a_blob_proxy(attempts: u32) -> (CosmosStore, HttpProxy, String)
         common::azurite::ACCOUNT
     ))
     .await;
-    let store = common::store_with(blobs, |c| c.retry_attempts = Some(attempts)).await;
+    let store = common::store_with(blobs.clone(), |c| c.retry_attempts = Some(attempts)).await;
     let path = format!("/{}/{container}", common::azurite::ACCOUNT);
-    (store, proxy, path)
+    (Harness::new(Arc::new(store), blobs), proxy, path)
 }
 
-/// A snapshot of `s` at `version` too large to keep inline: its state goes to the blob store.
-fn offloaded(store: &CosmosStore, s: &StreamId, version: u64, byte: u8) -> Snapshot {
-    Snapshot {
-        stream: s.clone(),
-        version: Version(version),
-        state_type: "State".into(),
-        schema_version: 1,
-        state: Bytes::from(vec![
-            byte;
-            sekiban_core::Store::limits(store)
-                .max_inline_snapshot_bytes
-                + 1024
-        ]),
+/// The blob proxy, as the shared blob-fault cases drive it: Azure Blob's own codes.
+struct AzureFaults<'a> {
+    proxy: &'a HttpProxy,
+    /// The container's blob path, `/ACCOUNT/CONTAINER`.
+    path: String,
+}
+
+impl AzureFaults<'_> {
+    fn on(&self, request: BlobRequest) -> String {
+        let path = &self.path;
+        match request {
+            BlobRequest::Put => format!("PUT {path}/snapshots/"),
+            BlobRequest::Get => format!("GET {path}/snapshots/"),
+            // A delete is one blob batch (`POST ...?comp=batch`).
+            BlobRequest::Delete => format!("POST {path}"),
+            other => panic!("no request for {other:?}"),
+        }
+    }
+}
+
+impl FaultBlobs for AzureFaults<'_> {
+    fn fault(&self, request: BlobRequest, fault: BlobFault, times: Option<u64>) {
+        let fault = match fault {
+            BlobFault::Throttle => Fault::Refuse { code: "429".into() },
+            BlobFault::Fail => Fault::Refuse {
+                code: "ServerBusy".into(),
+            },
+            BlobFault::LoseReply => Fault::DropReply,
+            BlobFault::Cut => Fault::CutReply { after: 100 },
+            other => panic!("no fault for {other:?}"),
+        };
+        let rule = Rule::on(self.on(request), fault);
+        self.proxy.faults().add(match times {
+            Some(n) => rule.times(n),
+            None => rule,
+        });
+    }
+
+    fn injected(&self) -> usize {
+        self.proxy.faults().log().len()
+    }
+
+    fn seen(&self, request: BlobRequest) -> usize {
+        self.proxy.faults().seen(&self.on(request))
+    }
+
+    fn clear(&self) {
+        self.proxy.faults().clear();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_on_azure_blob_are_retried_within_the_budget_and_counted() {
-    let (store, proxy, path) = through_a_blob_proxy(4).await;
-    let s = StreamId::new("blobs", "order", "1").expect("a stream id");
-    store
-        .append(&s, ExpectedVersion::NoStream, events("s", 5))
-        .await
-        .expect("append");
-    // Each kind of blob request faulted once: the upload refused as busy, then its reply lost
-    // (the blob stored), the download cut mid-body, the replaced blob's delete answered 500.
-    let blob = |method: &str| format!("{method} {path}/snapshots/");
-    proxy.faults().set(vec![
-        Rule::on(
-            blob("PUT"),
-            Fault::Refuse {
-                code: "ServerBusy".into(),
-            },
-        )
-        .times(1),
-        Rule::on(blob("PUT"), Fault::DropReply).times(1),
-        Rule::on(blob("GET"), Fault::CutReply { after: 100 }).times(1),
-        // A delete is one blob batch (`POST ...?comp=batch`).
-        Rule::on(
-            format!("POST {path}"),
-            Fault::Refuse {
-                code: "InternalError".into(),
-            },
-        )
-        .times(1),
-    ]);
-    let before = sekiban_core::Store::costs(&store);
-    store
-        .save_snapshot(offloaded(&store, &s, 3, 1))
-        .await
-        .expect("a snapshot saved through a refusal and a lost reply");
-    let loaded = store
-        .load_snapshot(&s)
-        .await
-        .expect("a snapshot loaded through a cut reply")
-        .expect("a snapshot");
-    assert_eq!((loaded.version, loaded.state[0]), (Version(3), 1));
-    store
-        .save_snapshot(offloaded(&store, &s, 5, 2))
-        .await
-        .expect("a newer snapshot, its predecessor's delete refused once");
-    let log = proxy.faults().log();
-    proxy.faults().clear();
-    assert_eq!(log.len(), 4, "every rule fired: {log:?}");
-    let left = store
-        .blobs()
-        .list(&stream_blob_prefix(&s))
-        .await
-        .expect("list the stream's blobs");
-    assert_eq!(left.len(), 1, "the replaced blob deleted: {left:?}");
-    let loaded = store.load_snapshot(&s).await.expect("load").expect("one");
-    assert_eq!((loaded.version, loaded.state[0]), (Version(5), 2));
-    let spent = sekiban_core::Store::costs(&store) - before;
-    assert_eq!(
-        spent.retries(OpKind::Blob),
-        4,
-        "blob retries counted: {spent}"
-    );
+    let (h, proxy, path) = through_a_blob_proxy(4).await;
+    faults::blob_faults_within_the_budget(
+        &h,
+        &AzureFaults {
+            proxy: &proxy,
+            path,
+        },
+    )
+    .await
+    .unwrap_or_else(|f| panic!("{f}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_on_azure_blob_beyond_the_budget_is_transient_and_points_at_nothing() {
-    let (store, proxy, path) = through_a_blob_proxy(3).await;
-    let s = StreamId::new("blobs", "order", "2").expect("a stream id");
-    store
-        .append(&s, ExpectedVersion::NoStream, events("s", 3))
-        .await
-        .expect("append");
-    let put = format!("PUT {path}/snapshots/");
-    for (fault, throttled) in [
-        (Fault::Refuse { code: "429".into() }, true),
-        (
-            Fault::Refuse {
-                code: "ServerBusy".into(),
-            },
-            false,
-        ),
-        (Fault::DropReply, false),
-    ] {
-        let (before, seen) = (
-            sekiban_core::Store::costs(&store),
-            proxy.faults().seen(&put),
-        );
-        proxy
-            .faults()
-            .set(vec![Rule::on(put.clone(), fault.clone())]);
-        let e = store
-            .save_snapshot(offloaded(&store, &s, 3, 1))
-            .await
-            .expect_err("every upload faulted");
-        proxy.faults().clear();
-        assert!(e.is_transient(), "{fault}: {e:?}");
-        assert_eq!(
-            matches!(e, StoreError::Throttled { .. }),
-            throttled,
-            "{fault}: {e:?}"
-        );
-        assert_eq!(proxy.faults().seen(&put) - seen, 3, "{fault}: attempts");
-        let spent = sekiban_core::Store::costs(&store) - before;
-        assert_eq!(spent.retries(OpKind::Blob), 2, "{fault}: {spent}");
-        assert!(
-            store.load_snapshot(&s).await.expect("load").is_none(),
-            "{fault}: no pointer to a blob that failed"
-        );
-    }
+    let (h, proxy, path) = through_a_blob_proxy(3).await;
+    faults::blob_faults_past_the_budget(
+        &h,
+        &AzureFaults {
+            proxy: &proxy,
+            path,
+        },
+        3,
+    )
+    .await
+    .unwrap_or_else(|f| panic!("{f}"));
 }

@@ -38,40 +38,22 @@ fn running() -> OpKind {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Counts each attempt: one round trip and the request's bytes when it is sent, the response's
-/// bytes when it arrives.
+/// bytes when it arrives, under the operation the store is running; each attempt after the
+/// first also as a retry.
 #[derive(Debug)]
 struct Counting {
     costs: Arc<CostCounter>,
+    /// S3's client: the snapshot offload counts each blob request once (one `Blob` round
+    /// trip), so only the SDK's retries are counted here, as `Blob` round trips and retries.
+    retries_only: Option<OpKind>,
 }
 
-/// Counts the S3 client's retries: the first attempt of a blob request is counted by the
-/// snapshot offload (one [`OpKind::Blob`] round trip per request), each retry here as one more
-/// round trip with its bytes, and as a retry.
-#[derive(Debug)]
-struct BlobRetries {
-    costs: Arc<CostCounter>,
-}
-
-impl Intercept for BlobRetries {
-    fn name(&self) -> &'static str {
-        "sekiban-blob-retries"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if cfg
-            .load::<RequestAttempts>()
-            .is_some_and(|a| a.attempts() > 1)
-        {
-            let sent = context.request().body().bytes().map_or(0, <[u8]>::len);
-            self.costs.record(OpKind::Blob, sent as u64, 0);
-            self.costs.record_retry(OpKind::Blob);
+impl Counting {
+    fn every_attempt(costs: Arc<CostCounter>) -> Self {
+        Counting {
+            costs,
+            retries_only: None,
         }
-        Ok(())
     }
 }
 
@@ -86,14 +68,18 @@ impl Intercept for Counting {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let sent = context.request().body().bytes().map_or(0, <[u8]>::len);
-        let kind = running();
-        self.costs.record(kind, sent as u64, 0);
         // The orchestrator numbers the attempts of one request from 1.
-        if cfg
+        let retry = cfg
             .load::<RequestAttempts>()
-            .is_some_and(|a| a.attempts() > 1)
-        {
+            .is_some_and(|a| a.attempts() > 1);
+        let kind = match self.retries_only {
+            Some(kind) if retry => kind,
+            Some(_) => return Ok(()),
+            None => running(),
+        };
+        let sent = context.request().body().bytes().map_or(0, <[u8]>::len);
+        self.costs.record(kind, sent as u64, 0);
+        if retry {
             self.costs.record_retry(kind);
         }
         Ok(())
@@ -105,6 +91,9 @@ impl Intercept for Counting {
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        if self.retries_only.is_some() {
+            return Ok(());
+        }
         // The body is still a stream here: its length comes from the header.
         let response = context.response();
         let received = response.body().bytes().map(<[u8]>::len).or_else(|| {
@@ -198,7 +187,10 @@ pub(crate) fn s3(
 ) -> aws_sdk_s3::Client {
     let mut conf = aws_sdk_s3::config::Builder::from(shared)
         .retry_config(retry_config(attempts))
-        .interceptor(BlobRetries { costs });
+        .interceptor(Counting {
+            costs,
+            retries_only: Some(OpKind::Blob),
+        });
     conf.set_endpoint_url(endpoint.map(str::to_string));
     if endpoint.is_some() {
         conf.set_force_path_style(Some(true));
@@ -216,14 +208,12 @@ pub(crate) fn dynamodb(
     let retry = retry_config(attempts);
     let conf = aws_sdk_dynamodb::config::Builder::from(shared)
         .retry_config(retry.clone())
-        .interceptor(Counting {
-            costs: costs.clone(),
-        })
+        .interceptor(Counting::every_attempt(costs.clone()))
         .retry_classifier(TransactionConflicts)
         .build();
     let streams = aws_sdk_dynamodbstreams::config::Builder::from(shared)
         .retry_config(retry)
-        .interceptor(Counting { costs })
+        .interceptor(Counting::every_attempt(costs))
         .build();
     (
         aws_sdk_dynamodb::Client::from_conf(conf),

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use sekiban_conformance::Harness;
-use sekiban_conformance::faults::{self, LoseReplies, Write};
+use sekiban_conformance::faults::{self, BlobFault, BlobRequest, FaultBlobs, LoseReplies, Write};
 use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
     BlobStore, ChangeFeed, Checkpoint, CheckpointStore, DeleteMode, EventData, EventStore,
     ExpectedVersion, FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions,
-    Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
+    StoreError, StreamId,
 };
 use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
 use sekiban_faults::{Fault, Faults, HttpProxy, Rule};
@@ -100,6 +100,20 @@ impl Proxied {
 
     fn seen(&self, op: &str) -> usize {
         self.proxy.faults().seen_exactly(op)
+    }
+
+    /// Catching up with the feed of the test's tenant.
+    fn feed(&self) -> FeedOptions {
+        FeedOptions::catch_up().tenant(&self.tenant)
+    }
+
+    /// A checkpoint at the feed's end now (read from `Now`): what comes after it is read from
+    /// DynamoDB Streams.
+    async fn now(&self) -> Checkpoint {
+        let now = sekiban_conformance::catch_up(&self.table, FeedStart::Now, self.feed())
+            .await
+            .expect("a checkpoint from Now");
+        sekiban_conformance::last_checkpoint(&now).expect("a checkpoint")
     }
 
     /// A conformance harness on the proxied table (its own tenant).
@@ -435,14 +449,7 @@ async fn batches_answered_in_part_are_sent_again_for_their_rest_within_the_budge
     // (Here the removals' records come in the same read as the appends', which hides them
     // first; the look-up is what guards a removal read in a later page.)
     let erased = p.stream();
-    let now = sekiban_conformance::catch_up(
-        &p.table,
-        FeedStart::Now,
-        FeedOptions::catch_up().tenant(&p.tenant),
-    )
-    .await
-    .expect("a checkpoint from Now");
-    let from = sekiban_conformance::last_checkpoint(&now).expect("a checkpoint");
+    let from = p.now().await;
     p.table
         .append(&erased, ExpectedVersion::NoStream, events("secret", 2))
         .await
@@ -454,10 +461,7 @@ async fn batches_answered_in_part_are_sent_again_for_their_rest_within_the_budge
     p.rules(vec![
         Rule::exactly("BatchGetItem", Fault::Unprocessed).times(1),
     ]);
-    let mut feed = p.table.changes(
-        FeedStart::After(from),
-        FeedOptions::catch_up().tenant(&p.tenant),
-    );
+    let mut feed = p.table.changes(FeedStart::After(from), p.feed());
     let mut leaked = Vec::new();
     let mut marked = false;
     while let Some(b) = feed.next().await {
@@ -493,132 +497,90 @@ async fn a_lost_snapshot_pointer_reply_keeps_one_pointer_and_deletes_the_replace
     p.drop().await;
 }
 
-/// A snapshot of `s` at `version` too large to keep inline: its state goes to the bucket.
-fn offloaded(t: &DynamoDbTable, s: &StreamId, version: u64, byte: u8) -> Snapshot {
-    Snapshot {
-        stream: s.clone(),
-        version: Version(version),
-        state_type: "State".into(),
-        schema_version: 1,
-        state: Bytes::from(vec![byte; t.limits().max_inline_snapshot_bytes + 1024]),
+/// The bucket's proxy, as the shared blob-fault cases drive it: S3's own codes.
+struct S3Faults<'a> {
+    proxy: &'a HttpProxy,
+    bucket: String,
+}
+
+impl S3Faults<'_> {
+    fn on(&self, request: BlobRequest) -> String {
+        let method = match request {
+            BlobRequest::Put => "PUT",
+            BlobRequest::Get => "GET",
+            BlobRequest::Delete => "DELETE",
+            other => panic!("no request for {other:?}"),
+        };
+        format!("{method} /{}/snapshots/", self.bucket)
+    }
+}
+
+impl FaultBlobs for S3Faults<'_> {
+    fn fault(&self, request: BlobRequest, fault: BlobFault, times: Option<u64>) {
+        let fault = match fault {
+            BlobFault::Throttle => Fault::Refuse {
+                code: "SlowDown".into(),
+            },
+            BlobFault::Fail => Fault::Refuse {
+                code: "InternalError".into(),
+            },
+            BlobFault::LoseReply => Fault::DropReply,
+            BlobFault::Cut => Fault::CutReply { after: 100 },
+            other => panic!("no fault for {other:?}"),
+        };
+        let rule = Rule::on(self.on(request), fault);
+        self.proxy.faults().add(match times {
+            Some(n) => rule.times(n),
+            None => rule,
+        });
+    }
+
+    fn injected(&self) -> usize {
+        self.proxy.faults().log().len()
+    }
+
+    fn seen(&self, request: BlobRequest) -> usize {
+        self.proxy.faults().seen(&self.on(request))
+    }
+
+    fn clear(&self) {
+        self.proxy.faults().clear();
+    }
+}
+
+impl Proxied {
+    /// The S3 proxy, as the shared blob-fault cases drive it.
+    fn s3_faults(&self) -> S3Faults<'_> {
+        S3Faults {
+            proxy: self.s3(),
+            bucket: self.table.config().bucket.clone().expect("a bucket"),
+        }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faults_on_s3_are_retried_within_the_budget_and_counted() {
     let p = Proxied::open_with_s3(4).await;
-    let s = p.stream();
-    p.table
-        .append(&s, ExpectedVersion::NoStream, events("s", 5))
+    faults::blob_faults_within_the_budget(&p.harness(), &p.s3_faults())
         .await
-        .expect("append");
-    // Each kind of blob request faulted once: the blob's upload throttled, then its reply lost
-    // (S3 stored it), the download cut, the replaced blob's delete answered 500, its listing 503.
-    p.s3().faults().set(vec![
-        Rule::on(
-            "PUT /",
-            Fault::Refuse {
-                code: "SlowDown".into(),
-            },
-        )
-        .times(1),
-        Rule::on("PUT /", Fault::DropReply).times(1),
-        Rule::on("GET /", Fault::CutReply { after: 100 }).times(1),
-        Rule::on(
-            "DELETE /",
-            Fault::Refuse {
-                code: "InternalError".into(),
-            },
-        )
-        .times(1),
-    ]);
-    let before = p.table.costs();
-    p.table
-        .save_snapshot(offloaded(&p.table, &s, 3, 1))
-        .await
-        .expect("a snapshot saved through a throttle and a lost reply");
-    let loaded = p
-        .table
-        .load_snapshot(&s)
-        .await
-        .expect("a snapshot loaded through a cut reply")
-        .expect("a snapshot");
-    assert_eq!((loaded.version, loaded.state[0]), (Version(3), 1));
-    p.table
-        .save_snapshot(offloaded(&p.table, &s, 5, 2))
-        .await
-        .expect("a newer snapshot, its predecessor's delete refused once");
-    let log = p.s3().faults().log();
-    p.s3().faults().clear();
-    assert_eq!(log.len(), 4, "every rule fired: {log:?}");
-    let blobs = p
-        .blobs
-        .list(&stream_blob_prefix(&s))
-        .await
-        .expect("list the stream's blobs");
-    assert_eq!(blobs.len(), 1, "the replaced blob deleted: {blobs:?}");
-    let loaded = p.table.load_snapshot(&s).await.expect("load").expect("one");
-    assert_eq!((loaded.version, loaded.state[0]), (Version(5), 2));
-    let spent = p.table.costs() - before;
-    assert_eq!(
-        spent.retries(OpKind::Blob),
-        4,
-        "S3 retries counted: {spent}"
-    );
+        .unwrap_or_else(|f| panic!("{f}"));
     p.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fault_on_s3_beyond_the_budget_is_transient_and_points_at_nothing() {
     let p = Proxied::open_with_s3(5).await;
-    let s = p.stream();
-    p.table
-        .append(&s, ExpectedVersion::NoStream, events("s", 3))
+    faults::blob_faults_past_the_budget(&p.harness(), &p.s3_faults(), 5)
         .await
-        .expect("append");
-    for (fault, throttled) in [
-        (
-            Fault::Refuse {
-                code: "SlowDown".into(),
-            },
-            true,
-        ),
-        (Fault::Refuse { code: "503".into() }, false),
-        (Fault::DropReply, false),
-    ] {
-        let (before, seen) = (p.table.costs(), p.s3().faults().seen("PUT /"));
-        p.s3().faults().set(vec![Rule::on("PUT /", fault.clone())]);
-        let e = p
-            .table
-            .save_snapshot(offloaded(&p.table, &s, 3, 1))
-            .await
-            .expect_err("every upload faulted");
-        p.s3().faults().clear();
-        assert!(e.is_transient(), "{fault}: {e:?}");
-        assert_eq!(
-            matches!(e, StoreError::Throttled { .. }),
-            throttled,
-            "{fault}: {e:?}"
-        );
-        assert_eq!(p.s3().faults().seen("PUT /") - seen, 5, "{fault}: attempts");
-        let spent = p.table.costs() - before;
-        assert_eq!(spent.retries(OpKind::Blob), 4, "{fault}: {spent}");
-        assert!(
-            p.table.load_snapshot(&s).await.expect("load").is_none(),
-            "{fault}: no pointer to a blob that failed"
-        );
-    }
+        .unwrap_or_else(|f| panic!("{f}"));
     p.drop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_cut_in_a_feed_read_loses_and_repeats_nothing() {
     let p = Proxied::open(4).await;
-    let feed = || FeedOptions::catch_up().tenant(&p.tenant);
-    let now = sekiban_conformance::catch_up(&p.table, FeedStart::Now, feed())
-        .await
-        .expect("a checkpoint from Now");
-    let from = sekiban_conformance::last_checkpoint(&now).expect("a checkpoint");
+    let feed = || p.feed();
+    let from = p.now().await;
     let s = p.stream();
     let mut sent = Vec::new();
     for i in 0..3 {

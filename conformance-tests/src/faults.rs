@@ -5,7 +5,9 @@
 //! A backend's fault tests implement [`LoseReplies`] over what injects its faults (a proxy in
 //! front of its server, or its SDK's fault injection) and call these cases. A store whose delete
 //! takes several requests loses each of them in a test of its own with [`stream_to_delete`] and
-//! [`deleted_once`].
+//! [`deleted_once`]. A store that offloads snapshots to a blob service implements
+//! [`FaultBlobs`] over what faults its blob requests and calls [`blob_faults_within_the_budget`]
+//! and [`blob_faults_past_the_budget`].
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -289,5 +291,152 @@ pub async fn lost_snapshot_pointer_replies(h: &Harness, f: &dyn LoseReplies) -> 
         1,
         "blobs of the stream (the replaced one deleted): {blobs:?}"
     );
+    Ok(())
+}
+
+/// The kinds of blob request a snapshot's offload sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobRequest {
+    /// A blob written (a snapshot's state).
+    Put,
+    /// A blob read (a snapshot loaded).
+    Get,
+    /// A blob deleted (a replaced snapshot's).
+    Delete,
+}
+
+/// What a blob request meets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BlobFault {
+    /// Throttled by the service (429, S3's `SlowDown`): the answer past the budget is
+    /// `Throttled`.
+    Throttle,
+    /// A failure the service calls transient (500, 503): past the budget, `Unavailable`.
+    Fail,
+    /// Carried out, and the reply lost.
+    LoseReply,
+    /// The answer cut in the middle of its body.
+    Cut,
+}
+
+/// Faults blob requests on purpose (e.g. a proxy in front of the blob service).
+pub trait FaultBlobs: Send + Sync {
+    /// Each of the next `times` requests of the kind meets the fault (`None`: every one),
+    /// added to the faults set before.
+    fn fault(&self, request: BlobRequest, fault: BlobFault, times: Option<u64>);
+    /// How many faults were injected so far.
+    fn injected(&self) -> usize;
+    /// How many requests of the kind were sent so far, faulted or not.
+    fn seen(&self, request: BlobRequest) -> usize;
+    /// No more faults from here on.
+    fn clear(&self);
+}
+
+/// Each kind of blob request faulted once — the upload throttled and then its reply lost (the
+/// blob stored), the download cut mid-body, the replaced blob's delete failed — is retried
+/// within the budget: the snapshot saves and loads, the replaced blob is gone, and the four
+/// retries are counted as `Blob` retries.
+pub async fn blob_faults_within_the_budget(h: &Harness, f: &dyn FaultBlobs) -> CaseResult {
+    let s = h.new_stream("blobs");
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("b", 5))
+        .await?;
+    let injected = f.injected();
+    f.fault(BlobRequest::Put, BlobFault::Throttle, Some(1));
+    f.fault(BlobRequest::Put, BlobFault::LoseReply, Some(1));
+    f.fault(BlobRequest::Get, BlobFault::Cut, Some(1));
+    f.fault(BlobRequest::Delete, BlobFault::Fail, Some(1));
+    let before = h.store.costs();
+    let answers = async {
+        h.store.save_snapshot(offloaded(h, &s, 3, 1)).await?;
+        let loaded = h.store.load_snapshot(&s).await?;
+        h.store.save_snapshot(offloaded(h, &s, 5, 2)).await?;
+        Ok::<_, StoreError>(loaded)
+    }
+    .await;
+    f.clear();
+    let loaded = answers.map_err(|e| CaseFailure {
+        message: format!("a snapshot saved, loaded and replaced through blob faults: {e}"),
+    })?;
+    check_eq!(f.injected() - injected, 4, "faults injected");
+    check!(
+        loaded
+            .as_ref()
+            .is_some_and(|l| l.version == Version(3) && l.state.first() == Some(&1)),
+        "the snapshot loaded through a cut reply: {:?}",
+        loaded.map(|l| l.version)
+    );
+    let newer = h.store.load_snapshot(&s).await?;
+    check!(
+        newer
+            .as_ref()
+            .is_some_and(|l| l.version == Version(5) && l.state.first() == Some(&2)),
+        "the newer snapshot: {:?}",
+        newer.map(|l| l.version)
+    );
+    let blobs = h.blobs.list(&stream_blob_prefix(&s)).await?;
+    check_eq!(
+        blobs.len(),
+        1,
+        "blobs of the stream (the replaced one deleted): {blobs:?}"
+    );
+    let spent = h.store.costs() - before;
+    check_eq!(
+        spent.retries(OpKind::Blob),
+        4,
+        "blob retries counted: {spent}"
+    );
+    Ok(())
+}
+
+/// An upload that meets a fault on every attempt is tried exactly `attempts` times, its retries
+/// counted, and answered `Throttled` (throttling) or `Unavailable` (failures, lost replies),
+/// with no pointer left to the blob.
+pub async fn blob_faults_past_the_budget(
+    h: &Harness,
+    f: &dyn FaultBlobs,
+    attempts: u32,
+) -> CaseResult {
+    let s = h.new_stream("blobs");
+    h.store
+        .append(&s, ExpectedVersion::NoStream, events("b", 3))
+        .await?;
+    for fault in [BlobFault::Throttle, BlobFault::Fail, BlobFault::LoseReply] {
+        let (before, seen) = (h.store.costs(), f.seen(BlobRequest::Put));
+        f.fault(BlobRequest::Put, fault, None);
+        let r = h.store.save_snapshot(offloaded(h, &s, 3, 1)).await;
+        f.clear();
+        let e = match r {
+            Ok(()) => {
+                return Err(CaseFailure {
+                    message: format!("{fault:?} on every upload: the save succeeded"),
+                });
+            }
+            Err(e) => e,
+        };
+        check!(e.is_transient(), "{fault:?}: {e}");
+        check_eq!(
+            matches!(e, StoreError::Throttled { .. }),
+            fault == BlobFault::Throttle,
+            "{fault:?} answered Throttled: {e}"
+        );
+        check_eq!(
+            f.seen(BlobRequest::Put) - seen,
+            attempts as usize,
+            "{fault:?}: uploads tried"
+        );
+        let spent = h.store.costs() - before;
+        check_eq!(
+            spent.retries(OpKind::Blob),
+            u64::from(attempts - 1),
+            "{fault:?}: {spent}"
+        );
+        check!(
+            h.store.load_snapshot(&s).await?.is_none(),
+            "{fault:?}: a pointer to a blob that failed"
+        );
+    }
     Ok(())
 }

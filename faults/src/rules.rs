@@ -230,6 +230,11 @@ impl Faults {
         self.state().rules = rules.into_iter().map(|r| (r, 0, 0)).collect();
     }
 
+    /// Adds `rule` after the rules set before (their counts go on).
+    pub fn add(&self, rule: Rule) {
+        self.state().rules.push((rule, 0, 0));
+    }
+
     /// Removes every rule: requests pass untouched from now on.
     pub fn clear(&self) {
         self.set(Vec::new());
@@ -350,6 +355,17 @@ mod tests {
         assert_eq!((f.seen("SELECT"), f.seen_exactly("SELECT")), (2, 1));
         assert_eq!(f.log().len(), 4);
         assert!(f.log()[0].to_string().contains("seed 7"));
+    }
+
+    #[test]
+    fn a_rule_added_goes_after_the_others_whose_counts_go_on() {
+        let f = Faults::new(7);
+        f.set(vec![Rule::on("PUT", Fault::DropReply).times(1)]);
+        assert_eq!(f.decide(1, &op("PUT a")), Some(Fault::DropReply));
+        f.add(Rule::on("PUT", Fault::Close).times(1));
+        // The first rule has fired its one time: the added one decides.
+        assert_eq!(f.decide(1, &op("PUT b")), Some(Fault::Close));
+        assert_eq!(f.decide(1, &op("PUT c")), None);
     }
 
     #[test]
