@@ -61,7 +61,7 @@ impl CosmosStore {
 
     pub(crate) async fn delete(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
         self.heads.forget(stream);
-        let (pointer, version) = loop {
+        let (pointer, version, again) = loop {
             let found = self.head_and_pointer(stream, OpKind::Delete).await?;
             let Some((head, etag)) = found.head else {
                 return Ok(());
@@ -75,7 +75,7 @@ impl CosmosStore {
                 DeleteMode::Soft => head.v > 0 && head.h >= head.v,
             };
             if done {
-                break (None, head.v);
+                break (None, head.v, true);
             }
             let now = micros(SystemTime::now());
             let marker = MarkerDoc::new(stream, head.v, head.d + 1, mode, now);
@@ -136,7 +136,7 @@ impl CosmosStore {
                     .map_err(|e| error("build a delete batch", e))?;
             }
             match self.events.batch(OpKind::Delete, batch, sent).await? {
-                Ok(_) => break (found.pointer, head.v),
+                Ok(_) => break (found.pointer, head.v, false),
                 Err(refused) => match refused.cause() {
                     // The head, the pointer or a kept append changed meanwhile: read again.
                     Some((i, PRECONDITION_FAILED | NOT_FOUND)) if i != 1 => continue,
@@ -159,6 +159,15 @@ impl CosmosStore {
         };
         let ids = self.append_ids(stream, &condition).await?;
         self.remove(stream, &ids).await?;
+        if again && mode == DeleteMode::Soft {
+            // The pointer the first try dropped is gone, its blob maybe not: the blobs of the
+            // hidden versions go (no pointer can name one again: a snapshot of a hidden
+            // version is refused).
+            return self
+                .offload
+                .discard_older(stream, sekiban_core::Version(version + 1))
+                .await;
+        }
         self.offload.after_delete(stream, mode, Some(dropped)).await
     }
 

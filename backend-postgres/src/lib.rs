@@ -296,19 +296,27 @@ impl EventStore for PostgresEventStore {
     async fn delete_stream(&self, stream: &StreamId, mode: DeleteMode) -> Result<()> {
         let _write = self.admit_write().await?;
         let mut attempts = 0;
-        let mut removed = self
+        let (mut removed, hidden) = self
             .retried(OpKind::Delete, || {
                 attempts += 1;
                 self.shared.db.delete(stream, mode)
             })
             .await?;
         if attempts > 1 && removed.is_none() {
-            // An earlier attempt may have committed: its marker is announced, and a hard
-            // delete erases the stream's blobs as that attempt would have (a soft delete's
-            // dropped snapshot, if any, is left for a blob sweep).
+            // An earlier attempt may have committed: its marker is announced, and its blobs go
+            // as that attempt's would have: a hard delete erases the stream's, a soft delete
+            // those of the versions it hid (no pointer can name one again: a snapshot of a
+            // hidden version is refused), among them its dropped snapshot's.
             self.announce(stream);
-            if mode == DeleteMode::Hard {
-                removed = Some(None);
+            match mode {
+                DeleteMode::Hard => removed = Some(None),
+                DeleteMode::Soft if hidden > 0 => {
+                    self.shared
+                        .offload
+                        .discard_older(stream, Version(hidden + 1))
+                        .await?;
+                }
+                DeleteMode::Soft => {}
             }
         } else if removed.is_some() {
             self.announce(stream);

@@ -211,6 +211,9 @@ pub async fn deleted_once(h: &Harness, s: &StreamId, mode: DeleteMode) -> CaseRe
                 0,
                 "{mode:?}: events visible"
             );
+            // The snapshot of a hidden version is dropped, its blob with it.
+            let left = h.blobs.list(&stream_blob_prefix(s)).await?;
+            check!(left.is_empty(), "{mode:?}: blobs left: {left:?}");
             let r = h
                 .store
                 .append(s, ExpectedVersion::Exact(Version(3)), events("after", 1))

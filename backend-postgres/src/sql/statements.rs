@@ -225,8 +225,8 @@ fn feed(s: &str, filter: &str) -> String {
 
 /// A delete in one statement: the stream's row loses its snapshot pointer and hides its events
 /// (soft) or is marked erased and its events are deleted (hard), and a marker goes into the log;
-/// it answers whether the stream was already erased, the dropped pointer and whether a marker
-/// was written. A delete with nothing left to do (a stream erased already, or soft-deleted with
+/// it answers whether the stream was already erased, the dropped pointer, whether a marker
+/// was written and the version the stream was hidden up to before. A delete with nothing left to do (a stream erased already, or soft-deleted with
 /// no event since) writes nothing, so a delete tried again after its reply was lost has one
 /// effect and one marker.
 fn delete(s: &str, hard: bool) -> String {
@@ -255,7 +255,7 @@ fn delete(s: &str, hard: bool) -> String {
            RETURNING st.version, st.last_tx){del}, \
          mark AS (INSERT INTO {s}.log (tx, kind, tenant, category, stream_id, version) \
            SELECT last_tx, {kind}, $1, $2, $3, version FROM upd RETURNING 1) \
-         SELECT old.erased, {POINTER_COLUMNS}, (SELECT count(*) FROM mark) FROM old"
+         SELECT old.erased, {POINTER_COLUMNS}, (SELECT count(*) FROM mark), old.hidden_upto FROM old"
     )
 }
 

@@ -9,12 +9,13 @@ use super::statements::Sql;
 use super::{Db, Result};
 
 impl Db {
-    /// Deletes a stream in one statement. `None`: nothing to delete; else the dropped pointer.
+    /// Deletes a stream in one statement: what it did (`None`: nothing to delete; else the
+    /// dropped pointer), and the version the stream was hidden up to before (0: never).
     pub(crate) async fn delete(
         &self,
         s: &StreamId,
         mode: DeleteMode,
-    ) -> Result<Option<Option<StoredSnapshot>>> {
+    ) -> Result<(Option<Option<StoredSnapshot>>, u64)> {
         let sql = match mode {
             DeleteMode::Soft => Sql::SoftDelete,
             DeleteMode::Hard => Sql::HardDelete,
@@ -22,10 +23,15 @@ impl Db {
         let (t, c, id) = (s.tenant(), s.category(), s.id());
         let rows = self.query(OpKind::Delete, 0, sql, &[&t, &c, &id]).await?;
         match rows.first() {
-            Some(row) if !get::<bool>(row, 0)? && get::<i64>(row, 6)? > 0 => {
-                Ok(Some(read_pointer(row, 1)?))
+            Some(row) => {
+                let hidden = u64::try_from(get::<i64>(row, 7)?).unwrap_or(0);
+                if !get::<bool>(row, 0)? && get::<i64>(row, 6)? > 0 {
+                    Ok((Some(read_pointer(row, 1)?), hidden))
+                } else {
+                    Ok((None, hidden))
+                }
             }
-            _ => Ok(None),
+            None => Ok((None, 0)),
         }
     }
 
