@@ -1,8 +1,10 @@
 //! Faults on purpose through the SDK's fault injection on its in-process emulator: a reply lost
 //! after the service committed (`ResponseTimeoutAfterService`: the request is carried out, its
-//! answer replaced by a timeout, and the SDK tries again), and transient refusals. After each,
-//! what the store answered and what it stored are checked: nothing lost, nothing twice,
-//! versions contiguous, one marker per delete.
+//! answer replaced by a timeout, and the SDK tries again), a reply lost with the outcome unknown
+//! in the middle of a paged read and a feed read, transient refusals within and past the budget;
+//! and, through an HTTP proxy (`sekiban-faults`) in front of Azurite, faults on every kind of
+//! snapshot blob request. After each, what the store answered and what it stored are checked:
+//! nothing lost, nothing twice, versions contiguous, one marker per delete.
 
 use std::sync::Arc;
 

@@ -1,8 +1,9 @@
-//! Faults on purpose, through an HTTP proxy (`sekiban-faults`) in front of DynamoDB Local:
-//! replies lost after the table committed, throttling and transaction conflicts, 5xx answers,
-//! batches answered unprocessed, and faults that outlast the SDK's retries. After each, what
-//! the store answered and what it stored are checked: nothing lost, nothing twice, versions
-//! contiguous, one marker per delete.
+//! Faults on purpose, through HTTP proxies (`sekiban-faults`) in front of DynamoDB Local and
+//! moto's S3: replies lost after the service did the work, throttling and transaction conflicts,
+//! 5xx answers, replies cut mid-body (a paged read, a feed read, a blob download), batches
+//! answered unprocessed, and faults that outlast the budget. After each, what the store answered
+//! and what it stored are checked: nothing lost, nothing twice, versions contiguous, one marker
+//! per delete, the feed complete and nothing before a checkpoint again.
 
 mod common;
 
