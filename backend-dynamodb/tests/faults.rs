@@ -17,6 +17,7 @@ use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
     BlobStore, Checkpoint, CheckpointStore, DeleteMode, EventData, EventStore, ExpectedVersion,
     FeedItem, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions, StoreError, StreamId,
+    Version,
 };
 use sekiban_dynamodb::{DynamoDbConfig, DynamoDbTable};
 use sekiban_faults::{Fault, Faults, HttpProxy, Rule};
@@ -661,5 +662,51 @@ async fn an_erased_stream_read_in_an_earlier_page_than_its_removal_stays_off_the
         p.seen("GetRecords") >= 2,
         "the removal read in a later page"
     );
+    p.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_conflict_is_retried_and_counted_then_throttled_past_the_budget() {
+    let p = Proxied::open(4).await;
+    let s = p.stream();
+    p.table
+        .append(&s, ExpectedVersion::NoStream, events("a", 1))
+        .await
+        .expect("append");
+    let conflict = || {
+        Rule::exactly(
+            "TransactWriteItems",
+            Fault::Cancel {
+                reason: "TransactionConflict".into(),
+            },
+        )
+    };
+    // Another transaction touching the head twice: the SDK's retries get the append through.
+    p.rules(vec![conflict().times(2)]);
+    let before = p.table.costs();
+    let r = p
+        .table
+        .append(&s, ExpectedVersion::Exact(Version(1)), events("b", 1))
+        .await
+        .expect("an append through two conflicts");
+    assert_eq!(r.last, Version(2));
+    assert_eq!(p.proxy.faults().log().len(), 2);
+    let spent = p.table.costs() - before;
+    assert_eq!(spent.retries(OpKind::Append), 2, "{spent}");
+
+    // Conflicting throughout: throttled after exactly the budget, nothing written.
+    let (before, seen) = (p.table.costs(), p.seen("TransactWriteItems"));
+    p.rules(vec![conflict()]);
+    let e = p
+        .table
+        .append(&s, ExpectedVersion::Exact(Version(2)), events("c", 1))
+        .await
+        .expect_err("every attempt cancelled");
+    p.proxy.faults().clear();
+    assert!(matches!(e, StoreError::Throttled { .. }), "{e:?}");
+    assert_eq!(p.seen("TransactWriteItems") - seen, 4, "attempts");
+    let spent = p.table.costs() - before;
+    assert_eq!(spent.retries(OpKind::Append), 3, "{spent}");
+    assert_eq!(read_all(&p.table, &s).await.len(), 2, "nothing written");
     p.drop().await;
 }

@@ -119,6 +119,11 @@ async fn handle(
                 return Ok(r);
             }
         }
+        Some(Fault::Cancel { ref reason }) => {
+            if let Some(r) = cancelled(&op, &body, reason) {
+                return Ok(r);
+            }
+        }
         Some(Fault::Delay { ms }) => {
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         }
@@ -263,6 +268,42 @@ fn unprocessed(op: &str, body: &[u8]) -> Option<Response<Body>> {
     Some(r)
 }
 
+/// A DynamoDB transaction answered `TransactionCanceledException`: one cancellation reason per
+/// item, `reason` for the first, `None` for the others. `None` for other operations.
+fn cancelled(op: &str, body: &[u8], reason: &str) -> Option<Response<Body>> {
+    if op != "TransactWriteItems" {
+        return None;
+    }
+    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let items = request.get("TransactItems")?.as_array()?.len().max(1);
+    let reasons: Vec<serde_json::Value> = (0..items)
+        .map(|i| match i {
+            0 => {
+                serde_json::json!({ "Code": reason, "Message": "fault injected by the test proxy" })
+            }
+            _ => serde_json::json!({ "Code": "None" }),
+        })
+        .collect();
+    let codes: Vec<&str> = (0..items)
+        .map(|i| if i == 0 { reason } else { "None" })
+        .collect();
+    let answer = serde_json::json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+        "Message": format!(
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
+            codes.join(", ")
+        ),
+        "CancellationReasons": reasons,
+    });
+    let mut r = Response::new(full(Bytes::from(answer.to_string())));
+    *r.status_mut() = StatusCode::BAD_REQUEST;
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    Some(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +336,29 @@ mod tests {
             "a"
         );
         assert!(unprocessed("Query", body).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_transaction_gives_a_reason_per_item() {
+        let body = br#"{"TransactItems":[{"Put":{}},{"Update":{}}]}"#;
+        let r = cancelled("TransactWriteItems", body, "TransactionConflict").unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let b = r.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert!(
+            v["__type"]
+                .as_str()
+                .unwrap()
+                .ends_with("#TransactionCanceledException")
+        );
+        let codes: Vec<&str> = v["CancellationReasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["Code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["TransactionConflict", "None"]);
+        assert!(cancelled("PutItem", body, "TransactionConflict").is_none());
     }
 
     #[tokio::test]

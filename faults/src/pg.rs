@@ -172,7 +172,7 @@ async fn upward(
         executes = false;
         let fault = operation.and_then(|op| faults.decide(id, &op));
         let expect = match fault {
-            None | Some(Fault::Unprocessed) => Expect::Relay,
+            None | Some(Fault::Unprocessed | Fault::Cancel { .. }) => Expect::Relay,
             Some(Fault::Delay { ms }) => {
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                 Expect::Relay

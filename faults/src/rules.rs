@@ -32,6 +32,15 @@ pub enum Fault {
     /// every item back in `UnprocessedItems` or `UnprocessedKeys`, as the service does under
     /// load. Not forwarded. Other requests, and PostgreSQL's, pass untouched.
     Unprocessed,
+    /// A DynamoDB transaction (`TransactWriteItems`) is answered
+    /// `TransactionCanceledException` without reaching the table, its first item cancelled for
+    /// `reason` (`TransactionConflict`: another transaction was touching it; `ThrottlingError`,
+    /// ...) and the others `None`, as the service answers. Other requests, and PostgreSQL's,
+    /// pass untouched.
+    Cancel {
+        /// The first item's cancellation reason code.
+        reason: String,
+    },
     /// The request waits this long, then goes on as usual.
     Delay {
         /// Milliseconds.
@@ -49,6 +58,7 @@ impl fmt::Display for Fault {
             Fault::Refuse { code } => write!(f, "refuse with {code}"),
             Fault::Close => f.write_str("close the connection"),
             Fault::Unprocessed => f.write_str("answer the batch unprocessed"),
+            Fault::Cancel { reason } => write!(f, "cancel the transaction for {reason}"),
             Fault::Delay { ms } => write!(f, "delay {ms} ms"),
         }
     }
