@@ -337,19 +337,14 @@ async fn a_fault_beyond_the_budget_is_transient_after_exactly_the_budget() {
 async fn a_reply_lost_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothing() {
     // A request of each kind sent and its answer lost (a response timeout: the outcome
     // unknown), once enabled in the middle of a read.
-    let (read, feed) = (
-        rule(
-            "read-cut",
-            FaultOperationType::QueryItem,
-            FaultInjectionErrorType::ResponseTimeout,
-        ),
-        rule(
-            "feed-cut",
-            FaultOperationType::ChangeFeedItem,
-            FaultInjectionErrorType::ResponseTimeout,
-        ),
+    let lost = |id: &str, op| rule(id, op, FaultInjectionErrorType::ResponseTimeout);
+    let (read, feed, resumed) = (
+        lost("read-cut", FaultOperationType::QueryItem),
+        lost("feed-cut", FaultOperationType::ChangeFeedItem),
+        lost("resume-cut", FaultOperationType::ChangeFeedItem),
     );
-    let (store, _blobs) = common::faulted_store(vec![read.clone(), feed.clone()], None).await;
+    let (store, _blobs) =
+        common::faulted_store(vec![read.clone(), feed.clone(), resumed.clone()], None).await;
     let s = StreamId::new("cut", "order", "1").expect("a stream id");
     let mut sent = Vec::new();
     for i in 0..40 {
@@ -385,21 +380,47 @@ async fn a_reply_lost_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothing()
     let spent = sekiban_core::Store::costs(&store) - before;
     assert!(spent.retries(OpKind::Read) >= 1, "{spent}");
 
-    let mut changes = store.changes(FeedStart::Beginning, FeedOptions::catch_up().tenant("cut"));
-    let mut fed = Vec::new();
+    let opts = || FeedOptions::catch_up().tenant("cut");
+    let mut changes = store.changes(FeedStart::Beginning, opts());
+    let mut batches = Vec::new();
     while let Some(b) = changes.next().await {
-        let b = b.expect("a feed read through a lost reply");
-        fed.extend(b.items.into_iter().filter_map(|i| match i {
-            sekiban_core::FeedItem::Event(e) => Some(e),
-            _ => None,
-        }));
-        if !fed.is_empty() && feed.hit_count() == 0 {
+        batches.push(b.expect("a feed read through a lost reply"));
+        if feed.hit_count() == 0 {
             feed.enable();
         }
     }
     drop(changes);
     assert_eq!(feed.hit_count(), 1, "a later feed page lost its reply");
-    contiguous(&fed, "feed");
+    contiguous(&sekiban_conformance::feed_events(&batches), "feed");
+
+    // From a checkpoint in the middle, a page's reply lost again: nothing before the
+    // checkpoint again, nothing lost.
+    let middle = batches.len() / 2;
+    let upto = sekiban_conformance::feed_events(&batches[..=middle])
+        .last()
+        .map_or(0, |e| e.version.0);
+    let later = store
+        .append(&s, ExpectedVersion::Any, events("later", 2))
+        .await
+        .expect("append");
+    resumed.enable();
+    let again = sekiban_conformance::catch_up(
+        &store,
+        FeedStart::After(batches[middle].checkpoint.clone()),
+        opts(),
+    )
+    .await
+    .expect("a resume through a lost reply");
+    assert_eq!(resumed.hit_count(), 1, "the resume lost a reply");
+    let versions: Vec<u64> = sekiban_conformance::feed_events(&again)
+        .iter()
+        .map(|e| e.version.0)
+        .collect();
+    assert_eq!(
+        versions,
+        (upto + 1..=later.last.0).collect::<Vec<_>>(),
+        "nothing before the checkpoint again, nothing lost"
+    );
 }
 
 /// A harness on a store whose snapshot blobs go to a new Azurite container through a fault
