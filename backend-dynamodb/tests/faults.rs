@@ -262,6 +262,11 @@ async fn throttling_and_server_errors_on_every_request_are_retried_and_counted()
         ("PutItem", "500"),
         ("UpdateItem", "503"),
         ("BatchWriteItem", "InternalServerError"),
+        // The feed's reads: the replay's scan, then DynamoDB Streams.
+        ("Scan", "ThrottlingException"),
+        ("DescribeStream", "500"),
+        ("GetShardIterator", "503"),
+        ("GetRecords", "InternalServerError"),
     ];
     p.rules(
         ops.iter()
@@ -283,6 +288,13 @@ async fn throttling_and_server_errors_on_every_request_are_retried_and_counted()
         .await
         .expect("append");
     contiguous(&read_all(&p.table, &s).await, &sent, "read");
+    // From the beginning: the scan hands over to Streams.
+    let fed = sekiban_conformance::feed_events(
+        &sekiban_conformance::catch_up(&p.table, FeedStart::Beginning, p.feed())
+            .await
+            .expect("the feed"),
+    );
+    contiguous(&fed, &sent, "the feed");
     let name = format!("{}-c", p.tenant);
     let etag = p
         .table
