@@ -17,6 +17,9 @@ const MAX_SCHEMA_LEN: usize = 50;
 /// wake at most this much later, and one `NOTIFY` serves all commits of the interval.
 pub const DEFAULT_NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 
+/// Default [`PostgresConfig::idle_timeout`]: a connection unused this long is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Configuration of a [`crate::PostgresEventStore`].
 ///
 /// ```
@@ -33,8 +36,12 @@ pub struct PostgresConfig {
     pub url: String,
     /// Schema holding the store's tables (several apps or tenants may share one database).
     pub schema: String,
-    /// Connections in the pool.
+    /// Connections in the pool at most. They are opened when work needs them (a one-shot
+    /// command opens one), and each prepares a statement the first time it runs it.
     pub pool_size: usize,
+    /// How long a pooled connection may sit unused before it is closed (URL `idle_ms=N`,
+    /// default 60 s; `off`: never). `None` keeps every connection opened until the store closes.
+    pub idle_timeout: Option<Duration>,
     /// How long to wait for a connection (connect or pool) before `Unavailable`.
     pub connect_timeout: Duration,
     /// How often, at most, the store announces its commits to waiting feed readers with a
@@ -61,6 +68,7 @@ impl fmt::Debug for PostgresConfig {
             .field("url", &redact(&self.url))
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
+            .field("idle_timeout", &self.idle_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("notify_interval", &self.notify_interval)
             .field("retry", &self.retry)
@@ -97,6 +105,7 @@ pub(crate) fn redact(url: &str) -> String {
 pub const SEKIBAN_PARAMETERS: &[&str] = &[
     "schema",
     "pool",
+    "idle_ms",
     "connect_timeout_ms",
     "notify_ms",
     "retries",
@@ -133,7 +142,7 @@ pub fn default_limits() -> Limits {
 
 fn bad(url: &str, why: impl fmt::Display) -> StoreError {
     StoreError::invalid(format!(
-        "PostgreSQL URL {}: {why}; use postgres://user[:password]@host[:port]/database[?schema=NAME&pool=N&notify_ms=N|off&retries=N&blobs=DIR]",
+        "PostgreSQL URL {}: {why}; use postgres://user[:password]@host[:port]/database[?schema=NAME&pool=N&idle_ms=N|off&notify_ms=N|off&retries=N&blobs=DIR]",
         redact(url)
     ))
 }
@@ -157,8 +166,8 @@ pub fn check_schema(schema: &str) -> Result<(), StoreError> {
 
 impl PostgresConfig {
     /// Parses a `postgres://` (or `postgresql://`) URL; sekiban's parameters `schema`, `pool`,
-    /// `connect_timeout_ms`, `notify_ms` (a number of milliseconds, or `off`), `retries` and `blobs` are
-    /// taken out, the rest is passed to the driver.
+    /// `idle_ms` and `notify_ms` (a number of milliseconds, or `off`), `connect_timeout_ms`,
+    /// `retries` and `blobs` are taken out, the rest is passed to the driver.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
         let parsed = url::Url::parse(url).map_err(|e| bad(url, e))?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
@@ -168,6 +177,7 @@ impl PostgresConfig {
             url: String::new(),
             schema: "sekiban".into(),
             pool_size: 16,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             connect_timeout: Duration::from_secs(10),
             notify_interval: Some(DEFAULT_NOTIFY_INTERVAL),
             blob_dir: None,
@@ -197,6 +207,16 @@ impl PostgresConfig {
                         .ok()
                         .filter(|n| *n >= 1)
                         .ok_or_else(|| bad(url, format!("pool={value} is not a number ≥ 1")))?;
+                }
+                "idle_ms" => {
+                    config.idle_timeout = match value {
+                        "off" => None,
+                        ms => Some(Duration::from_millis(
+                            ms.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                                bad(url, format!("idle_ms={value} is not a number ≥ 1 or `off`"))
+                            })?,
+                        )),
+                    };
                 }
                 "connect_timeout_ms" => {
                     let ms: u64 = value.parse().map_err(|_| {
@@ -320,6 +340,16 @@ mod tests {
     }
 
     #[test]
+    fn idle_connections_close_after_a_minute_unless_told_otherwise() {
+        let c = PostgresConfig::from_url("postgres://u@h/db").unwrap();
+        assert_eq!(c.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
+        let c = PostgresConfig::from_url("postgres://u@h/db?idle_ms=250").unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_millis(250)));
+        let c = PostgresConfig::from_url("postgres://u@h/db?idle_ms=off").unwrap();
+        assert_eq!(c.idle_timeout, None);
+    }
+
+    #[test]
     fn unknown_parameters_are_refused_with_the_known_ones() {
         let e = PostgresConfig::from_url("postgres://u@h/db?colour=blue")
             .unwrap_err()
@@ -332,6 +362,8 @@ mod tests {
             "mysql://u@h/db",
             "postgres://u@h/db?pool=0",
             "postgres://u@h/db?retries=0",
+            "postgres://u@h/db?idle_ms=0",
+            "postgres://u@h/db?idle_ms=soon",
             "postgres://u@h/db?schema=Bad-Name",
             "postgres://u@h:notaport/db",
         ] {

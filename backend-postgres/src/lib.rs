@@ -158,13 +158,15 @@ impl PostgresEventStore {
         let system_id = retry
             .run(&costs, OpKind::Other, || db.check_server(&config.schema))
             .await?;
-        retry.run(&costs, OpKind::Other, || db.fill_pool()).await?;
         let offload = SnapshotOffload::counted(
             blobs.clone(),
             costs.clone(),
             config.limits.max_inline_snapshot_bytes,
         );
         let (closed, _) = watch::channel(false);
+        if let Some(idle) = config.idle_timeout {
+            db.reap_idle(idle, closed.subscribe());
+        }
         let (notify, notifier) = notify::start_notifier(&db, &config, &closed);
         let checkpoints = CheckpointCodec::new(
             "pg",
@@ -220,6 +222,13 @@ impl PostgresEventStore {
     /// The configuration the store was opened with.
     pub fn config(&self) -> &PostgresConfig {
         &self.shared.config
+    }
+
+    /// The pool's connections open now, idle or in use (the feed listener's is not among
+    /// them). They are opened when work needs them, up to [`PostgresConfig::pool_size`], and an
+    /// idle one is closed after [`PostgresConfig::idle_timeout`].
+    pub fn open_connections(&self) -> usize {
+        self.shared.db.open_connections()
     }
 
     /// Runs one operation of `kind` under the configured [`PostgresConfig::retry`] budget: the

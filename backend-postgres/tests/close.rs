@@ -251,7 +251,17 @@ async fn close_closes_every_connection_and_later_operations_are_unavailable() {
     let waiting = tokio::time::timeout(Duration::from_millis(200), feed.next()).await;
     assert!(waiting.is_err(), "nothing to deliver yet: {waiting:?}");
     await_connections(&client, &app, true, 1, "the LISTEN before close").await;
-    await_connections(&client, &app, false, 4, "three pooled and one LISTEN").await;
+    // The pool opened what the work needed (at most its three), the follower its LISTEN.
+    let pooled = store.open_connections();
+    assert!((1..=3).contains(&pooled), "{pooled} pooled connections");
+    await_connections(
+        &client,
+        &app,
+        false,
+        pooled as i64 + 1,
+        "the pooled ones and one LISTEN",
+    )
+    .await;
 
     let other = store.clone();
     let closing = tokio::spawn(async move { other.close().await });
@@ -390,4 +400,53 @@ async fn dropping_the_last_clone_still_announces_pending_commits() {
     // The dropped store's connections close in the background.
     await_connections(&client, &app, false, 0, "after the drop").await;
     follower.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_open_on_demand_and_idle_ones_close() {
+    let t = tenant();
+    let app = format!(
+        "demand_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let mut config = named(&app, 4);
+    config.idle_timeout = Some(Duration::from_millis(300));
+    let store = open(config).await;
+    let client = common::raw().await;
+    // Opening checks the schema on one connection, which stays for the work that follows.
+    assert_eq!(store.open_connections(), 1, "after open");
+    await_connections(&client, &app, false, 1, "after open").await;
+
+    // Sixteen appends at once: connections opened as they are needed, never past the pool.
+    let appends = (0..16).map(|i| {
+        let store = store.clone();
+        let s = StreamId::new(&t, "order", i.to_string()).expect("stream id");
+        async move {
+            store
+                .append(&s, ExpectedVersion::NoStream, events("a", 1))
+                .await
+                .expect("append")
+        }
+    });
+    futures::future::join_all(appends).await;
+    let busy = store.open_connections();
+    assert!((1..=4).contains(&busy), "{busy} connections for 16 appends");
+    await_connections(&client, &app, false, busy as i64, "after the appends").await;
+
+    // Idle past the timeout: every connection closed, on the server too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while store.open_connections() > 0 {
+        assert!(Instant::now() < deadline, "idle connections still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    await_connections(&client, &app, false, 0, "after the idle timeout").await;
+
+    // And opened again when work comes.
+    let s = StreamId::new(&t, "order", "again").expect("stream id");
+    store
+        .append(&s, ExpectedVersion::NoStream, events("b", 1))
+        .await
+        .expect("an append after the idle connections closed");
+    assert_eq!(store.open_connections(), 1);
+    store.close().await.expect("close");
 }

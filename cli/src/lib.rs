@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+// The commands' futures nest every store's: laying them out takes rustc past its default
+// query depth of 128.
+#![recursion_limit = "256"]
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{Follower, assert_woken_promptly, cross_process_delays, sekiban_on};
+use common::{
+    Follower, assert_woken_promptly, cross_process_delays, race_one_stream, sekiban_ok, sekiban_on,
+};
 
 fn url() -> String {
     let base = std::env::var("SEKIBAN_POSTGRES_URL").unwrap_or_else(|_| {
@@ -148,4 +150,122 @@ fn doctor_checks_the_schema() {
     assert!(out.contains("ok    permissions:"), "{out}");
     assert!(out.contains("WARN  snapshot blobs:"), "{out}");
     assert!(out.contains(", 0 failed"), "{out}");
+}
+
+/// The test server's `host:port`.
+fn upstream() -> String {
+    let u = url::Url::parse(&url()).expect("SEKIBAN_POSTGRES_URL is a URL");
+    format!(
+        "{}:{}",
+        u.host_str().expect("a host"),
+        u.port().unwrap_or(5432)
+    )
+}
+
+#[test]
+fn a_one_shot_append_opens_one_connection() {
+    ok(&["init"]);
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let proxy = rt
+        .block_on(sekiban_faults::PgProxy::start(
+            &upstream(),
+            sekiban_faults::Faults::new(1),
+        ))
+        .expect("start the proxy");
+    let through = proxy.url(&url());
+    let stream = format!(
+        "one{}/order/1",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let (code, out, err) = sekiban_on(
+        &through,
+        &[
+            "append",
+            &stream,
+            "--expected",
+            "no-stream",
+            "--type",
+            "Placed",
+            "--data",
+            "{}",
+        ],
+    );
+    assert_eq!(code, 0, "append: {err}\n{out}");
+    assert_eq!(
+        proxy.connections(),
+        1,
+        "connections a one-shot append opened"
+    );
+}
+
+/// A role of its own, at most 20 connections, owning a schema of its own; dropped with it.
+struct Limited {
+    role: String,
+    schema: String,
+    admin: sekiban_postgres::tokio_postgres::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Limited {
+    fn new() -> Limited {
+        let rt = tokio::runtime::Runtime::new().expect("a runtime");
+        let base = std::env::var("SEKIBAN_POSTGRES_URL").expect("SEKIBAN_POSTGRES_URL");
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let (role, schema) = (format!("sekiban_limited_{tag}"), format!("limited_{tag}"));
+        let admin = rt.block_on(async {
+            let (client, connection) = sekiban_postgres::tokio_postgres::connect(
+                &base,
+                sekiban_postgres::tokio_postgres::NoTls,
+            )
+            .await
+            .expect("connect as the test's user");
+            tokio::spawn(connection);
+            let db: String = client
+                .query_one("SELECT current_database()", &[])
+                .await
+                .expect("the database")
+                .get(0);
+            client
+                .batch_execute(&format!(
+                    "CREATE ROLE {role} LOGIN CONNECTION LIMIT 20; \
+                     GRANT CREATE ON DATABASE \"{db}\" TO {role}"
+                ))
+                .await
+                .expect("create the role");
+            client
+        });
+        Limited {
+            role,
+            schema,
+            admin,
+            rt,
+        }
+    }
+
+    /// The store's URL as the role, on its schema.
+    fn url(&self) -> String {
+        let mut u =
+            url::Url::parse(&std::env::var("SEKIBAN_POSTGRES_URL").expect("URL")).expect("a URL");
+        u.set_username(&self.role).expect("a user");
+        u.set_password(None).expect("no password");
+        u.query_pairs_mut().append_pair("schema", &self.schema);
+        u.to_string()
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        let (schema, role) = (&self.schema, &self.role);
+        let _ = self.rt.block_on(self.admin.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP OWNED BY {role}; DROP ROLE IF EXISTS {role}"
+        )));
+    }
+}
+
+#[test]
+fn sixteen_appenders_racing_as_a_role_limited_to_twenty_connections_each_get_an_answer() {
+    let limited = Limited::new();
+    let url = limited.url();
+    sekiban_ok(&url, &["init"]);
+    race_one_stream(&url, 5, 16);
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{assert_woken_promptly, cross_process_delays, parse_rfc3339, sekiban_ok};
+use common::{
+    assert_woken_promptly, cross_process_delays, parse_rfc3339, race_one_stream, sekiban_ok,
+};
 
 fn side_file(db: &Path, suffix: &str) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
@@ -112,4 +114,13 @@ fn parses_the_times_tail_prints() {
     let t = parse_rfc3339("2024-02-29T13:05:09.250000Z");
     let secs = t.duration_since(std::time::UNIX_EPOCH).expect("after 1970");
     assert_eq!(secs, Duration::new(1_709_211_909, 250_000_000));
+}
+
+/// Sixteen `sekiban append` processes racing on one stream of one SQLite file, five rounds:
+/// each ends with exit 0 or 3, one winner a round.
+#[test]
+fn sixteen_appenders_racing_on_one_sqlite_file_each_get_an_answer() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("race.db").display());
+    race_one_stream(&url, 5, 16);
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 /// How many kinds of operation there are.
-const KINDS: usize = 10;
+const KINDS: usize = 11;
 
 /// The kinds of operation costs are counted by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,8 +34,12 @@ pub enum OpKind {
     Delete,
     /// Blob store requests (snapshot offload).
     Blob,
-    /// Anything else (schema set-up, catalog listings, statements a connection prepares).
+    /// Anything else (schema set-up, catalog listings).
     Other,
+    /// What a connection costs once, whatever it then serves: connecting, its session
+    /// settings, and a statement prepared the first time the connection runs it. Counted, but
+    /// not part of an operation's round trips (a pool pays it once per connection).
+    Connect,
     /// Change notifications a store sends after commits, outside any operation (e.g. one
     /// coalesced PostgreSQL NOTIFY): counted, but not part of an operation's round trips.
     Notify,
@@ -53,6 +57,7 @@ impl OpKind {
         OpKind::Delete,
         OpKind::Blob,
         OpKind::Other,
+        OpKind::Connect,
         OpKind::Notify,
     ];
 
@@ -136,9 +141,12 @@ impl CostSnapshot {
     }
 
     /// Round trips of operations: all kinds but [`OpKind::Notify`] (background notifications
-    /// a store sends after commits are not part of any operation's cost).
+    /// a store sends after commits are not part of any operation's cost) and
+    /// [`OpKind::Connect`] (a connection's set-up, paid once per connection).
     pub fn operation_round_trips(&self) -> u64 {
-        self.total().round_trips - self.round_trips(OpKind::Notify)
+        self.total().round_trips
+            - self.round_trips(OpKind::Notify)
+            - self.round_trips(OpKind::Connect)
     }
 
     /// Costs summed over all kinds.

@@ -54,6 +54,11 @@ impl HttpProxy {
         self.listening.addr
     }
 
+    /// Client connections the proxy accepted so far (each went on to the server).
+    pub fn connections(&self) -> u64 {
+        self.listening.accepted()
+    }
+
     /// The endpoint to give a client: `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr())

@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -13,6 +15,7 @@ use tokio::task::JoinHandle;
 pub(crate) struct Listening {
     pub(crate) addr: SocketAddr,
     accept: JoinHandle<()>,
+    accepted: Arc<AtomicU64>,
 }
 
 impl Drop for Listening {
@@ -31,19 +34,29 @@ impl Listening {
     {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counted = accepted.clone();
         let accept = tokio::spawn(async move {
-            let mut next = 1;
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
+                let next = counted.fetch_add(1, Ordering::SeqCst) + 1;
                 let connection = serve(client, next);
-                next += 1;
                 tokio::spawn(async move {
                     let _ = connection.await;
                 });
             }
         });
-        Ok(Listening { addr, accept })
+        Ok(Listening {
+            addr,
+            accept,
+            accepted,
+        })
+    }
+
+    /// Client connections accepted so far.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
     }
 }

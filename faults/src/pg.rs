@@ -44,6 +44,11 @@ impl PgProxy {
         self.listening.addr
     }
 
+    /// Client connections the proxy accepted so far (each went on to the server).
+    pub fn connections(&self) -> u64 {
+        self.listening.accepted()
+    }
+
     /// The rules, and what was done.
     pub fn faults(&self) -> &Arc<Faults> {
         &self.faults

@@ -21,8 +21,8 @@ use super::statements::Sql;
 use super::{Db, Param, Result};
 use crate::error::{Context, classify, is_unique_violation};
 
-/// Where a statement runs: a pooled connection (statements prepared when it was created) or a
-/// caller's transaction (prepared on the spot, counted).
+/// Where a statement runs: a pooled connection (each statement prepared the first time it runs
+/// there) or a caller's transaction (prepared on the spot, counted).
 #[derive(Clone, Copy)]
 enum On<'a> {
     Pool(&'a Conn),
@@ -30,8 +30,8 @@ enum On<'a> {
 }
 
 impl On<'_> {
-    /// The statement `which`: prepared already on a pooled connection, or prepared now (and
-    /// counted) in a transaction.
+    /// The statement `which`: on a pooled connection, prepared on its first use there; in a
+    /// transaction, prepared now; either way the prepare is counted.
     async fn statement(
         &self,
         db: &Db,
@@ -39,7 +39,7 @@ impl On<'_> {
         which: Sql,
     ) -> Result<tokio_postgres::Statement> {
         match self {
-            On::Pool(conn) => conn.statement(which).cloned(),
+            On::Pool(conn) => conn.statement(which).await.ctx("prepare a statement"),
             On::Tx(tx) => {
                 db.costs.record(kind, 0, 0);
                 tx.prepare(db.sql.text(which))

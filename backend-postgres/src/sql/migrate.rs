@@ -37,8 +37,8 @@ pub(crate) fn schema_script(s: &str) -> String {
 impl Db {
     /// Creates or upgrades the schema in one transaction under an advisory lock.
     pub(crate) async fn migrate(&self, schema: &str) -> Result<i32> {
-        let mut client = self.direct().await?;
-        let tx = client.transaction().await.ctx("begin the migration")?;
+        let mut conn = self.client().await?;
+        let tx = conn.client.transaction().await.ctx("begin the migration")?;
         self.costs.record(OpKind::Other, 0, 0);
         let s = &self.schema;
         let lock = "SELECT pg_advisory_xact_lock(hashtext('sekiban:' || $1))";
@@ -83,15 +83,13 @@ impl Db {
     /// the version this code needs (else `StoreError::NotInitialized`), and returns the
     /// cluster's system identifier (checkpoints name it: xids restart after a restore).
     pub(crate) async fn check_server(&self, schema: &str) -> Result<String> {
-        let client = self.direct().await?;
+        let conn = self.client().await?;
+        let client = &conn.client;
         // An unprepared statement costs two round trips: prepare, then execute.
-        let query = |sql: String, what: &'static str| {
-            let client = &client;
-            async move {
-                self.costs.record(OpKind::Other, 0, 0);
-                self.costs.record(OpKind::Other, 0, 0);
-                client.query(&sql, &[]).await.ctx(what)
-            }
+        let query = |sql: String, what: &'static str| async move {
+            self.costs.record(OpKind::Other, 0, 0);
+            self.costs.record(OpKind::Other, 0, 0);
+            client.query(&sql, &[]).await.ctx(what)
         };
         let first = |rows: Vec<Row>| rows.into_iter().next();
         let meta = format!("{}.meta", self.schema).replace('\'', "''");
@@ -176,7 +174,8 @@ impl Db {
     /// schema's tables (`SELECT`, `INSERT`, `UPDATE`, `DELETE`) and sequences (`USAGE`,
     /// `UPDATE`). Reads the catalog only.
     pub(crate) async fn privileges(&self, schema: &str) -> Result<Privileges> {
-        let client = self.direct().await?;
+        let conn = self.client().await?;
+        let client = &conn.client;
         self.costs.record(OpKind::Other, 0, 0);
         let head = client
             .query_one(

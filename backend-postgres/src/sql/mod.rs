@@ -30,8 +30,8 @@ pub(crate) use statements::quote as quote_schema;
 pub(crate) use statements::statement_texts;
 
 use crate::config::{PostgresConfig, redact};
-use crate::error::{Context, pool_error};
-use pool::{Object, Pool, connect};
+use crate::error::pool_error;
+use pool::{Object, Pool};
 use statements::{Sql, Statements, quote};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -95,26 +95,57 @@ impl Db {
         self.pool.get().await.map_err(pool_error)
     }
 
-    /// A connection outside the pool, for work before the schema's statements can be prepared.
-    async fn direct(&self) -> Result<tokio_postgres::Client> {
-        connect(&self.server)
-            .await
-            .map(|(client, _)| client)
-            .ctx("connect")
-    }
-
     /// Closes the pool: later checkouts fail with `Unavailable` ("the store is closed"); the
     /// idle connections close now (each waited for until the server has been told, up to the
     /// connect timeout), a connection in use closes when it comes back.
     pub(crate) async fn close(&self) {
         let idle = self.pool.retain(|_, _| false).removed;
         self.pool.close();
-        let timeout = self
-            .server
+        let timeout = self.close_timeout();
+        futures::future::join_all(idle.into_iter().map(|c| c.close(timeout))).await;
+    }
+
+    /// Closes, every half `idle` and until `closed` says so (or its sender is gone), the pooled
+    /// connections unused for `idle` or longer; each is waited for until the server has been
+    /// told, up to the connect timeout.
+    pub(crate) fn reap_idle(
+        &self,
+        idle: std::time::Duration,
+        mut closed: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        let timeout = self.close_timeout();
+        let period = (idle / 2).max(std::time::Duration::from_millis(5));
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(period) => {}
+                    changed = closed.changed() => {
+                        if changed.is_err() || *closed.borrow() {
+                            return;
+                        }
+                    }
+                }
+                if pool.is_closed() {
+                    return;
+                }
+                let idle = pool.retain(|_, m| m.last_used() < idle).removed;
+                futures::future::join_all(idle.into_iter().map(|c| c.close(timeout))).await;
+            }
+        })
+    }
+
+    /// How long closing a connection waits for the server to be told: the connect timeout.
+    fn close_timeout(&self) -> std::time::Duration {
+        self.server
             .get_connect_timeout()
             .copied()
-            .unwrap_or(std::time::Duration::from_secs(5));
-        futures::future::join_all(idle.into_iter().map(|c| c.close(timeout))).await;
+            .unwrap_or(std::time::Duration::from_secs(5))
+    }
+
+    /// The connections open in the pool now (idle or in use).
+    pub(crate) fn open_connections(&self) -> usize {
+        self.pool.status().size
     }
 
     /// Sends one of the store's statements on a pooled connection: one round trip.
@@ -126,9 +157,12 @@ impl Db {
         params: &[Param<'_>],
     ) -> Result<Vec<Row>> {
         let conn = self.client().await?;
-        let stmt = conn.statement(which)?;
+        let stmt = match conn.statement(which).await {
+            Ok(stmt) => stmt,
+            Err(e) => return Err(broken(conn, which.name(), e)),
+        };
         self.costs.record(kind, sent as u64, 0);
-        let rows = conn.client.query(stmt, params).await;
+        let rows = conn.client.query(&stmt, params).await;
         rows.map_err(|e| broken(conn, which.name(), e))
     }
 
@@ -142,25 +176,15 @@ impl Db {
         params: &[Param<'_>],
     ) -> Result<(Object, tokio_postgres::RowStream)> {
         let conn = self.client().await?;
+        let stmt = match conn.statement(which).await {
+            Ok(stmt) => stmt,
+            Err(e) => return Err(broken(conn, which.name(), e)),
+        };
         self.costs.record(kind, 0, 0);
-        let rows = conn
-            .client
-            .query_raw(conn.statement(which)?, params.iter().copied())
-            .await;
+        let rows = conn.client.query_raw(&stmt, params.iter().copied()).await;
         match rows {
             Ok(rows) => Ok((conn, rows)),
             Err(e) => Err(broken(conn, which.name(), e)),
         }
-    }
-
-    /// Opens every connection of the pool now, so their statements are prepared at start-up and
-    /// no operation later pays for a new connection.
-    pub(crate) async fn fill_pool(&self) -> Result<()> {
-        let size = self.pool.status().max_size;
-        // Held together, so the pool opens `size` distinct connections.
-        let clients = futures::future::join_all((0..size).map(|_| self.pool.get())).await;
-        clients
-            .into_iter()
-            .try_for_each(|c| c.map(drop).map_err(pool_error))
     }
 }

@@ -1,7 +1,7 @@
-//! The connection pool: [`Conn`] (a connection with every statement prepared), the
-//! [`Connector`] that opens them, and the one-off connections outside the pool.
+//! The connection pool: [`Conn`] (a connection that prepares each statement the first time it
+//! runs it), the [`Connector`] that opens them on demand, and the reaper that closes idle ones.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use deadpool::Runtime;
 use deadpool::managed::{self, Metrics, QueueMode, RecycleError, RecycleResult, Timeouts};
@@ -25,10 +25,15 @@ pub(crate) const SESSION: &str = "SET enable_bitmapscan = off";
 pub(super) type Pool = managed::Pool<Connector>;
 pub(super) type Object = managed::Object<Connector>;
 
-/// A pooled connection with every statement of the store prepared on it (in [`Sql::ALL`] order).
+/// A pooled connection, each of the store's statements prepared on it the first time it runs
+/// there (a one-shot command prepares the one it sends; a long-running service soon has them
+/// all).
 pub(crate) struct Conn {
     pub(super) client: tokio_postgres::Client,
-    prepared: Vec<tokio_postgres::Statement>,
+    /// The statements prepared so far, in [`Sql::ALL`] order.
+    prepared: Vec<OnceLock<tokio_postgres::Statement>>,
+    sql: Arc<Statements>,
+    costs: Arc<CostCounter>,
     /// The task driving the connection; it ends once the client is dropped and the server has
     /// been told goodbye.
     driver: tokio::task::JoinHandle<()>,
@@ -41,6 +46,7 @@ impl Conn {
             client,
             prepared,
             driver,
+            ..
         } = self;
         // The client first: its statements then have nobody to send their own close through.
         drop(client);
@@ -48,17 +54,29 @@ impl Conn {
         let _ = tokio::time::timeout(timeout, driver).await;
     }
 
-    /// One of the store's statements, prepared on this connection.
-    pub(super) fn statement(&self, which: Sql) -> Result<&tokio_postgres::Statement> {
-        self.prepared
-            .get(which as usize)
-            .ok_or_else(|| StoreError::backend("prepare", format!("{which:?} is not prepared")))
+    /// One of the store's statements on this connection: prepared the first time (one round
+    /// trip, counted as `Connect`: the connection pays it once), then kept.
+    pub(super) async fn statement(
+        &self,
+        which: Sql,
+    ) -> std::result::Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        let slot = self.prepared.get(which as usize);
+        if let Some(s) = slot.and_then(OnceLock::get) {
+            return Ok(s.clone());
+        }
+        self.costs.record(OpKind::Connect, 0, 0);
+        let s = self.client.prepare(self.sql.text(which)).await?;
+        if let Some(slot) = slot {
+            // One task uses a connection at a time: the slot is still empty.
+            let _ = slot.set(s.clone());
+        }
+        Ok(s)
     }
 }
 
-/// Opens the pool's connections: connects, sets [`SESSION`], then prepares every statement of
-/// the store (each counted as `Other`), so no operation later pays a hidden prepare; checkouts
-/// are not pinged.
+/// Opens the pool's connections: connects and sets [`SESSION`] (one round trip, counted as
+/// `Connect`); statements are prepared on first use ([`Conn::statement`]); checkouts are not
+/// pinged.
 pub(crate) struct Connector {
     server: tokio_postgres::Config,
     sql: Arc<Statements>,
@@ -71,16 +89,13 @@ impl managed::Manager for Connector {
 
     async fn create(&self) -> std::result::Result<Conn, tokio_postgres::Error> {
         let (client, driver) = connect(&self.server).await?;
-        self.costs.record(OpKind::Other, 0, 0);
+        self.costs.record(OpKind::Connect, 0, 0);
         client.batch_execute(SESSION).await?;
-        let mut prepared = Vec::with_capacity(Sql::ALL.len());
-        for &which in Sql::ALL {
-            self.costs.record(OpKind::Other, 0, 0);
-            prepared.push(client.prepare(self.sql.text(which)).await?);
-        }
         Ok(Conn {
             client,
-            prepared,
+            prepared: Sql::ALL.iter().map(|_| OnceLock::new()).collect(),
+            sql: self.sql.clone(),
+            costs: self.costs.clone(),
             driver,
         })
     }

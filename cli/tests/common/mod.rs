@@ -185,3 +185,59 @@ pub fn assert_woken_promptly(delays: &[Duration]) {
         "cross-process feed delays (sorted): {delays:?}"
     );
 }
+
+/// `racers` `sekiban append` processes at once on one new stream of the store at `url`, each
+/// expecting the version the round starts from, for `rounds` rounds: every process ends with
+/// exit 0 or exit 3 (`WrongExpectedVersion`), one winner a round, and the stream holds one
+/// event a round.
+pub fn race_one_stream(url: &str, rounds: u64, racers: usize) {
+    let stream = format!(
+        "race{}/order/1",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    for round in 0..rounds {
+        let expected = if round == 0 {
+            "no-stream".to_string()
+        } else {
+            round.to_string()
+        };
+        let running: Vec<_> = (0..racers)
+            .map(|i| {
+                let (url, stream, expected) = (url.to_owned(), stream.clone(), expected.clone());
+                std::thread::spawn(move || {
+                    sekiban_on(
+                        &url,
+                        &[
+                            "append",
+                            &stream,
+                            "--expected",
+                            &expected,
+                            "--type",
+                            "Raced",
+                            "--data",
+                            &format!("{{\"racer\":{i}}}"),
+                        ],
+                    )
+                })
+            })
+            .collect();
+        let answers: Vec<(i32, String, String)> = running
+            .into_iter()
+            .map(|r| r.join().expect("a racer"))
+            .collect();
+        for (code, _, err) in &answers {
+            assert!(
+                *code == 0 || *code == 3,
+                "round {round}: every racer wins or is told the version moved (exit 3), got {code}: {err}"
+            );
+        }
+        let winners = answers.iter().filter(|(code, _, _)| *code == 0).count();
+        assert_eq!(winners, 1, "round {round}: one winner");
+    }
+    let events = sekiban_ok(url, &["events", &stream, "--json"]);
+    assert_eq!(
+        events.lines().count() as u64,
+        rounds,
+        "one event a round: {events}"
+    );
+}

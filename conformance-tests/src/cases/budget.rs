@@ -5,7 +5,8 @@
 //! 1 blob GET when the snapshot is offloaded; a read of n events of b bytes ≤
 //! max(ceil(n / page events), ceil(b / page bytes)) + 1 (no + 1 when `max_count` bounds it). The idle feed budget is
 //! `feed_idle_round_trip_budget`. Notifications a store sends after commits (`OpKind::Notify`)
-//! are outside every operation and not budgeted.
+//! and what a connection costs once (`OpKind::Connect`: connecting, its settings, a statement
+//! prepared on its first use there) are outside every operation and not budgeted.
 //!
 //! A store whose capabilities say `cost_budgets: false` (an embedded store) must still count its
 //! statements; only the bounds are not applied to it. Nor are they under a fault profile
