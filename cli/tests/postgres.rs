@@ -269,3 +269,138 @@ fn sixteen_appenders_racing_as_a_role_limited_to_twenty_connections_each_get_an_
     sekiban_ok(&url, &["init"]);
     race_one_stream(&url, 5, 16);
 }
+
+/// Terminates every server connection named `app`, twice a second, until stopped.
+struct Killer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<i64>>,
+}
+
+impl Killer {
+    fn start(app: &str) -> Killer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, app) = (stop.clone(), app.to_owned());
+        let base = std::env::var("SEKIBAN_POSTGRES_URL").expect("SEKIBAN_POSTGRES_URL");
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().expect("a runtime");
+            rt.block_on(async {
+                let (client, connection) = sekiban_postgres::tokio_postgres::connect(
+                    &base,
+                    sekiban_postgres::tokio_postgres::NoTls,
+                )
+                .await
+                .expect("connect the killer");
+                tokio::spawn(connection);
+                let mut killed = 0;
+                while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    let row = client
+                        .query_one(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                             WHERE application_name = $1",
+                            &[&app],
+                        )
+                        .await
+                        .expect("terminate the connections");
+                    killed += row.get::<_, i64>(0);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                killed
+            })
+        });
+        Killer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops; the connections it terminated.
+    fn stop(mut self) -> i64 {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread
+            .take()
+            .map_or(0, |t| t.join().expect("the killer"))
+    }
+}
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn bench_demo_and_tail_ride_out_their_connections_killed_twice_a_second() {
+    ok(&["init"]);
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let app = format!("killed_{tag}");
+    let killed_url = format!("{}&application_name={app}", url());
+    let killer = Killer::start(&app);
+
+    // bench: every phase does all its ops, and the retries show in its report.
+    let (code, out, err) = sekiban_on(
+        &killed_url,
+        &["bench", "--ops", "300", "--concurrency", "4", "--json"],
+    );
+    assert_eq!(code, 0, "bench under connection kills: {err}\n{out}");
+    let phases: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    for p in phases.iter().filter(|p| p["operation"] != "feed_catch_up") {
+        assert_eq!(p["ops"], 300, "{p}");
+    }
+    let retries: u64 = phases
+        .iter()
+        .map(|p| p["retries"].as_u64().expect("retries"))
+        .sum();
+    assert!(retries > 0, "bench counted no retries: {out}");
+
+    // demo: its own checks (every transfer finished, the money adds up) pass, retries counted.
+    let tenant = format!("killed{tag}");
+    let (code, out, err) = sekiban_on(
+        &killed_url,
+        &[
+            "demo",
+            "--json",
+            "--accounts",
+            "20",
+            "--transfers",
+            "500",
+            "--concurrency",
+            "4",
+            "--tenant",
+            &tenant,
+        ],
+    );
+    assert_eq!(code, 0, "demo under connection kills: {err}\n{out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).expect("the demo's JSON");
+    assert_eq!(report["transfers_finished"], 500, "{report}");
+    assert!(
+        report["requests_retried"]
+            .as_u64()
+            .expect("requests_retried")
+            > 0,
+        "{report}"
+    );
+
+    // tail: a follower whose connections are killed sees every event once.
+    let followed = format!("tail{tag}");
+    let follower = Follower::following(&killed_url, &followed);
+    for k in 0..30 {
+        common::append_one(&url(), &format!("{followed}/t/{k}"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut seen = Vec::new();
+    while let Some((_, line)) = follower.next(Duration::from_secs(3)) {
+        if let Some(s) = line["stream"].as_str()
+            && s.starts_with(&format!("{followed}/t/"))
+        {
+            seen.push(s.to_owned());
+        }
+    }
+    drop(follower);
+    let want: Vec<String> = (0..30).map(|k| format!("{followed}/t/{k}")).collect();
+    assert_eq!(seen, want, "every event once, in order");
+    let killed = killer.stop();
+    assert!(killed >= 4, "connections terminated: {killed}");
+}

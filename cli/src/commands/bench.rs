@@ -65,9 +65,14 @@ impl Phase {
         let rank = (q * self.latencies.len() as f64).ceil() as usize;
         self.latencies[rank.clamp(1, self.latencies.len()) - 1]
     }
-    /// Round trips per op, from the store's counters.
+    /// Round trips per op, from the store's counters: the operations' own (a connection's
+    /// set-up and background notifications are not any op's).
     pub fn round_trips_per_op(&self) -> f64 {
-        self.costs.total().round_trips as f64 / self.ops.max(1) as f64
+        self.costs.operation_round_trips() as f64 / self.ops.max(1) as f64
+    }
+    /// Requests the store sent again during the phase after a transient fault.
+    pub fn retries(&self) -> u64 {
+        self.costs.total().retries
     }
     /// Capacity units per op, when the store reported any.
     pub fn units_per_op(&self) -> Option<f64> {
@@ -94,6 +99,7 @@ struct JsonLine<'a> {
     bytes_sent_per_op: f64,
     bytes_received_per_op: f64,
     round_trips_by_kind: BTreeMap<String, u64>,
+    retries: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     batches: Option<u64>,
 }
@@ -329,6 +335,7 @@ async fn measure(
                 bytes_sent_per_op: per(total.bytes_sent),
                 bytes_received_per_op: per(total.bytes_received),
                 round_trips_by_kind: by_kind,
+                retries: p.retries(),
                 batches: p.batches,
             })?);
             out.push('\n');
@@ -348,6 +355,7 @@ async fn measure(
                 ms(p.latency(0.99)),
                 format!("{:.3}", p.round_trips_per_op()),
                 p.units_per_op().map_or("-".into(), |u| format!("{u:.2}")),
+                p.retries().to_string(),
             ]
         })
         .collect();
@@ -361,6 +369,7 @@ async fn measure(
             "P99",
             "ROUND TRIPS/OP",
             "UNITS/OP",
+            "RETRIES",
         ],
         &rows,
     );

@@ -55,11 +55,14 @@ async fn demo(
     .await;
     bar.finish_and_clear();
     let report = report.map_err(|e| anyhow::Error::from_boxed(e).context("the demo failed"))?;
+    // Requests the store sent again after a transient fault (a connection lost, a throttle).
+    let retried = opened.store.costs().total().retries;
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         if let Some(map) = value.as_object_mut() {
             map.insert("store".into(), shown.into());
             map.insert("tenant".into(), opts.tenant.clone().into());
+            map.insert("requests_retried".into(), retried.into());
         }
         print(&format!("{value}\n"))?;
         return Ok(());
@@ -69,6 +72,7 @@ async fn demo(
     writeln!(out, "events appended:       {}", report.events)?;
     writeln!(out, "snapshots written:     {}", report.snapshots)?;
     writeln!(out, "conflicts retried:     {}", report.conflicts_retried)?;
+    writeln!(out, "requests retried:      {retried}")?;
     writeln!(
         out,
         "projection caught up:  {} events projected",
