@@ -65,6 +65,10 @@ pub enum Command {
     /// Measure a fixed workload: appends, loads with and without snapshot, feed catch-up.
     #[command(after_help = BENCH_HELP)]
     Bench(BenchArgs),
+    /// Race concurrent writers on a few streams while replies are lost on purpose (PostgreSQL:
+    /// through a fault proxy), follow the feed, then read everything back: print duplicates,
+    /// losses, phantoms, gaps and feed misses; exit code 1 on any.
+    Torture(TortureArgs),
 }
 
 /// `init`.
@@ -252,6 +256,37 @@ them) per op are the store's own counters (store.costs()) over the operation's p
 ops. Figures of a debug build are not representative: run
   cargo run --release -p sekiban-cli -- bench [--store URL]
 Without --store, bench uses a SQLite file in a fresh temporary directory and removes it afterwards.";
+
+/// `torture`.
+#[derive(Debug, Args)]
+pub struct TortureArgs {
+    /// Writers appending at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = positive)]
+    pub writers: usize,
+    /// Appends in all (each of 1 to 3 events).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = positive)]
+    pub ops: usize,
+    /// Streams the writers race on.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = positive)]
+    pub streams: usize,
+    /// Share of requests whose reply is lost after the server carried them out (and half as
+    /// many refused with a serialization failure); PostgreSQL only.
+    #[arg(long, value_name = "RATE", default_value_t = 0.05, value_parser = rate)]
+    pub lost: f64,
+    /// Seed of the writers' choices and of the faults (printed; default: a random one).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Print the report as one JSON object (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=0.5).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a rate from 0 to 0.5")),
+    }
+}
 
 /// `bench`.
 #[derive(Debug, Args)]

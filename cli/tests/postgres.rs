@@ -404,3 +404,39 @@ fn bench_demo_and_tail_ride_out_their_connections_killed_twice_a_second() {
     let killed = killer.stop();
     assert!(killed >= 4, "connections terminated: {killed}");
 }
+
+#[test]
+fn torture_through_lost_replies_finds_nothing_wrong() {
+    ok(&["init"]);
+    let (code, out, err) = sekiban(&[
+        "torture",
+        "--ops",
+        "400",
+        "--writers",
+        "6",
+        "--seed",
+        "5",
+        "--lost",
+        "0.08",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "torture: {err}\n{out}");
+    let r: serde_json::Value = serde_json::from_str(out.trim()).expect("the report");
+    assert!(r["faults_injected"].as_u64().expect("faults") > 0, "{r}");
+    assert!(r["retries"].as_u64().expect("retries") > 0, "{r}");
+    assert!(
+        r["refused"].as_u64().expect("refused") > 0,
+        "writers raced: {r}"
+    );
+    for anomaly in [
+        "duplicates",
+        "losses",
+        "phantoms",
+        "gaps",
+        "feed_misses",
+        "feed_disorder",
+        "errors",
+    ] {
+        assert_eq!(r[anomaly], 0, "{anomaly}: {r}");
+    }
+}

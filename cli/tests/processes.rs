@@ -124,3 +124,23 @@ fn sixteen_appenders_racing_on_one_sqlite_file_each_get_an_answer() {
     let url = format!("sqlite://{}", dir.path().join("race.db").display());
     race_one_stream(&url, 5, 16);
 }
+
+#[test]
+fn torture_on_one_sqlite_file_finds_nothing_wrong() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("torture.db").display());
+    let out = sekiban_ok(&url, &["torture", "--ops", "300", "--seed", "5", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(out.trim()).expect("the report");
+    assert_eq!(r["events_stored"], r["acknowledged"], "{r}");
+    for anomaly in [
+        "duplicates",
+        "losses",
+        "phantoms",
+        "gaps",
+        "feed_misses",
+        "feed_disorder",
+        "errors",
+    ] {
+        assert_eq!(r[anomaly], 0, "{anomaly}: {r}");
+    }
+}

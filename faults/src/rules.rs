@@ -211,6 +211,16 @@ impl Faults {
         })
     }
 
+    /// The same, printing nothing: for a tool that reports the faults itself (from
+    /// [`Faults::log`]).
+    pub fn new_quiet(seed: u64) -> Arc<Self> {
+        Arc::new(Faults {
+            seed,
+            quiet: true,
+            state: Mutex::new(State::default()),
+        })
+    }
+
     /// The seed `SEKIBAN_FAULT_SEED` names, else one from the clock; printed, so a failing run
     /// can be replayed with `SEKIBAN_FAULT_SEED=<seed>`.
     pub fn seed_from_env() -> u64 {

@@ -15,6 +15,7 @@ pub mod events;
 pub mod init;
 pub mod streams;
 pub mod tail;
+pub mod torture;
 
 /// Runs the command the command line names.
 pub async fn execute(cli: Cli) -> anyhow::Result<()> {
@@ -36,6 +37,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::Conformance(a) => conformance::run(&required(store)?, a).await,
         Command::Doctor(a) => doctor::run(&required(store)?, a).await,
         Command::Bench(a) => bench::run(store, a).await,
+        Command::Torture(a) => torture::run(&required(store)?, a).await,
     }
 }
 
