@@ -355,18 +355,6 @@ async fn a_reply_lost_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothing()
             .expect("append");
         sent.extend(batch);
     }
-    let contiguous = |got: &[sekiban_core::RecordedEvent], what: &str| {
-        let versions: Vec<u64> = got.iter().map(|e| e.version.0).collect();
-        assert_eq!(
-            versions,
-            (1..=sent.len() as u64).collect::<Vec<_>>(),
-            "{what}: every event once, in order"
-        );
-        for (r, e) in got.iter().zip(&sent) {
-            assert!(e.same_content(r), "{what}: {r:?} for {e:?}");
-        }
-    };
-
     let before = sekiban_core::Store::costs(&store);
     let mut reader = store.read(&s, ReadOptions::forward());
     let mut got = vec![reader.next().await.expect("an event").expect("read")];
@@ -376,7 +364,8 @@ async fn a_reply_lost_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothing()
     }
     drop(reader);
     assert_eq!(read.hit_count(), 1, "a later page's query lost its reply");
-    contiguous(&got, "read");
+    sekiban_conformance::check_events(&got, &sent, Version(1), "read")
+        .unwrap_or_else(|f| panic!("{f}"));
     let spent = sekiban_core::Store::costs(&store) - before;
     assert!(spent.retries(OpKind::Read) >= 1, "{spent}");
 
@@ -391,36 +380,22 @@ async fn a_reply_lost_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothing()
     }
     drop(changes);
     assert_eq!(feed.hit_count(), 1, "a later feed page lost its reply");
-    contiguous(&sekiban_conformance::feed_events(&batches), "feed");
+    sekiban_conformance::check_events(
+        &sekiban_conformance::feed_events(&batches),
+        &sent,
+        Version(1),
+        "feed",
+    )
+    .unwrap_or_else(|f| panic!("{f}"));
 
     // From a checkpoint in the middle, a page's reply lost again: nothing before the
     // checkpoint again, nothing lost.
-    let middle = batches.len() / 2;
-    let upto = sekiban_conformance::feed_events(&batches[..=middle])
-        .last()
-        .map_or(0, |e| e.version.0);
-    let later = store
-        .append(&s, ExpectedVersion::Any, events("later", 2))
-        .await
-        .expect("append");
-    resumed.enable();
-    let again = sekiban_conformance::catch_up(
-        &store,
-        FeedStart::After(batches[middle].checkpoint.clone()),
-        opts(),
-    )
+    faults::resumes_from_a_checkpoint(&store, &s, &batches, batches.len() / 2, opts(), || {
+        resumed.enable()
+    })
     .await
-    .expect("a resume through a lost reply");
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(resumed.hit_count(), 1, "the resume lost a reply");
-    let versions: Vec<u64> = sekiban_conformance::feed_events(&again)
-        .iter()
-        .map(|e| e.version.0)
-        .collect();
-    assert_eq!(
-        versions,
-        (upto + 1..=later.last.0).collect::<Vec<_>>(),
-        "nothing before the checkpoint again, nothing lost"
-    );
 }
 
 /// A harness on a store whose snapshot blobs go to a new Azurite container through a fault

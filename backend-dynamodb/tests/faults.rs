@@ -169,18 +169,6 @@ async fn read_all(t: &DynamoDbTable, s: &StreamId) -> Vec<sekiban_core::Recorded
         .await
 }
 
-fn contiguous(stored: &[sekiban_core::RecordedEvent], sent: &[EventData], what: &str) {
-    let versions: Vec<u64> = stored.iter().map(|e| e.version.0).collect();
-    assert_eq!(
-        versions,
-        (1..=sent.len() as u64).collect::<Vec<_>>(),
-        "{what}: versions"
-    );
-    for (r, e) in stored.iter().zip(sent) {
-        assert!(e.same_content(r), "{what}: {r:?} for {e:?}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_append_reply_is_answered_with_its_versions_under_every_expectation() {
     let p = Proxied::open(4).await;
@@ -287,14 +275,16 @@ async fn throttling_and_server_errors_on_every_request_are_retried_and_counted()
         .append(&s, ExpectedVersion::NoStream, sent.clone())
         .await
         .expect("append");
-    contiguous(&read_all(&p.table, &s).await, &sent, "read");
+    sekiban_conformance::check_events(&read_all(&p.table, &s).await, &sent, Version(1), "read")
+        .unwrap_or_else(|f| panic!("{f}"));
     // From the beginning: the scan hands over to Streams.
     let fed = sekiban_conformance::feed_events(
         &sekiban_conformance::catch_up(&p.table, FeedStart::Beginning, p.feed())
             .await
             .expect("the feed"),
     );
-    contiguous(&fed, &sent, "the feed");
+    sekiban_conformance::check_events(&fed, &sent, Version(1), "the feed")
+        .unwrap_or_else(|f| panic!("{f}"));
     let name = format!("{}-c", p.tenant);
     let etag = p
         .table
@@ -389,7 +379,13 @@ async fn a_reply_cut_in_a_paged_read_loses_and_repeats_nothing() {
     p.rules(vec![
         Rule::exactly("Query", Fault::CutReply { after: 200 }).times(1),
     ]);
-    contiguous(&read_all(&p.table, &s).await, &sent, "a cut page");
+    sekiban_conformance::check_events(
+        &read_all(&p.table, &s).await,
+        &sent,
+        Version(1),
+        "a cut page",
+    )
+    .unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(p.proxy.faults().log().len(), 1);
     assert!(p.table.costs().retries(OpKind::Read) >= 1);
     p.drop().await;
@@ -574,49 +570,27 @@ async fn a_reply_cut_in_a_feed_read_loses_and_repeats_nothing() {
     assert_eq!(p.proxy.faults().log().len(), 1, "the feed's read was cut");
     p.proxy.faults().clear();
     assert!((p.table.costs() - before).total().retries >= 1);
-    let fed = sekiban_conformance::feed_events(&batches);
-    let versions: Vec<u64> = fed.iter().map(|e| e.version.0).collect();
-    assert_eq!(
-        versions,
-        (1..=sent.len() as u64).collect::<Vec<_>>(),
-        "every event once, in order"
-    );
-    for (r, e) in fed.iter().zip(&sent) {
-        assert!(e.same_content(r), "{r:?} for {e:?}");
-    }
+    sekiban_conformance::check_events(
+        &sekiban_conformance::feed_events(&batches),
+        &sent,
+        Version(1),
+        "the feed through a cut reply",
+    )
+    .unwrap_or_else(|f| panic!("{f}"));
 
-    // From a checkpoint in the middle: nothing before it again, nothing lost.
+    // From a checkpoint in the middle, through another cut.
     let middle = batches
         .iter()
         .position(|b| !b.items.is_empty())
         .expect("a batch with events");
-    let upto = sekiban_conformance::feed_events(&batches[..=middle])
-        .last()
-        .map_or(0, |e| e.version.0);
-    let later = p
-        .table
-        .append(&s, ExpectedVersion::Any, events("later", 2))
-        .await
-        .expect("append");
-    p.rules(vec![
-        Rule::exactly("GetRecords", Fault::CutReply { after: 200 }).times(1),
-    ]);
-    let resumed = sekiban_conformance::feed_events(
-        &sekiban_conformance::catch_up(
-            &p.table,
-            FeedStart::After(batches[middle].checkpoint.clone()),
-            feed(),
-        )
-        .await
-        .expect("resume"),
-    );
+    faults::resumes_from_a_checkpoint(&p.table, &s, &batches, middle, feed(), || {
+        p.rules(vec![
+            Rule::exactly("GetRecords", Fault::CutReply { after: 200 }).times(1),
+        ])
+    })
+    .await
+    .unwrap_or_else(|f| panic!("{f}"));
     p.proxy.faults().clear();
-    let resumed: Vec<u64> = resumed.iter().map(|e| e.version.0).collect();
-    assert_eq!(
-        resumed,
-        (upto + 1..=later.last.0).collect::<Vec<_>>(),
-        "nothing before the checkpoint again, nothing lost"
-    );
     p.drop().await;
 }
 

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 use sekiban_conformance::faults::{self, LoseReplies, Write};
-use sekiban_conformance::{Harness, catch_up, catch_up_settled, events, feed_events, read_all};
+use sekiban_conformance::{Harness, catch_up_settled, events, feed_events, read_all};
 use sekiban_core::backend::RetryBudget;
 use sekiban_core::{
-    BlobStore, ChangeFeed, Checkpoint, CheckpointStore, CostSnapshot, DeleteMode, EventData,
-    EventStore, ExpectedVersion, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions,
-    Snapshot, SnapshotStore, Store, StoreError, StreamId, Version,
+    BlobStore, ChangeFeed, Checkpoint, CheckpointStore, CostSnapshot, DeleteMode, EventStore,
+    ExpectedVersion, FeedOptions, FeedStart, ObjectBlobStore, OpKind, ReadOptions, Snapshot,
+    SnapshotStore, Store, StoreError, StreamId, Version,
 };
 use sekiban_faults::{Fault, Faults, PgProxy, Rule};
 use sekiban_postgres::PostgresEventStore;
@@ -142,16 +142,6 @@ fn refuse(on: String) -> Rule {
     .times(1)
 }
 
-/// The versions `1..=n` exactly once each, in order, and the events as sent.
-fn contiguous(stored: &[sekiban_core::RecordedEvent], sent: &[EventData], what: &str) {
-    let versions: Vec<u64> = stored.iter().map(|e| e.version.0).collect();
-    let want: Vec<u64> = (1..=sent.len() as u64).collect();
-    assert_eq!(versions, want, "{what}: versions");
-    for (r, e) in stored.iter().zip(sent) {
-        assert!(e.same_content(r), "{what}: {r:?} stored for {e:?}");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_append_reply_is_answered_with_its_versions_under_every_expectation() {
     let p = Proxied::open(4).await;
@@ -255,11 +245,13 @@ async fn a_refusal_of_every_kind_of_request_is_retried_and_counted() {
         p.store.stream_version(&s).await.expect("version"),
         Version(3)
     );
-    contiguous(
+    sekiban_conformance::check_events(
         &read_all(&p.store, &s).await.expect("read"),
         &sent,
+        Version(1),
         "forward",
-    );
+    )
+    .unwrap_or_else(|f| panic!("{f}"));
     let back: Vec<_> = p
         .store
         .read(&s, ReadOptions::backward())
@@ -421,11 +413,13 @@ async fn a_connection_cut_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothi
             .skip(1)
             .times(1),
     ]);
-    contiguous(
+    sekiban_conformance::check_events(
         &read_all(&p.store, &s).await.expect("read"),
         &sent,
+        Version(1),
         "a cut page",
-    );
+    )
+    .unwrap_or_else(|f| panic!("{f}"));
     assert_eq!(p.proxy.faults().log().len(), 1);
     assert_eq!(p.costs().retries(OpKind::Read), 1);
 
@@ -446,30 +440,9 @@ async fn a_connection_cut_in_a_paged_read_or_a_feed_read_loses_and_repeats_nothi
     assert_eq!(versions.len(), sent.len(), "every event delivered");
     assert!(p.proxy.faults().log().len() >= 2, "the feed poll was cut");
     p.proxy.faults().clear();
-    let middle = &batches[batches.len() / 2];
-    let later = p
-        .store
-        .append(&s, ExpectedVersion::Any, events("later", 2))
+    faults::resumes_from_a_checkpoint(&p.store, &s, &batches, batches.len() / 2, p.feed(), || {})
         .await
-        .expect("append");
-    let resumed = feed_events(
-        &catch_up(
-            &p.store,
-            FeedStart::After(middle.checkpoint.clone()),
-            p.feed(),
-        )
-        .await
-        .expect("resume"),
-    );
-    let upto = feed_events(&batches[..=batches.len() / 2])
-        .last()
-        .map_or(0, |e| e.version.0);
-    let resumed_versions: Vec<u64> = resumed.iter().map(|e| e.version.0).collect();
-    let want: Vec<u64> = (upto + 1..=later.last.0).collect();
-    assert_eq!(
-        resumed_versions, want,
-        "nothing before the checkpoint again, nothing lost"
-    );
+        .unwrap_or_else(|f| panic!("{f}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,10 +481,12 @@ async fn connections_the_server_terminates_are_replaced_and_work_goes_on() {
             .await
             .unwrap_or_else(|e| panic!("round {round}: an append after the kill: {e}"));
         sent.extend(batch);
-        contiguous(
+        sekiban_conformance::check_events(
             &read_all(&store, &s).await.expect("read"),
             &sent,
+            Version(1),
             "after kills",
-        );
+        )
+        .unwrap_or_else(|f| panic!("{f}"));
     }
 }

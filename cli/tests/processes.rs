@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{
-    assert_woken_promptly, cross_process_delays, parse_rfc3339, race_one_stream, sekiban_ok,
+    assert_no_anomalies, assert_woken_promptly, cross_process_delays, parse_rfc3339,
+    race_one_stream, sekiban_ok,
 };
 
 fn side_file(db: &Path, suffix: &str) -> PathBuf {
@@ -132,15 +133,5 @@ fn torture_on_one_sqlite_file_finds_nothing_wrong() {
     let out = sekiban_ok(&url, &["torture", "--ops", "300", "--seed", "5", "--json"]);
     let r: serde_json::Value = serde_json::from_str(out.trim()).expect("the report");
     assert_eq!(r["events_stored"], r["acknowledged"], "{r}");
-    for anomaly in [
-        "duplicates",
-        "losses",
-        "phantoms",
-        "gaps",
-        "feed_misses",
-        "feed_disorder",
-        "errors",
-    ] {
-        assert_eq!(r[anomaly], 0, "{anomaly}: {r}");
-    }
+    assert_no_anomalies(&r);
 }

@@ -29,13 +29,13 @@
 use bytes::Bytes;
 use sekiban_core::snapshot::stream_blob_prefix;
 use sekiban_core::{
-    Checkpoint, DeleteMode, EventData, ExpectedVersion, OpKind, Snapshot, StoreError, StreamId,
-    Version,
+    ChangeBatch, Checkpoint, DeleteMode, EventData, ExpectedVersion, FeedOptions, FeedStart,
+    OpKind, Snapshot, Store, StoreError, StreamId, Version,
 };
 
 use crate::{
-    CaseFailure, CaseResult, Harness, check, check_eq, check_events, deletion_markers, events,
-    read_all,
+    CaseFailure, CaseResult, Harness, catch_up, check, check_eq, check_events, deletion_markers,
+    events, feed_events, read_all, versions,
 };
 
 /// The writes whose replies the cases lose.
@@ -441,5 +441,40 @@ pub async fn blob_faults_past_the_budget(
             "{fault:?}: a pointer to a blob that failed"
         );
     }
+    Ok(())
+}
+
+/// A feed read resumed from a checkpoint it handed out: `batches` are a read of `stream` (the only
+/// stream `opts` selects, read from before its first event), and the read resumes from the
+/// checkpoint of `batches[at]` after two more events are appended to `stream` and `arm` has set
+/// whatever fault the resumed read should meet. It must deliver exactly the stream's versions
+/// after those handed out up to that batch, the new ones included: nothing before the
+/// checkpoint again, nothing lost.
+pub async fn resumes_from_a_checkpoint(
+    store: &dyn Store,
+    stream: &StreamId,
+    batches: &[ChangeBatch],
+    at: usize,
+    opts: FeedOptions,
+    arm: impl FnOnce(),
+) -> CaseResult {
+    let Some(from) = batches.get(at) else {
+        return Err(CaseFailure {
+            message: format!("no batch {at} to resume from ({} batches)", batches.len()),
+        });
+    };
+    let upto = feed_events(&batches[..=at])
+        .last()
+        .map_or(0, |e| e.version.0);
+    let later = store
+        .append(stream, ExpectedVersion::Any, events("later", 2))
+        .await?;
+    arm();
+    let resumed = catch_up(store, FeedStart::After(from.checkpoint.clone()), opts).await?;
+    check_eq!(
+        versions(&feed_events(&resumed)),
+        (upto + 1..=later.last.0).collect::<Vec<_>>(),
+        "nothing before the checkpoint again, nothing lost"
+    );
     Ok(())
 }

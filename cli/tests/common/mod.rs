@@ -241,3 +241,18 @@ pub fn race_one_stream(url: &str, rounds: u64, racers: usize) {
         "one event a round: {events}"
     );
 }
+
+/// Asserts a `sekiban torture --json` report counts no anomaly of any kind.
+pub fn assert_no_anomalies(report: &Value) {
+    for anomaly in [
+        "duplicates",
+        "losses",
+        "phantoms",
+        "gaps",
+        "feed_misses",
+        "feed_disorder",
+        "errors",
+    ] {
+        assert_eq!(report[anomaly], 0, "{anomaly}: {report}");
+    }
+}
